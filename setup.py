@@ -1,0 +1,38 @@
+"""Installs distral_tf, its baselines and its flag definitions."""
+
+import re
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+_VERSION = re.search(
+    r'__version__ = "([^"]+)"',
+    Path(__file__).with_name("distral_tf").joinpath("__init__.py").read_text(),
+).group(1)
+
+setup(
+    name="distral_tf",
+    version=_VERSION,
+    description="Distral: Robust Multitask Reinforcement Learning (Teh et al., 2017) in TensorFlow/Keras.",
+    long_description=Path(__file__).with_name("README.md").read_text(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["distral_tf", "distral_tf.*", "baselines", "baselines.*", "flags", "flags.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "tensorflow-cpu>=2.16; platform_machine=='x86_64' or platform_machine=='AMD64'",
+        "tensorflow>=2.16; platform_machine!='x86_64' and platform_machine!='AMD64'",
+        "keras>=3",
+        "numpy",
+        "gymnasium>=1.0",
+        "absl-py",
+        "tensorboard",
+        "matplotlib",
+        "vizdoom>=1.2",
+        "labmaze",
+    ],
+    extras_require={
+        "test": ["pytest", "ruff"],
+        # DeepMind Lab has no wheel: build it with Bazel (see README and WORKSPACE).
+        "dmlab": [],
+    },
+)
