@@ -1,0 +1,32 @@
+"""The three A3C baselines of Table 1 (alpha = 0: no KL term, explicit entropy bonus)."""
+
+from distral_tf.algorithm_spec import Algorithm, Architecture, DistilledPolicy
+
+A3C = Algorithm(
+    name="a3c",
+    architecture=Architecture.ONE_COLUMN,
+    kl=False,
+    default_alpha=0.0,
+    distilled_policy=DistilledPolicy.UNTRAINED,
+    description="An independent A3C agent per task (own network and value).",
+)
+
+A3C_MULTITASK = Algorithm(
+    name="a3c_multitask",
+    architecture=Architecture.MULTITASK,
+    kl=False,
+    default_alpha=0.0,
+    distilled_policy=DistilledPolicy.SHARED,
+    description="One network (policy and value) shared by all tasks, trained by A3C on every task.",
+)
+
+A3C_2COL = Algorithm(
+    name="a3c_2col",
+    architecture=Architecture.TWO_COLUMN,
+    kl=False,
+    default_alpha=0.0,
+    distilled_policy=DistilledPolicy.COLUMN_H0,
+    description="Two-column logits h_theta0 + f_thetai without any KL term; h_theta0 learns by policy gradient.",
+)
+
+ALGORITHMS = (A3C, A3C_MULTITASK, A3C_2COL)

@@ -1,0 +1,241 @@
+"""The multitask agent: the columns of one algorithm, batched acting and the learning step.
+
+Acting and learning both take batches whose elements may belong to different
+tasks (``task_ids``): each task column only sees its own elements, so many
+workers of many tasks can share one call (the seam used by dynamic batching and
+by the batched update mode).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from distral_tf import objective
+from distral_tf.algorithm_spec import Algorithm, Architecture, Coefficients
+from distral_tf.networks import LSTM_SIZE, Column
+from distral_tf.optim import SharedRMSProp, linear_annealing
+
+
+@dataclasses.dataclass
+class Rollout:
+    """A batch of ``B`` rollouts of ``T`` steps (numpy arrays).
+
+    ``observations``/``first`` have ``T + 1`` rows: the last is the state that
+    bootstraps. ``first[t]`` marks an observation that starts an episode;
+    ``dones[t]`` marks the action at ``t`` ending one. ``*_state`` hold each
+    column's LSTM state ``(h, c)`` before ``observations[0]``.
+    """
+
+    task_ids: np.ndarray  # [B] int32
+    observations: np.ndarray  # [T+1, B, H, W, C] uint8
+    first: np.ndarray  # [T+1, B] bool
+    actions: np.ndarray  # [T, B] int32
+    rewards: np.ndarray  # [T, B] float32
+    dones: np.ndarray  # [T, B] bool
+    distilled_state: tuple[np.ndarray, np.ndarray]  # ([B, 256], [B, 256])
+    task_state: tuple[np.ndarray, np.ndarray]
+
+    @staticmethod
+    def concatenate(rollouts: list[Rollout]) -> Rollout:
+        """Joins rollouts along the batch axis."""
+        cat = lambda name, axis: np.concatenate([getattr(r, name) for r in rollouts], axis=axis)
+        state = lambda name, k: np.concatenate([getattr(r, name)[k] for r in rollouts], axis=0)
+        return Rollout(
+            task_ids=cat("task_ids", 0),
+            observations=cat("observations", 1),
+            first=cat("first", 1),
+            actions=cat("actions", 1),
+            rewards=cat("rewards", 1),
+            dones=cat("dones", 1),
+            distilled_state=(state("distilled_state", 0), state("distilled_state", 1)),
+            task_state=(state("task_state", 0), state("task_state", 1)),
+        )
+
+
+def _gumbel_sample(rng: tf.random.Generator, logits):
+    u = rng.uniform(tf.shape(logits), minval=1e-12, maxval=1.0)
+    return tf.argmax(logits - tf.math.log(-tf.math.log(u)), axis=-1, output_type=tf.int32)
+
+
+class Agent(tf.Module):
+    """All columns of one algorithm for ``num_tasks`` tasks, and their optimiser."""
+
+    def __init__(self, algorithm: Algorithm, coeffs: Coefficients, num_tasks: int,
+                 observation_shape: tuple[int, ...], num_actions: int, *, unroll_length: int,
+                 learning_rate: float, total_env_steps: int, rmsprop_decay: float = 0.99,
+                 rmsprop_epsilon: float = 0.1, max_grad_norm: float = 40.0, seed: int = 0):
+        super().__init__(name="agent")
+        self.algorithm = algorithm
+        self.coeffs = coeffs
+        self.num_tasks = num_tasks
+        self.observation_shape = tuple(int(d) for d in observation_shape)
+        self.num_actions = int(num_actions)
+        self.unroll_length = int(unroll_length)
+        self.learning_rate = float(learning_rate)
+        self.total_env_steps = int(total_env_steps)
+
+        keras.utils.set_random_seed(seed)
+        arch = algorithm.architecture
+        if arch is Architecture.MULTITASK:
+            self.task_columns = [Column(num_actions, with_value=True, name="shared")]
+            self.distilled = None
+        else:
+            self.task_columns = [Column(num_actions, with_value=True, name=f"task_{i}") for i in range(num_tasks)]
+            self.distilled = Column(num_actions, with_value=False, name="distilled")
+        for column in self.columns:
+            column.build_for(self.observation_shape)
+
+        # Columns whose outputs the loss needs, and therefore the acting path steps.
+        self._uses_distilled = algorithm.kl or arch is Architecture.TWO_COLUMN
+        trained = list(self.task_columns) + ([self.distilled] if self._uses_distilled else [])
+        self.trainable = [v for column in trained for v in column.trainable_variables]
+        self.optimizer = SharedRMSProp(self.trainable, decay=rmsprop_decay, epsilon=rmsprop_epsilon,
+                                       clip_norm=max_grad_norm)
+        self.env_steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="env_steps")
+        self.rng = tf.random.Generator.from_seed(seed)
+        self._build_functions()
+
+    @property
+    def columns(self) -> list[Column]:
+        return list(self.task_columns) + ([self.distilled] if self.distilled is not None else [])
+
+    def distilled_column(self) -> Column:
+        """The network evaluated as pi_0 (the shared network for a3c_multitask)."""
+        return self.distilled if self.distilled is not None else self.task_columns[0]
+
+    def initial_state(self, batch_size: int):
+        zeros = np.zeros([batch_size, LSTM_SIZE], np.float32)
+        return (zeros, zeros.copy()), (zeros.copy(), zeros.copy())
+
+    # ----------------------------------------------------------------------------------------- #
+    # Per-task routing: each element of a batch goes through its own task's column.
+
+    def _task_columns_step(self, task_ids, obs, first, state):
+        if len(self.task_columns) == 1:
+            return self.task_columns[0].step(obs, first, state)
+        n = len(self.task_columns)
+        positions = tf.dynamic_partition(tf.range(tf.shape(task_ids)[0]), task_ids, n)
+        logits, states_h, states_c = [], [], []
+        for i, column in enumerate(self.task_columns):
+            idx = positions[i]
+            lg, _, (h, c) = column.step(tf.gather(obs, idx), tf.gather(first, idx),
+                                        (tf.gather(state[0], idx), tf.gather(state[1], idx)))
+            logits.append(lg)
+            states_h.append(h)
+            states_c.append(c)
+        return (tf.dynamic_stitch(positions, logits), None,
+                (tf.dynamic_stitch(positions, states_h), tf.dynamic_stitch(positions, states_c)))
+
+    def _task_columns_unroll(self, task_ids, obs, first, state):
+        if len(self.task_columns) == 1:
+            return self.task_columns[0].unroll(obs, first, state)
+        n = len(self.task_columns)
+        positions = tf.dynamic_partition(tf.range(tf.shape(task_ids)[0]), task_ids, n)
+        logits, values = [], []
+        for i, column in enumerate(self.task_columns):
+            idx = positions[i]
+            lg, v, _ = column.unroll(tf.gather(obs, idx, axis=1), tf.gather(first, idx, axis=1),
+                                     (tf.gather(state[0], idx), tf.gather(state[1], idx)))
+            logits.append(tf.transpose(lg, [1, 0, 2]))  # batch-major for stitching
+            values.append(tf.transpose(v, [1, 0]))
+        return (tf.transpose(tf.dynamic_stitch(positions, logits), [1, 0, 2]),
+                tf.transpose(tf.dynamic_stitch(positions, values), [1, 0]), None)
+
+    # ----------------------------------------------------------------------------------------- #
+
+    def _build_functions(self):
+        obs_spec = tf.TensorSpec([None, *self.observation_shape], tf.uint8)
+        state_spec = tf.TensorSpec([None, LSTM_SIZE], tf.float32)
+        t1 = self.unroll_length + 1
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.int32), obs_spec, tf.TensorSpec([None], tf.bool),
+                                      state_spec, state_spec, state_spec, state_spec])
+        def act(task_ids, obs, first, d_h, d_c, t_h, t_c):
+            f_logits, _, (t_h, t_c) = self._task_columns_step(task_ids, obs, first, (t_h, t_c))
+            if self._uses_distilled:
+                h0_logits, _, (d_h, d_c) = self.distilled.step(obs, first, (d_h, d_c))
+            else:
+                h0_logits = None
+            logits = objective.task_policy_logits(self.algorithm, self.coeffs, f_logits, h0_logits)
+            return _gumbel_sample(self.rng, logits), logits, d_h, d_c, t_h, t_c
+
+        @tf.function(input_signature=[obs_spec, tf.TensorSpec([None], tf.bool), state_spec, state_spec,
+                                      tf.TensorSpec([], tf.bool)])
+        def act_distilled(obs, first, h, c, greedy):
+            logits, _, (h, c) = self.distilled_column().step(obs, first, (h, c))
+            sampled = _gumbel_sample(self.rng, logits)
+            actions = tf.where(greedy, tf.argmax(logits, -1, output_type=tf.int32), sampled)
+            return actions, logits, h, c
+
+        rollout_spec = [
+            tf.TensorSpec([None], tf.int32),
+            tf.TensorSpec([t1, None, *self.observation_shape], tf.uint8),
+            tf.TensorSpec([t1, None], tf.bool),
+            tf.TensorSpec([t1 - 1, None], tf.int32),
+            tf.TensorSpec([t1 - 1, None], tf.float32),
+            tf.TensorSpec([t1 - 1, None], tf.bool),
+            state_spec, state_spec, state_spec, state_spec,
+        ]
+
+        @tf.function(input_signature=rollout_spec)
+        def loss_terms(task_ids, obs, first, actions, rewards, dones, d_h, d_c, t_h, t_c):
+            return self._loss_terms(task_ids, obs, first, actions, rewards, dones, d_h, d_c, t_h, t_c)
+
+        @tf.function(input_signature=rollout_spec)
+        def train_step(task_ids, obs, first, actions, rewards, dones, d_h, d_c, t_h, t_c):
+            with tf.GradientTape() as tape:
+                terms = self._loss_terms(task_ids, obs, first, actions, rewards, dones, d_h, d_c, t_h, t_c)
+            grads = tape.gradient(terms["total"], self.trainable)
+            lr = linear_annealing(self.learning_rate, self.env_steps, self.total_env_steps)
+            terms["grad_norm"] = self.optimizer.apply(grads, self.trainable, lr)
+            self.env_steps.assign_add(tf.cast(tf.size(actions), tf.int64))
+            terms["learning_rate"] = lr
+            return terms
+
+        self._act = act
+        self._act_distilled = act_distilled
+        self._loss_terms_fn = loss_terms
+        self._train_step = train_step
+
+    def _loss_terms(self, task_ids, obs, first, actions, rewards, dones, d_h, d_c, t_h, t_c):
+        f_logits, values, _ = self._task_columns_unroll(task_ids, obs, first, (t_h, t_c))
+        h0_logits = self.distilled.unroll(obs, first, (d_h, d_c))[0] if self._uses_distilled else None
+        logits = objective.task_policy_logits(self.algorithm, self.coeffs, f_logits, h0_logits)
+        return objective.loss_terms(self.algorithm, self.coeffs, task_logits=logits, values=values,
+                                    distilled_logits=h0_logits, actions=actions, rewards=rewards, dones=dones)
+
+    # ----------------------------------------------------------------------------------------- #
+    # Public numpy-facing API.
+
+    def act(self, task_ids, observations, first, distilled_state, task_state):
+        """Samples actions of the task policies for a batch; returns ``(actions, logits, d_state, t_state)``."""
+        a, logits, d_h, d_c, t_h, t_c = self._act(
+            np.asarray(task_ids, np.int32), observations, np.asarray(first, bool), *distilled_state, *task_state)
+        return a.numpy(), logits.numpy(), (d_h.numpy(), d_c.numpy()), (t_h.numpy(), t_c.numpy())
+
+    def act_distilled(self, observations, first, state, greedy: bool):
+        """Actions of pi_0 (greedy or sampled); returns ``(actions, state)``."""
+        a, _, h, c = self._act_distilled(observations, np.asarray(first, bool), *state, tf.constant(greedy))
+        return a.numpy(), (h.numpy(), c.numpy())
+
+    def _rollout_args(self, r: Rollout):
+        return (np.asarray(r.task_ids, np.int32), r.observations, np.asarray(r.first, bool),
+                np.asarray(r.actions, np.int32), np.asarray(r.rewards, np.float32), np.asarray(r.dones, bool),
+                *r.distilled_state, *r.task_state)
+
+    def loss_terms(self, rollout: Rollout) -> dict[str, tf.Tensor]:
+        return self._loss_terms_fn(*self._rollout_args(rollout))
+
+    def train_step(self, rollout: Rollout) -> dict[str, float]:
+        """One (Hogwild) update from ``rollout``; returns the loss terms and diagnostics as floats."""
+        terms = self._train_step(*self._rollout_args(rollout))
+        return {k: float(v) for k, v in terms.items()}
+
+    def trace_loss_terms(self, rollout: Rollout):
+        """Loss terms computed eagerly under a caller's ``GradientTape`` (for tests)."""
+        args = [tf.convert_to_tensor(a) for a in self._rollout_args(rollout)]
+        return self._loss_terms(*args)

@@ -1,0 +1,114 @@
+"""Per-task metrics: TensorBoard scalars, the run's ``metrics.jsonl`` and a terminal progress line."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+METRICS_FILE = "metrics.jsonl"
+
+
+def _format_duration(seconds: float) -> str:
+    if not np.isfinite(seconds):
+        return "?"
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+class Monitor:
+    """Thread-safe writer of every metric of a run, each tagged with its task.
+
+    TensorBoard tags: ``task/<task>/<metric>`` for the task policies,
+    ``distilled/<task>/<metric>`` for evaluations of pi_0 and ``train/<metric>``
+    for run-wide values; the step of a per-task scalar is that task's agent steps.
+    """
+
+    def __init__(self, logdir: str, task_names, frames_per_step: int, total_env_steps: int,
+                 log_every_secs: float = 30.0, metrics_offset: int | None = None):
+        self.task_names = list(task_names)
+        self.frames_per_step = frames_per_step
+        self.total_env_steps = total_env_steps
+        self.log_every_secs = log_every_secs
+        self._lock = threading.Lock()
+        self._writer = tf.summary.create_file_writer(logdir, flush_millis=10_000)
+        path = os.path.join(logdir, METRICS_FILE)
+        if metrics_offset is not None and os.path.exists(path) and os.path.getsize(path) > metrics_offset:
+            # Rows written after the restored checkpoint would be duplicated by the resumed run.
+            with open(path, "r+b") as f:
+                f.truncate(metrics_offset)
+        self._metrics = open(path, "a", buffering=1)
+        self._recent_returns = [[] for _ in self.task_names]
+        self._start_time = time.time()
+        self._start_steps = None
+        self._last_print = 0.0
+
+    def episode(self, task_index: int, env_steps: int, episode_return: float, length: int,
+                policy: str = "task"):
+        """Records one finished episode of the task policy (or, ``policy="distilled"``, of pi_0)."""
+        name = self.task_names[task_index]
+        row = {"task": name, "task_index": task_index, "policy": policy, "env_steps": int(env_steps),
+               "return": float(episode_return), "length": int(length), "wall_time": time.time()}
+        with self._lock:
+            self._metrics.write(json.dumps(row) + "\n")
+            with self._writer.as_default():
+                tf.summary.scalar(f"{policy}/{name}/episode_return", episode_return, step=env_steps)
+                tf.summary.scalar(f"{policy}/{name}/episode_length", length, step=env_steps)
+            if policy == "task":
+                recent = self._recent_returns[task_index]
+                recent.append(float(episode_return))
+                del recent[:-20]
+
+    def task_scalars(self, task_index: int, env_steps: int, values: dict[str, float], prefix: str = "task"):
+        name = self.task_names[task_index]
+        with self._lock, self._writer.as_default():
+            for key, value in values.items():
+                tf.summary.scalar(f"{prefix}/{name}/{key}", value, step=env_steps)
+
+    def run_scalars(self, env_steps: int, values: dict[str, float]):
+        with self._lock, self._writer.as_default():
+            for key, value in values.items():
+                tf.summary.scalar(f"train/{key}", value, step=env_steps)
+
+    def mean_recent_returns(self) -> list[float]:
+        with self._lock:
+            return [float(np.mean(r)) if r else float("nan") for r in self._recent_returns]
+
+    def progress(self, total_steps: int, task_steps, force: bool = False) -> str | None:
+        """Logs a progress line if ``log_every_secs`` passed; returns it."""
+        now = time.time()
+        if not force and now - self._last_print < self.log_every_secs:
+            return None
+        if self._start_steps is None:
+            self._start_steps, self._start_time = total_steps, now
+        self._last_print = now
+        elapsed = max(now - self._start_time, 1e-6)
+        steps_per_sec = (total_steps - self._start_steps) / elapsed
+        fps = steps_per_sec * self.frames_per_step
+        eta = (self.total_env_steps - total_steps) / steps_per_sec if steps_per_sec > 0 else float("inf")
+        returns = " ".join(f"{n}={r:.2f}" for n, r in zip(self.task_names, self.mean_recent_returns(),
+                                                              strict=True))
+        line = (f"steps {total_steps:,}/{self.total_env_steps:,} ({100 * total_steps / self.total_env_steps:.0f}%)"
+                f" | {fps:,.0f} frames/s | return {returns} | ETA {_format_duration(eta)}")
+        logging.info(line)
+        self.run_scalars(total_steps, {"env_frames_per_second": fps})
+        return line
+
+    def flush(self) -> int:
+        """Flushes everything; returns the metrics file's size (its resume position)."""
+        with self._lock:
+            self._writer.flush()
+            self._metrics.flush()
+            os.fsync(self._metrics.fileno())
+            return self._metrics.tell()
+
+    def close(self):
+        self.flush()
+        with self._lock:
+            self._writer.close()
+            self._metrics.close()

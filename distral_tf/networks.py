@@ -1,0 +1,84 @@
+"""Keras columns: the conv + LSTM torso of the paper's agents (spec section 6) with policy/value heads.
+
+A column maps observations to policy logits (and, for task columns, a value).
+``h_theta0`` (the distilled policy) is a column without a value head; ``f_thetai``
+/ ``h_thetai`` (task columns) have both heads.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+LSTM_SIZE = 256
+
+
+class Column(keras.Model):
+    """conv(16, 8x8, /4) - conv(32, 4x4, /2) - fc256 - LSTM256, then heads.
+
+    Observations are uint8 images ``[..., H, W, C]`` scaled to ``[0, 1]``. The LSTM
+    state is reset wherever ``first`` is true (the observation starts an episode).
+    """
+
+    def __init__(self, num_actions: int, with_value: bool, name: str = "column"):
+        super().__init__(name=name)
+        self.num_actions = num_actions
+        self.with_value = with_value
+        self.conv1 = keras.layers.Conv2D(16, 8, strides=4, activation="relu", name="conv1")
+        self.conv2 = keras.layers.Conv2D(32, 4, strides=2, activation="relu", name="conv2")
+        self.flatten = keras.layers.Flatten(name="flatten")
+        self.fc = keras.layers.Dense(256, activation="relu", name="fc")
+        self.lstm = keras.layers.LSTMCell(LSTM_SIZE, name="lstm")
+        self.policy_head = keras.layers.Dense(num_actions, name="policy")
+        self.value_head = keras.layers.Dense(1, name="value") if with_value else None
+
+    @staticmethod
+    def initial_state(batch_size: int) -> tuple[tf.Tensor, tf.Tensor]:
+        zeros = tf.zeros([batch_size, LSTM_SIZE], tf.float32)
+        return zeros, zeros
+
+    def build_for(self, observation_shape) -> Column:
+        """Creates the variables for observations of ``observation_shape`` (H, W, C)."""
+        obs = tf.zeros([1, *observation_shape], tf.uint8)
+        self.step(obs, tf.zeros([1], tf.bool), self.initial_state(1))
+        return self
+
+    def torso(self, obs: tf.Tensor) -> tf.Tensor:
+        """``[N, H, W, C]`` uint8 -> ``[N, 256]`` features."""
+        x = tf.cast(obs, tf.float32) * (1.0 / 255.0)
+        return self.fc(self.flatten(self.conv2(self.conv1(x))))
+
+    def _heads(self, core_out: tf.Tensor):
+        logits = self.policy_head(core_out)
+        value = tf.squeeze(self.value_head(core_out), -1) if self.with_value else None
+        return logits, value
+
+    @staticmethod
+    def _reset(state, first):
+        keep = 1.0 - tf.cast(first, tf.float32)[:, None]
+        return tuple(s * keep for s in state)
+
+    def step(self, obs, first, state):
+        """One step for a batch: ``obs [B, H, W, C]``, ``first [B]`` -> ``(logits, value, state)``."""
+        state = self._reset(state, first)
+        out, new_state = self.lstm(self.torso(obs), list(state))
+        logits, value = self._heads(out)
+        return logits, value, tuple(new_state)
+
+    def unroll(self, obs, first, state):
+        """Unrolls over time: ``obs [T, B, H, W, C]``, ``first [T, B]`` -> ``([T,B,A], [T,B], state)``."""
+        obs_shape = tf.shape(obs)
+        t, b = obs_shape[0], obs_shape[1]
+        features = tf.reshape(self.torso(tf.reshape(obs, tf.concat([[t * b], obs_shape[2:]], 0))), [t, b, -1])
+        outputs = []
+        for i in range(obs.shape[0]):  # T is static: unrolled in the graph.
+            state = self._reset(state, first[i])
+            out, new_state = self.lstm(features[i], list(state))
+            state = tuple(new_state)
+            outputs.append(out)
+        core = tf.stack(outputs)
+        logits, value = self._heads(core)
+        return logits, value, state
+
+    def call(self, obs, first, state):
+        return self.step(obs, first, state)

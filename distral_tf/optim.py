@@ -1,0 +1,64 @@
+"""Shared RMSProp (spec section 6): one set of squared-gradient statistics for all workers.
+
+``g <- rho g + (1 - rho) d^2``, ``theta <- theta - lr d / sqrt(g + eps)``, applied
+Hogwild style: any worker thread may call :meth:`SharedRMSProp.apply` at any time,
+without locks.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+
+def linear_annealing(initial_learning_rate: float, step, total_steps: int):
+    """Learning rate annealed linearly from ``initial_learning_rate`` to 0 at ``total_steps``."""
+    frac = 1.0 - tf.cast(step, tf.float32) / float(max(total_steps, 1))
+    return initial_learning_rate * tf.maximum(frac, 0.0)
+
+
+class SharedRMSProp(tf.Module):
+    """RMSProp whose statistics are shared by all workers, with global-norm clipping.
+
+    Updates whose gradient norm is not finite are skipped and counted
+    (``num_skipped``), and so are consecutive skips (``consecutive_skipped``).
+    """
+
+    def __init__(self, variables, decay: float = 0.99, epsilon: float = 0.1, clip_norm: float = 40.0,
+                 name: str = "shared_rmsprop"):
+        super().__init__(name=name)
+        self.decay = decay
+        self.epsilon = epsilon
+        self.clip_norm = clip_norm
+        self._variables = list(variables)
+        self._index = {id(v): i for i, v in enumerate(self._variables)}
+        with self.name_scope:
+            self.mean_squares = [
+                tf.Variable(tf.zeros_like(v), trainable=False, name=f"ms_{i}")
+                for i, v in enumerate(self._variables)
+            ]
+            self.num_updates = tf.Variable(0, dtype=tf.int64, trainable=False, name="num_updates")
+            self.num_skipped = tf.Variable(0, dtype=tf.int64, trainable=False, name="num_skipped")
+            self.consecutive_skipped = tf.Variable(0, dtype=tf.int64, trainable=False,
+                                                   name="consecutive_skipped")
+
+    def apply(self, grads, variables, learning_rate):
+        """Clips ``grads`` by global norm and applies them; returns the pre-clipping norm.
+
+        Must be called inside a ``tf.function``. ``None`` gradients are ignored.
+        """
+        pairs = [(g, v) for g, v in zip(grads, variables, strict=True) if g is not None]
+        if not pairs:
+            return tf.constant(0.0)
+        gs, vs = zip(*pairs, strict=True)
+        clipped, norm = tf.clip_by_global_norm(list(gs), self.clip_norm)
+        if tf.math.is_finite(norm):
+            for g, v in zip(clipped, vs, strict=True):
+                ms = self.mean_squares[self._index[id(v)]]
+                ms.assign(self.decay * ms + (1.0 - self.decay) * tf.square(g))
+                v.assign_sub(learning_rate * g / tf.sqrt(ms + self.epsilon))
+            self.num_updates.assign_add(1)
+            self.consecutive_skipped.assign(0)
+        else:
+            self.num_skipped.assign_add(1)
+            self.consecutive_skipped.assign_add(1)
+        return norm

@@ -1,0 +1,48 @@
+"""Trains one of the paper's seven algorithms on a task suite.
+
+    python -m distral_tf.run --algo=kl_2col --suite=doom_mazes
+
+Rerunning the same command (same ``--logdir``) resumes the run. SIGINT/SIGTERM
+write a final checkpoint and exit.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, logging  # noqa: E402
+
+from distral_tf.checkpointing import CheckpointError  # noqa: E402
+from distral_tf.envs import make_suite  # noqa: E402
+from distral_tf.trainer import Trainer, TrainingError  # noqa: E402
+from flags import training as training_flags  # noqa: E402
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    config = training_flags.config_from_flags()
+    trainer = Trainer(config, make_suite(config.suite))
+
+    def on_signal(signum, _frame):
+        logging.warning("Received %s: writing a final checkpoint and stopping.", signal.Signals(signum).name)
+        trainer.request_stop()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        summary = trainer.run()
+    except (TrainingError, CheckpointError, OSError) as e:
+        sys.exit(f"error: {e}")
+    logging.info("Run %s: %s after %s agent steps (%.0f frames/s).", config.logdir, summary["state"],
+                 f"{summary['env_steps']:,}", summary["env_frames_per_second"])
+    if summary["state"] == "interrupted":
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    app.run(main)

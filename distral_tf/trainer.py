@@ -1,0 +1,468 @@
+"""The asynchronous trainer: ``workers_per_task`` workers per task updating shared parameters.
+
+Each worker thread repeatedly collects a rollout with the current shared
+parameters and applies its gradient through the shared RMSProp without locks
+(``update_mode="hogwild"``, the paper's A3C scheme), or hands it to a learner
+that combines the rollouts of several workers into one step (``"batched"``).
+The main thread logs progress, evaluates pi_0, and checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import queue
+import threading
+import time
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+import distral_tf
+from distral_tf import algorithms
+from distral_tf.actors import BatchedActionSource, DirectActionSource, Worker, close_quietly
+from distral_tf.agent import Agent, Rollout
+from distral_tf.checkpointing import Checkpointer
+from distral_tf.config import TrainConfig
+from distral_tf.envs.suites import Suite
+from distral_tf.monitoring import Monitor
+
+CONFIG_FILE = "config.json"
+STATUS_FILE = "status.json"
+
+
+class TrainingError(RuntimeError):
+    """A run cannot continue (bad configuration on resume, repeated non-finite updates, ...)."""
+
+
+def write_json_atomically(path: str, payload: dict):
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(payload, f, indent=2, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class _PauseGate:
+    """Lets the main thread park every worker between rollouts (for consistent checkpoints)."""
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._paused = False
+        self._parked = 0
+        self._running = 0
+
+    def enter(self):
+        with self._cond:
+            self._running += 1
+
+    def leave(self):
+        with self._cond:
+            self._running -= 1
+            self._cond.notify_all()
+
+    def wait_if_paused(self):
+        with self._cond:
+            if not self._paused:
+                return
+            self._parked += 1
+            self._cond.notify_all()
+            while self._paused:
+                self._cond.wait()
+            self._parked -= 1
+
+    def pause(self):
+        with self._cond:
+            self._paused = True
+            while self._parked < self._running:
+                self._cond.wait(timeout=0.5)
+
+    def resume(self):
+        with self._cond:
+            self._paused = False
+            self._cond.notify_all()
+
+
+class _BatchedLearner:
+    """Combines the rollouts of up to ``max_rollouts`` waiting workers into one update.
+
+    Workers block until their rollout's update is applied, so every rollout is
+    still on-policy; the step uses the sum of the combined rollouts' gradients.
+    """
+
+    def __init__(self, agent: Agent, max_rollouts: int, timeout_s: float):
+        self._agent = agent
+        self._max = max(1, max_rollouts)
+        self._timeout_s = timeout_s
+        self._queue: queue.Queue = queue.Queue()
+        self._thread = threading.Thread(target=self._serve, name="batched-learner", daemon=True)
+        self._thread.start()
+
+    def learn(self, rollout: Rollout) -> dict[str, float]:
+        slot = {"done": threading.Event()}
+        self._queue.put((rollout, slot))
+        slot["done"].wait()
+        if "error" in slot:
+            raise slot["error"]
+        return slot["terms"]
+
+    def _serve(self):
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            batch = [item]
+            deadline = time.monotonic() + self._timeout_s
+            while len(batch) < self._max:
+                try:
+                    nxt = self._queue.get(timeout=max(deadline - time.monotonic(), 0.0))
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    self._queue.put(None)
+                    break
+                batch.append(nxt)
+            try:
+                terms = self._agent.train_step(Rollout.concatenate([r for r, _ in batch]))
+            except Exception as e:
+                for _, slot in batch:
+                    slot["error"] = e
+                    slot["done"].set()
+                continue
+            for _, slot in batch:
+                slot["terms"] = terms
+                slot["done"].set()
+
+    def close(self):
+        self._queue.put(None)
+        self._thread.join(timeout=10)
+
+
+class Trainer:
+    """Trains one algorithm on one suite as configured; ``run()`` returns when the budget is spent or on stop."""
+
+    def __init__(self, config: TrainConfig, suite: Suite):
+        self.config = config
+        self.suite = suite
+        self.algorithm = algorithms.get(config.algo)
+        self.coeffs = self.algorithm.coefficients(config.entropy_cost, config.alpha, config.value_cost,
+                                                  config.discount)
+        n = suite.num_tasks
+        per_task = math.ceil(config.total_env_steps / n)
+        # Rollouts have a fixed length: each task's budget is rounded up to whole rollouts.
+        self.steps_per_task = math.ceil(per_task / config.unroll_length) * config.unroll_length
+        self._stop = threading.Event()
+        self._error: BaseException | None = None
+        self._lock = threading.Lock()
+        self._gate = _PauseGate()
+
+    # ------------------------------------------------------------------------------------------ #
+
+    def request_stop(self):
+        """Asks the run to stop; it writes a final checkpoint before ``run()`` returns."""
+        self._stop.set()
+
+    def _prepare_logdir(self):
+        logdir = self.config.logdir
+        os.makedirs(logdir, exist_ok=True)
+        probe = os.path.join(logdir, ".write_test")
+        with open(probe, "w") as f:
+            f.write("ok")
+        os.remove(probe)
+        path = os.path.join(logdir, CONFIG_FILE)
+        if os.path.exists(path):
+            with open(path) as f:
+                saved = json.load(f).get("config", {})
+            diffs = self.config.model_differences(saved)
+            if diffs and not self.config.force:
+                raise TrainingError(
+                    f"{logdir} holds a run with a different configuration ({'; '.join(diffs)}); "
+                    "use another --logdir, or --force to resume it with the new values.")
+        write_json_atomically(path, {
+            "version": distral_tf.__version__,
+            "config": self.config.to_json(),
+            "flags": self.config.to_json(),
+            "algo": self.config.algo,
+            "suite": self.suite.name,
+            "task_names": list(self.suite.task_names),
+            "frames_per_step": self.suite.frames_per_step,
+            "coefficients": {"alpha": self.coeffs.alpha, "beta": self.coeffs.beta,
+                             "entropy_bonus": self.coeffs.entropy_bonus,
+                             "c_kl": self.coeffs.c_kl, "c_ent": self.coeffs.c_ent},
+        })
+
+    def _write_status(self, state: str, **extra):
+        write_json_atomically(os.path.join(self.config.logdir, STATUS_FILE), {
+            "state": state,
+            "env_steps": int(self.task_steps.sum()),
+            "env_steps_per_task": [int(s) for s in self.task_steps],
+            "budget_per_task": self.steps_per_task,
+            "time": time.time(),
+            **extra,
+        })
+
+    def _build(self):
+        cfg = self.config
+        probe = self.suite.make_env(0)
+        obs_space, act_space = probe.observation_space, probe.action_space
+        close_quietly(probe)
+        if len(obs_space.shape) != 3:
+            raise TrainingError(f"Suite {self.suite.name!r}: observations must be images [H, W, C], "
+                                f"got shape {obs_space.shape}.")
+        self.agent = Agent(self.algorithm, self.coeffs, self.suite.num_tasks, obs_space.shape, act_space.n,
+                           unroll_length=cfg.unroll_length, learning_rate=cfg.learning_rate,
+                           total_env_steps=self.steps_per_task * self.suite.num_tasks,
+                           rmsprop_decay=cfg.rmsprop_decay, rmsprop_epsilon=cfg.rmsprop_epsilon,
+                           max_grad_norm=cfg.max_grad_norm, seed=cfg.seed)
+        n = self.suite.num_tasks
+        self._task_steps_var = tf.Variable(np.zeros(n, np.int64), name="task_steps")
+        self._task_episodes_var = tf.Variable(np.zeros(n, np.int64), name="task_episodes")
+        self._env_restarts_var = tf.Variable(np.zeros(n, np.int64), name="env_restarts")
+        self._metrics_offset_var = tf.Variable(0, dtype=tf.int64, name="metrics_offset")
+        self._next_eval_var = tf.Variable(0, dtype=tf.int64, name="next_eval")
+        self._generation_var = tf.Variable(0, dtype=tf.int64, name="generation")
+        self.checkpointer = Checkpointer(
+            os.path.join(cfg.logdir, "checkpoints"), keep=cfg.keep_checkpoints, agent=self.agent,
+            optimizer=self.agent.optimizer, rng=self.agent.rng, env_steps=self.agent.env_steps,
+            task_steps=self._task_steps_var, task_episodes=self._task_episodes_var,
+            env_restarts=self._env_restarts_var, metrics_offset=self._metrics_offset_var,
+            next_eval=self._next_eval_var, generation=self._generation_var)
+        restored = self.checkpointer.restore()
+        if restored:
+            logging.info("Resuming from %s at %s agent steps.", restored, f"{int(self.agent.env_steps.numpy()):,}")
+        self._generation_var.assign_add(1)
+        self.task_steps = self._task_steps_var.numpy().copy()
+        self.task_episodes = self._task_episodes_var.numpy().copy()
+        self.env_restarts_base = self._env_restarts_var.numpy().copy()
+        self._reserved = self.task_steps.copy()
+        self.monitor = Monitor(cfg.logdir, self.suite.task_names, self.suite.frames_per_step,
+                               self.steps_per_task * n, cfg.log_every_secs,
+                               metrics_offset=int(self._metrics_offset_var.numpy()) if restored else None)
+        self.resumed_from = restored
+
+    def _make_workers(self) -> list[Worker]:
+        cfg = self.config
+        generation = int(self._generation_var.numpy())
+        workers = []
+        for task in range(self.suite.num_tasks):
+            for w in range(cfg.workers_per_task):
+                seed = int(np.random.SeedSequence([cfg.seed, task, w, generation]).generate_state(1)[0])
+                workers.append(Worker(task, lambda s, task=task: self.suite.make_env(task, seed=s),
+                                      cfg.unroll_length, seed, self.agent, cfg.reward_clipping))
+        return workers
+
+    # ------------------------------------------------------------------------------------------ #
+
+    def _reserve(self, task: int) -> bool:
+        with self._lock:
+            if self._reserved[task] + self.config.unroll_length > self.steps_per_task:
+                return False
+            self._reserved[task] += self.config.unroll_length
+            return True
+
+    def _worker_loop(self, worker: Worker, action_source, learn):
+        task = worker.task_index
+        updates = 0
+        self._gate.enter()
+        try:
+            while not self._stop.is_set():
+                self._gate.wait_if_paused()
+                if self._stop.is_set() or not self._reserve(task):
+                    break
+                rollout, episodes = worker.collect(action_source)
+                terms = learn(rollout)
+                with self._lock:
+                    self.task_steps[task] += self.config.unroll_length
+                    self.task_episodes[task] += len(episodes)
+                    steps = int(self.task_steps[task])
+                for ep in episodes:
+                    self.monitor.episode(task, steps, ep.episode_return, ep.length)
+                updates += 1
+                if updates % self.config.summary_every_updates == 1 or self.config.summary_every_updates == 1:
+                    self.monitor.task_scalars(task, steps, {
+                        k: v for k, v in terms.items()
+                        if k in ("kl_task_distilled", "entropy_task", "entropy_distilled", "grad_norm")})
+                    self.monitor.task_scalars(task, steps, {
+                        k: terms[k] for k in ("total", "policy_gradient", "value", "entropy_bonus",
+                                              "distillation")}, prefix="loss")
+                    self.monitor.run_scalars(int(self.task_steps.sum()), {"learning_rate": terms["learning_rate"]})
+                if self.agent.optimizer.consecutive_skipped.numpy() >= self.config.max_consecutive_nonfinite:
+                    raise TrainingError(
+                        f"{self.config.max_consecutive_nonfinite} consecutive updates had non-finite gradients; "
+                        "stopping. The last checkpoint was written before them and is intact.")
+        except BaseException as e:
+            if self._error is None:
+                self._error = e
+            self._stop.set()
+        finally:
+            self._gate.leave()
+
+    # ------------------------------------------------------------------------------------------ #
+    # Evaluation of the distilled policy (pi_0) on every task, with dedicated environments.
+
+    def _eval_interval(self) -> int:
+        cfg = self.config
+        if cfg.eval_episodes <= 0:
+            return 0
+        if cfg.eval_every_env_steps > 0:
+            return cfg.eval_every_env_steps
+        return max(self.steps_per_task // 10, cfg.unroll_length)
+
+    def _evaluate_distilled(self, envs, rng: np.random.Generator):
+        """Runs pi_0 for ``eval_episodes`` episodes on every task (tasks batched together)."""
+        n = len(envs)
+        at_steps = [int(s) for s in self.task_steps]
+        returns = [[] for _ in range(n)]
+        lengths = [[] for _ in range(n)]
+        obs = [np.asarray(env.reset(seed=int(rng.integers(2**31 - 1)))[0]) for env in envs]
+        first = np.ones(n, bool)
+        state = self.agent.initial_state(n)[0]
+        ep_ret, ep_len = np.zeros(n), np.zeros(n, np.int64)
+        active = np.ones(n, bool)
+        while active.any() and not self._stop.is_set():
+            actions, state = self.agent.act_distilled(np.stack(obs), first, state, self.config.eval_greedy)
+            for i in np.flatnonzero(active):
+                o, r, term, trunc, _ = envs[i].step(int(actions[i]))
+                ep_ret[i] += r
+                ep_len[i] += 1
+                first[i] = False
+                if term or trunc:
+                    returns[i].append(ep_ret[i])
+                    lengths[i].append(ep_len[i])
+                    ep_ret[i], ep_len[i] = 0.0, 0
+                    first[i] = True
+                    if len(returns[i]) >= self.config.eval_episodes:
+                        active[i] = False
+                        continue
+                    o = envs[i].reset(seed=int(rng.integers(2**31 - 1)))[0]
+                obs[i] = np.asarray(o)
+        if self._stop.is_set() and active.any():
+            return False
+        for i in range(n):
+            for r, length in zip(returns[i], lengths[i], strict=True):
+                self.monitor.episode(i, at_steps[i], r, length, policy="distilled")
+        return True
+
+    def _eval_loop(self):
+        interval = self._eval_interval()
+        rng = np.random.default_rng([self.config.seed, 7, int(self._generation_var.numpy())])
+        envs = []
+        try:
+            envs = [self.suite.make_env(i, seed=int(rng.integers(2**31 - 1))) for i in range(self.suite.num_tasks)]
+            while not self._stop.is_set():
+                next_eval = int(self._next_eval_var.numpy())
+                if int(self.task_steps.min()) >= next_eval:
+                    if not self._evaluate_distilled(envs, rng):
+                        break
+                    self._next_eval_var.assign(next_eval + interval)
+                elif int(self.task_steps.min()) >= self.steps_per_task:
+                    break
+                else:
+                    self._stop.wait(0.5)
+        except BaseException as e:
+            logging.exception("Evaluation of the distilled policy failed: %s", e)
+        finally:
+            for env in envs:
+                close_quietly(env)
+
+    # ------------------------------------------------------------------------------------------ #
+
+    def _save_checkpoint(self, workers):
+        """Parks the workers, saves a consistent checkpoint, lets them go on."""
+        self._gate.pause()
+        try:
+            restarts = self.env_restarts_base + self._restarts_per_task(workers)
+            self._task_steps_var.assign(self.task_steps)
+            self._task_episodes_var.assign(self.task_episodes)
+            self._env_restarts_var.assign(restarts)
+            self._metrics_offset_var.assign(self.monitor.flush())
+            path = self.checkpointer.save(int(self.task_steps.sum()))
+            logging.info("Saved checkpoint %s.", path)
+            return path
+        finally:
+            self._gate.resume()
+
+    def _restarts_per_task(self, workers) -> np.ndarray:
+        counts = np.zeros(self.suite.num_tasks, np.int64)
+        for w in workers:
+            counts[w.task_index] += w.restarts
+        return counts
+
+    def run(self) -> dict:
+        """Trains until every task's budget is spent (or ``request_stop``); returns the final status."""
+        cfg = self.config
+        self._prepare_logdir()
+        self._build()
+        if int(self.task_steps.min()) >= self.steps_per_task:
+            logging.info("The run in %s is already complete.", cfg.logdir)
+            self._write_status("finished")
+            self.monitor.close()
+            return {"state": "finished", "env_steps": int(self.task_steps.sum())}
+        self._write_status("running")
+        workers = self._make_workers()
+        num_workers = len(workers)
+        if num_workers > 1:
+            action_source = BatchedActionSource(self.agent, num_workers, cfg.batch_timeout_ms / 1000.0)
+        else:
+            action_source = DirectActionSource(self.agent)
+        learner = None
+        if cfg.update_mode == "batched":
+            learner = _BatchedLearner(self.agent, num_workers, cfg.batch_timeout_ms / 1000.0)
+            learn = learner.learn
+        else:
+            learn = self.agent.train_step
+        threads = [threading.Thread(target=self._worker_loop, args=(w, action_source, learn),
+                                    name=f"worker-{w.task_index}-{i}", daemon=True)
+                   for i, w in enumerate(workers)]
+        if self._eval_interval() > 0:
+            threads.append(threading.Thread(target=self._eval_loop, name="eval", daemon=True))
+        start_steps = int(self.task_steps.sum())
+        start_time = time.time()
+        last_checkpoint = time.time()
+        for t in threads:
+            t.start()
+        state = "failed"
+        try:
+            while any(t.is_alive() for t in threads[:num_workers]):
+                time.sleep(0.2)
+                self.monitor.progress(int(self.task_steps.sum()), self.task_steps)
+                if time.time() - last_checkpoint >= cfg.checkpoint_every_secs and not self._stop.is_set():
+                    self._save_checkpoint(workers)
+                    last_checkpoint = time.time()
+            self._stop.set()
+            for t in threads:
+                t.join(timeout=60)
+            if self._error is not None:
+                raise self._error
+            complete = int(self.task_steps.min()) >= self.steps_per_task
+            state = "finished" if complete else "interrupted"
+        finally:
+            self._stop.set()
+            action_source.close()
+            if learner is not None:
+                learner.close()
+            if state != "failed":
+                self._save_checkpoint(workers)
+            restarts = self.env_restarts_base + self._restarts_per_task(workers)
+            for w in workers:
+                w.close()
+            self.monitor.progress(int(self.task_steps.sum()), self.task_steps, force=True)
+            elapsed = max(time.time() - start_time, 1e-9)
+            steps_done = int(self.task_steps.sum()) - start_steps
+            summary = {
+                "state": state,
+                "env_steps": int(self.task_steps.sum()),
+                "agent_steps_per_second": steps_done / elapsed,
+                "env_frames_per_second": steps_done * self.suite.frames_per_step / elapsed,
+                "env_restarts_per_task": [int(r) for r in restarts],
+                "skipped_updates": int(self.agent.optimizer.num_skipped.numpy()),
+                "mean_recent_return_per_task": self.monitor.mean_recent_returns(),
+            }
+            if self._error is not None:
+                summary["error"] = f"{type(self._error).__name__}: {self._error}"
+            self._write_status(state, **{k: v for k, v in summary.items() if k not in ("state", "env_steps")})
+            self.monitor.close()
+        return summary

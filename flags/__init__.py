@@ -1,0 +1,1 @@
+"""absl flag definitions of distral_tf's entry points, with validators."""

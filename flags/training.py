@@ -1,0 +1,146 @@
+"""Flags of ``python -m distral_tf.run`` and their validators.
+
+Each invalid value stops the program before anything is written, with one line
+naming the flag and what is allowed.
+"""
+
+from __future__ import annotations
+
+import os
+
+from absl import flags
+
+from distral_tf import algorithms
+from distral_tf.actors import REWARD_CLIPPING
+from distral_tf.config import TrainConfig
+from distral_tf.envs import suites
+
+_D = TrainConfig()
+
+ALGO = flags.DEFINE_enum("algo", _D.algo, algorithms.NAMES, "Which of the paper's seven algorithms (Table 1).")
+SUITE = flags.DEFINE_string(
+    "suite", _D.suite, f"Task suite ({', '.join(suites.suite_names())}) or comma-separated task names.")
+LOGDIR = flags.DEFINE_string(
+    "logdir", None, "Run directory (TensorBoard events, metrics, checkpoints). Rerunning with the same "
+    "directory resumes. Default: runs/<algo>-<suite>-s<seed>.")
+TOTAL_ENV_STEPS = flags.DEFINE_integer(
+    "total_env_steps", _D.total_env_steps,
+    "Agent steps over all tasks (each task gets an equal share, rounded up to whole rollouts).")
+WORKERS_PER_TASK = flags.DEFINE_integer("workers_per_task", _D.workers_per_task,
+                                        "Asynchronous workers (environments) per task.")
+UNROLL_LENGTH = flags.DEFINE_integer("unroll_length", _D.unroll_length, "Rollout length t_max.")
+LEARNING_RATE = flags.DEFINE_float("learning_rate", _D.learning_rate,
+                                   "Initial RMSProp learning rate (annealed linearly to 0).")
+ENTROPY_COST = flags.DEFINE_float(
+    "entropy_cost", _D.entropy_cost,
+    "The swept entropy cost: 1/beta for the Distral algorithms, the entropy bonus beta_ent for A3C.")
+ALPHA = flags.DEFINE_float("alpha", None, "Override of alpha for the Distral algorithms "
+                           "(default: 1 for kl_*, 0.5 for klent_*).")
+DISCOUNT = flags.DEFINE_float("discount", _D.discount, "Discount gamma.")
+VALUE_COST = flags.DEFINE_float("value_cost", _D.value_cost, "Weight of the value loss.")
+MAX_GRAD_NORM = flags.DEFINE_float("max_grad_norm", _D.max_grad_norm, "Global-norm gradient clipping.")
+RMSPROP_DECAY = flags.DEFINE_float("rmsprop_decay", _D.rmsprop_decay, "Shared RMSProp decay rho.")
+RMSPROP_EPSILON = flags.DEFINE_float("rmsprop_epsilon", _D.rmsprop_epsilon, "Shared RMSProp epsilon.")
+REWARD_CLIP = flags.DEFINE_enum("reward_clipping", _D.reward_clipping, REWARD_CLIPPING,
+                                "Reward clipping applied for learning (returns are logged unclipped).")
+SEED = flags.DEFINE_integer("seed", _D.seed, "Random seed.")
+UPDATE_MODE = flags.DEFINE_enum(
+    "update_mode", _D.update_mode, ["hogwild", "batched"],
+    "hogwild: each worker applies its own gradient asynchronously (the paper); batched: the rollouts of "
+    "the workers waiting together are combined into one update.")
+BATCH_TIMEOUT_MS = flags.DEFINE_float("batch_timeout_ms", _D.batch_timeout_ms,
+                                      "How long batched inference/learning waits for more workers.")
+CHECKPOINT_EVERY_SECS = flags.DEFINE_float("checkpoint_every_secs", _D.checkpoint_every_secs,
+                                           "Seconds between checkpoints.")
+KEEP_CHECKPOINTS = flags.DEFINE_integer("keep_checkpoints", _D.keep_checkpoints, "Checkpoints kept.")
+LOG_EVERY_SECS = flags.DEFINE_float("log_every_secs", _D.log_every_secs, "Seconds between progress lines.")
+SUMMARY_EVERY_UPDATES = flags.DEFINE_integer("summary_every_updates", _D.summary_every_updates,
+                                             "Per-task loss summaries every this many updates of a worker.")
+EVAL_EVERY_ENV_STEPS = flags.DEFINE_integer(
+    "eval_every_env_steps", _D.eval_every_env_steps,
+    "Evaluate pi_0 on every task each time this many agent steps per task pass (0: ten times per run).")
+EVAL_EPISODES = flags.DEFINE_integer("eval_episodes", _D.eval_episodes,
+                                     "Episodes per task of each pi_0 evaluation (0 disables evaluation).")
+EVAL_GREEDY = flags.DEFINE_bool("eval_greedy", _D.eval_greedy, "Evaluate pi_0 greedily instead of sampling.")
+MAX_CONSECUTIVE_NONFINITE = flags.DEFINE_integer(
+    "max_consecutive_nonfinite", _D.max_consecutive_nonfinite,
+    "Stop after this many consecutive updates with non-finite gradients.")
+FORCE = flags.DEFINE_bool("force", _D.force, "Resume a run even if model-defining flags changed.")
+
+
+def _positive(name):
+    flags.register_validator(name, lambda v: v is not None and v > 0, f"--{name} must be > 0.")
+
+
+def _non_negative(name):
+    flags.register_validator(name, lambda v: v is not None and v >= 0, f"--{name} must be >= 0.")
+
+
+for _name in ("total_env_steps", "workers_per_task", "unroll_length", "learning_rate", "max_grad_norm",
+              "rmsprop_epsilon", "keep_checkpoints", "log_every_secs", "checkpoint_every_secs",
+              "summary_every_updates", "max_consecutive_nonfinite"):
+    _positive(_name)
+for _name in ("entropy_cost", "value_cost", "seed", "batch_timeout_ms", "eval_every_env_steps",
+              "eval_episodes"):
+    _non_negative(_name)
+flags.register_validator("discount", lambda v: 0.0 <= v <= 1.0, "--discount must be in [0, 1].")
+flags.register_validator("rmsprop_decay", lambda v: 0.0 <= v < 1.0, "--rmsprop_decay must be in [0, 1).")
+flags.register_validator("alpha", lambda v: v is None or 0.0 <= v <= 1.0, "--alpha must be in [0, 1].")
+
+
+@flags.multi_flags_validator(["algo", "alpha"], message="--alpha applies only to the Distral algorithms "
+                             "(kl_1col, kl_2col, klent_1col, klent_2col); A3C baselines have no KL term.")
+def _alpha_only_for_distral(values):
+    return values["alpha"] is None or algorithms.get(values["algo"]).kl
+
+
+@flags.multi_flags_validator(["algo", "entropy_cost"], message="--entropy_cost is 1/beta for the Distral "
+                             "algorithms and must be > 0.")
+def _distral_entropy_cost(values):
+    return not algorithms.get(values["algo"]).kl or values["entropy_cost"] > 0
+
+
+def _validate_suite(value):
+    try:
+        suites.make_suite(value)
+    except ValueError as e:
+        raise flags.ValidationError(str(e)) from None
+    except ImportError as e:
+        raise flags.ValidationError(f"--suite={value} needs a module that is not installed: {e}") from None
+    return True
+
+
+flags.register_validator("suite", _validate_suite)
+
+
+def _validate_logdir(value):
+    if value is None:
+        return True
+    parent = os.path.abspath(value)
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent) or (not os.path.isdir(value) and not os.access(parent, os.W_OK)) or (
+            os.path.isdir(value) and not os.access(value, os.W_OK)):
+        raise flags.ValidationError(f"--logdir={value} is not a writable directory.")
+    return True
+
+
+flags.register_validator("logdir", _validate_logdir)
+
+
+def config_from_flags() -> TrainConfig:
+    """The run's configuration from the parsed flags."""
+    logdir = LOGDIR.value or os.path.join("runs", f"{ALGO.value}-{SUITE.value.replace(',', '+')}-s{SEED.value}")
+    return TrainConfig(
+        algo=ALGO.value, suite=SUITE.value, logdir=logdir, total_env_steps=TOTAL_ENV_STEPS.value,
+        workers_per_task=WORKERS_PER_TASK.value, unroll_length=UNROLL_LENGTH.value,
+        learning_rate=LEARNING_RATE.value, entropy_cost=ENTROPY_COST.value, alpha=ALPHA.value,
+        discount=DISCOUNT.value, value_cost=VALUE_COST.value, max_grad_norm=MAX_GRAD_NORM.value,
+        rmsprop_decay=RMSPROP_DECAY.value, rmsprop_epsilon=RMSPROP_EPSILON.value,
+        reward_clipping=REWARD_CLIP.value, seed=SEED.value, update_mode=UPDATE_MODE.value,
+        batch_timeout_ms=BATCH_TIMEOUT_MS.value, checkpoint_every_secs=CHECKPOINT_EVERY_SECS.value,
+        keep_checkpoints=KEEP_CHECKPOINTS.value, log_every_secs=LOG_EVERY_SECS.value,
+        summary_every_updates=SUMMARY_EVERY_UPDATES.value, eval_every_env_steps=EVAL_EVERY_ENV_STEPS.value,
+        eval_episodes=EVAL_EPISODES.value, eval_greedy=EVAL_GREEDY.value,
+        max_consecutive_nonfinite=MAX_CONSECUTIVE_NONFINITE.value, force=FORCE.value,
+    )
