@@ -1,0 +1,325 @@
+"""Turns a directory of runs into the paper's Figure 4 and a report.
+
+Usage::
+
+    python -m distral_tf.report --runs=SWEEP_DIR/runs --out=REPORT_DIR
+
+writes, for every experiment (suite) found, PNG figures (panels A1, A2, B1, B2
+of the paper's Figure 4, together and one by one, and per-task curves), and for
+all of them one ``index.html``, ``report.md`` and ``summary.json``. The
+definitions of the step grid, AUC and final return are those of
+:mod:`distral_tf.reporting.metrics` and are printed in the report.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime
+import json
+import math
+import os
+import re
+import sys
+
+from absl import app, flags
+
+from distral_tf.reporting import document as doc
+from distral_tf.reporting import metrics, style
+from distral_tf.reporting.runs import Run, load_runs
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("runs", None, "Directory searched (recursively) for run directories.")
+flags.DEFINE_string("out", None, "Directory the report is written to (created if needed).")
+flags.DEFINE_integer("num_bins", 50, "Bins of the common step grid (curves and AUC).", lower_bound=2)
+flags.DEFINE_float("final_fraction", 0.1, "Final return = mean return over this last fraction of steps.",
+                   lower_bound=1e-6, upper_bound=1.0)
+flags.DEFINE_float("threshold", None, "Final return a run must reach to count as successful; "
+                   "default: --threshold_fraction of the way from the worst to the best final return "
+                   "of any task-policy run of the experiment.")
+flags.DEFINE_float("threshold_fraction", 0.5, "See --threshold.", lower_bound=0.0, upper_bound=1.0)
+
+POLICIES = ("task", "distilled")
+_POLICY_TITLE = {"task": "Task policies", "distilled": "Distilled policy"}
+_PANELS = {"task": ("A1", "A2"), "distilled": ("B1", "B2")}
+
+
+def fmt_hparam(value: float | None) -> str:
+    return "?" if value is None else f"{value:g}"
+
+
+def fmt(value: float, digits: int = 4) -> str:
+    return "n/a" if value is None or math.isnan(value) else f"{value:.{digits}f}"
+
+
+def _mean_std(values: list[float]) -> str:
+    vals = [v for v in values if not math.isnan(v)]
+    if not vals:
+        return "n/a"
+    mean = sum(vals) / len(vals)
+    std = math.sqrt(sum((v - mean) ** 2 for v in vals) / len(vals))
+    return f"{mean:.4f} ± {std:.4f}"
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "experiment"
+
+
+def definitions(num_bins: int, final_fraction: float) -> list[str]:
+    pct = f"{100 * final_fraction:g}%"
+    return [
+        f"**Step grid**: per experiment, [0, H] environment steps per task cut into {num_bins} equal bins, "
+        "H the most steps per task any run reached; an episode counts in the bin of the step at which it "
+        "ended.",
+        "**Curve of a task**: mean return of the episodes in each bin; empty bins between a task's first and "
+        "last episode repeat the previous value. **Curve of a run**: mean over tasks.",
+        "**AUC**: mean of a run's curve over the bins it covers (area under the curve divided by the steps "
+        "covered, in units of return); a setting's AUC is the mean over its runs (seeds).",
+        "**Best hyperparameters**: the (learning rate, entropy cost) setting with the highest AUC, chosen "
+        "separately for task policies (A1) and distilled policies (B1).",
+        f"**Final return** of a run: per task, the mean return over the last {pct} of the steps that task "
+        "reached; then the mean over tasks.",
+        "**A1/B1**: mean over the best setting's runs of the run curves; shaded band = the runs' mean "
+        "standard deviation over tasks. **A2/B2**: final return of every run, sorted best to worst.",
+        "**Distilled policy**: pi0's evaluation episodes; for A3C multitask its shared network; for A3C an "
+        "untrained network, as in the paper.",
+    ]
+
+
+def _threshold(task_summaries: list[metrics.AlgoSummary]) -> float:
+    if FLAGS.threshold is not None:
+        return FLAGS.threshold
+    finals = [f for s in task_summaries for f in s.finals.values()]
+    if not finals:
+        return math.nan
+    lo, hi = min(finals), max(finals)
+    return lo + FLAGS.threshold_fraction * (hi - lo)
+
+
+def _summary_table(summaries: list[metrics.AlgoSummary], threshold: float, policy: str) -> doc.Table:
+    rows = []
+    for s in summaries:
+        name = style.display_name(s.algo)
+        if not s.finals:
+            rows.append([name, f"0/{s.num_runs}", "-", "-", "n/a", "n/a", "n/a", "n/a"])
+            continue
+        best = s.best
+        reach = metrics.fraction_reaching(s, threshold) if not math.isnan(threshold) else math.nan
+        reach_text = "n/a" if math.isnan(reach) else (
+            f"{reach:.2f} ({round(reach * s.num_runs)}/{s.num_runs})")
+        rows.append([
+            name,
+            f"{len(s.finals)}/{s.num_runs}",
+            fmt_hparam(best.hparams[0]) if best else "-",
+            fmt_hparam(best.hparams[1]) if best else "-",
+            fmt(best.auc) if best else "n/a",
+            _mean_std(best.finals) if best else "n/a",
+            _mean_std(list(s.finals.values())),
+            reach_text,
+        ])
+    return doc.Table(
+        header=["algorithm", "runs with data", "best learning rate", "best entropy cost", "AUC (best)",
+                "final return, best setting (mean ± std)", "final return, all runs (mean ± std)",
+                "fraction of runs reaching threshold"],
+        rows=rows,
+        caption=f"{_POLICY_TITLE[policy]}: best hyperparameters by AUC",
+    )
+
+
+def _finals_table(summaries: list[metrics.AlgoSummary], runs_by_id: dict[str, Run], policy: str) -> doc.Table:
+    rows = []
+    for s in summaries:
+        for rank, (run_id, final) in enumerate(s.sorted_finals(), 1):
+            r = runs_by_id[run_id]
+            rows.append([style.display_name(s.algo), str(rank), f"`{run_id}`", fmt_hparam(r.learning_rate),
+                         fmt_hparam(r.entropy_cost), "?" if r.seed is None else str(r.seed), fmt(final)])
+    return doc.Table(
+        header=["algorithm", "rank", "run", "learning rate", "entropy cost", "seed", "final return"],
+        rows=rows,
+        caption=f"{_POLICY_TITLE[policy]}: final return of every run, best to worst ({_PANELS[policy][1]})",
+    )
+
+
+def _settings_table(task: list[metrics.AlgoSummary], distilled: list[metrics.AlgoSummary]) -> doc.Table:
+    rows = []
+    for ts, ds in zip(task, distilled, strict=True):
+        dist = {s.hparams: s for s in ds.settings}
+        for s in ts.settings:
+            d = dist.get(s.hparams)
+            mark = " (best)" if ts.best is s else ""
+            rows.append([style.display_name(ts.algo), fmt_hparam(s.hparams[0]), fmt_hparam(s.hparams[1]),
+                         str(len(s.runs)), fmt(s.auc) + mark, _mean_std(s.finals),
+                         fmt(d.auc) + (" (best)" if d is not None and ds.best is d else "") if d else "n/a",
+                         _mean_std(d.finals) if d else "n/a"])
+    return doc.Table(
+        header=["algorithm", "learning rate", "entropy cost", "runs", "AUC (task)", "final (task)",
+                "AUC (distilled)", "final (distilled)"],
+        rows=rows,
+        caption="Every hyperparameter setting",
+    )
+
+
+def experiment_section(experiment: str, runs: list[Run], out_dir: str, results: dict) -> list[doc.Block]:
+    """Figures and tables of one experiment; fills ``results`` with its numbers."""
+    from distral_tf.reporting import plots
+
+    grid = metrics.make_grid(runs, FLAGS.num_bins)
+    algos = sorted({r.algo for r in runs}, key=style.sort_key)
+    summaries = {p: [metrics.summarize(runs, a, p, grid, FLAGS.final_fraction) for a in algos]
+                 for p in POLICIES}
+    threshold = _threshold(summaries["task"])
+    slug = _slug(experiment)
+    task_names = []
+    for r in runs:
+        task_names += [t for t in r.task_names if t not in task_names]
+
+    files = {
+        "figure4": f"{slug}_figure4.png",
+        "A1": f"{slug}_A1_task_curves.png",
+        "A2": f"{slug}_A2_task_final_returns.png",
+        "B1": f"{slug}_B1_distilled_curves.png",
+        "B2": f"{slug}_B2_distilled_final_returns.png",
+        "tasks_task": f"{slug}_per_task_task_policies.png",
+        "tasks_distilled": f"{slug}_per_task_distilled.png",
+    }
+    path = lambda key: os.path.join(out_dir, files[key])
+    plots.figure4(path("figure4"), summaries["task"], summaries["distilled"], grid, experiment)
+    for policy in POLICIES:
+        curves_panel, finals_panel = _PANELS[policy]
+        title = _POLICY_TITLE[policy].lower()
+        plots.curves_figure(path(curves_panel), summaries[policy], grid,
+                            f"{experiment} {curves_panel}: {title}, best hyperparameters")
+        plots.sorted_finals_figure(path(finals_panel), summaries[policy],
+                                   f"{experiment} {finals_panel}: {title}, final return of every run")
+        plots.per_task_figure(path(f"tasks_{policy}"), summaries[policy], grid, task_names,
+                              f"{experiment}: {title} per task (best hyperparameters; band = std over runs)")
+
+    states = collections.Counter(r.state for r in runs)
+    empty = [r.run_id for r in runs if not r.has("task")]
+    blocks: list[doc.Block] = [
+        doc.Heading(2, f"Experiment `{experiment}`"),
+        doc.Paragraph(
+            f"{len(runs)} runs ({', '.join(f'{n} {s}' for s, n in sorted(states.items()))}), "
+            f"{len(task_names)} tasks: {', '.join(f'`{t}`' for t in task_names) or 'none'}. "
+            f"Step grid: {grid.num_bins} bins over 0 to {grid.horizon:.4g} steps per task. "
+            f"Threshold: final return ≥ {fmt(threshold)}."),
+    ]
+    if empty:
+        blocks.append(doc.Paragraph(
+            f"Runs without task-policy episodes yet (left out of the figures): "
+            f"{', '.join(f'`{r}`' for r in empty)}."))
+    no_distilled = [style.display_name(s.algo) for s in summaries["distilled"] if not s.finals]
+    if no_distilled:
+        blocks.append(doc.Paragraph(f"No distilled-policy evaluations for: {', '.join(no_distilled)}."))
+    blocks += [
+        doc.Image(files["figure4"], f"{experiment}: Figure 4 panels A1, A2, B1, B2"),
+        doc.Heading(3, "Task policies (A1, A2)"),
+        _summary_table(summaries["task"], threshold, "task"),
+        doc.Image(files["A1"], "A1"), doc.Image(files["A2"], "A2"),
+        doc.Heading(3, "Distilled policy (B1, B2)"),
+        _summary_table(summaries["distilled"], threshold, "distilled"),
+        doc.Image(files["B1"], "B1"), doc.Image(files["B2"], "B2"),
+        doc.Heading(3, "Per-task curves"),
+        doc.Image(files["tasks_task"], "task policies per task"),
+        doc.Image(files["tasks_distilled"], "distilled policy per task"),
+        doc.Heading(3, "Final return of every run"),
+    ]
+    runs_by_id = {r.run_id: r for r in runs}
+    blocks += [_finals_table(summaries[p], runs_by_id, p) for p in POLICIES]
+    blocks += [doc.Heading(3, "Hyperparameter settings"),
+               _settings_table(summaries["task"], summaries["distilled"])]
+
+    results[experiment] = {
+        "horizon": grid.horizon,
+        "num_bins": grid.num_bins,
+        "threshold": None if math.isnan(threshold) else threshold,
+        "figures": files,
+        "policies": {
+            p: {
+                s.algo: {
+                    "best": None if s.best is None else {
+                        "learning_rate": s.best.hparams[0], "entropy_cost": s.best.hparams[1],
+                        "auc": s.best.auc, "finals": s.best.finals},
+                    "sorted_finals": s.sorted_finals(),
+                    "fraction_reaching_threshold": (
+                        None if not s.finals or math.isnan(threshold)
+                        else metrics.fraction_reaching(s, threshold)),
+                    "num_runs": s.num_runs,
+                }
+                for s in summaries[p]
+            }
+            for p in POLICIES
+        },
+    }
+    return blocks
+
+
+def _finite(value):
+    """``value`` with NaN and infinities replaced by None (JSON has no NaN)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def build_report(runs_dir: str, out_dir: str) -> dict:
+    """Writes the report of every run under ``runs_dir`` into ``out_dir``; returns its numbers."""
+    runs = load_runs(runs_dir)
+    os.makedirs(out_dir, exist_ok=True)
+    by_experiment: dict[str, list[Run]] = collections.defaultdict(list)
+    for r in runs:
+        by_experiment[r.suite].append(r)
+
+    title = "Distral reproduction report"
+    blocks: list[doc.Block] = [
+        doc.Heading(1, title),
+        doc.Paragraph(
+            f"Runs from `{os.path.abspath(runs_dir)}`: {len(runs)} runs in {len(by_experiment)} "
+            f"experiment(s); generated {datetime.datetime.now().isoformat(timespec='seconds')}. "
+            "x-axes: environment steps per task."),
+        doc.Heading(2, "Definitions"),
+        doc.Bullets(definitions(FLAGS.num_bins, FLAGS.final_fraction)),
+    ]
+    results: dict = {}
+    for experiment in sorted(by_experiment):
+        blocks += experiment_section(experiment, by_experiment[experiment], out_dir, results)
+    blocks += [
+        doc.Heading(2, "Runs"),
+        doc.Table(
+            header=["run", "algorithm", "experiment", "state", "source", "task episodes",
+                    "distilled episodes"],
+            rows=[[f"`{r.run_id}`", style.display_name(r.algo), r.suite, r.state, r.source,
+                   str(sum(len(e.steps) for (p, _), e in r.episodes.items() if p == "task")),
+                   str(sum(len(e.steps) for (p, _), e in r.episodes.items() if p == "distilled"))]
+                  for r in runs]),
+    ]
+    with open(os.path.join(out_dir, "report.md"), "w") as f:
+        f.write(doc.to_markdown(blocks))
+    with open(os.path.join(out_dir, "index.html"), "w") as f:
+        f.write(doc.to_html(blocks, title))
+    summary = {"runs_dir": os.path.abspath(runs_dir), "num_bins": FLAGS.num_bins,
+               "final_fraction": FLAGS.final_fraction, "experiments": results}
+    with open(os.path.join(out_dir, "summary.json"), "w") as f:
+        json.dump(_finite(summary), f, indent=1, allow_nan=False, default=str)
+    return summary
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    if not FLAGS.runs or not FLAGS.out:
+        raise app.UsageError("--runs and --out are required.")
+    try:
+        summary = build_report(FLAGS.runs, FLAGS.out)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"Report written to {os.path.join(os.path.abspath(FLAGS.out), 'index.html')} "
+          f"({len(summary['experiments'])} experiment(s)).")
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,1 @@
+"""Loading runs, computing learning-curve statistics and drawing the report's figures."""

@@ -1,0 +1,277 @@
+"""Finding and loading run directories.
+
+A run directory holds ``config.json``, ``metrics.jsonl`` and ``status.json``
+beside its TensorBoard event files. Runs without ``metrics.jsonl`` are rebuilt
+from the event files' ``task/<task>/episode_return`` and
+``distilled/<task>/episode_return`` scalars; their hyperparameters come from
+``config.json``, else from the run's HParams summary, else from a sweep-style run
+id (``kl_2col-lr5e-4-ent1e-2-s0``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import re
+from collections import defaultdict
+
+import numpy as np
+
+POLICIES = ("task", "distilled")
+_EVENT_MARKER = "tfevents"
+# Event files holding only run metadata (see distral_tf.summaries); they have no episodes.
+_METADATA_SUFFIXES = (".distral-layout", ".distral-hparams", ".distral-hparams-config")
+_TAG_RE = re.compile(r"^(task|distilled)/(.+)/episode_return$")
+_LENGTH_TAG_RE = re.compile(r"^(task|distilled)/(.+)/episode_length$")
+_RUN_ID_RE = re.compile(
+    r"^(?P<algo>[a-z0-9_]+)-lr(?P<lr>[0-9.e+-]+)-ent(?P<ent>[0-9.e+-]+)-s(?P<seed>\d+)$"
+)
+
+
+@dataclasses.dataclass
+class Episodes:
+    """Episodes of one policy on one task, sorted by environment steps."""
+
+    steps: np.ndarray
+    returns: np.ndarray
+
+
+@dataclasses.dataclass
+class Run:
+    """One training run: its identity, hyperparameters and episodes.
+
+    Attributes:
+      run_id: path of the run directory relative to the directory searched.
+      path: the run directory.
+      algo, suite, learning_rate, entropy_cost, seed: the swept values (None if unknown).
+      flags: every flag value the run recorded.
+      task_names: the suite's tasks in task-index order.
+      state: "running", "finished", "failed" or "unknown" (no status.json).
+      source: "metrics.jsonl" or "events".
+      episodes: ``(policy, task) -> Episodes``, policy being "task" or "distilled".
+    """
+
+    run_id: str
+    path: str
+    algo: str
+    suite: str
+    learning_rate: float | None
+    entropy_cost: float | None
+    seed: int | None
+    flags: dict
+    task_names: list[str]
+    state: str
+    source: str
+    episodes: dict[tuple[str, str], Episodes]
+
+    @property
+    def hparams(self) -> tuple[float | None, float | None]:
+        """The hyperparameter setting the report selects over: (learning rate, entropy cost)."""
+        return (self.learning_rate, self.entropy_cost)
+
+    def has(self, policy: str) -> bool:
+        return any(p == policy and len(e.steps) for (p, _), e in self.episodes.items())
+
+
+def _is_event_file(name: str) -> bool:
+    return _EVENT_MARKER in name and not name.endswith(_METADATA_SUFFIXES)
+
+
+def find_run_dirs(root: str) -> list[str]:
+    """Run directories under ``root`` (``root`` itself if it is one), sorted.
+
+    A directory is a run if it holds ``config.json`` or ``metrics.jsonl``, or,
+    failing that, event files of its own; directories below a run are part of it.
+    """
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"--runs directory {root!r} does not exist.")
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        if ("config.json" in filenames or "metrics.jsonl" in filenames
+                or any(_is_event_file(f) for f in filenames)):
+            found.append(dirpath)
+            dirnames[:] = []
+        else:
+            dirnames.sort()
+    return sorted(found)
+
+
+def _read_json(path: str) -> dict:
+    try:
+        with open(path) as f:
+            value = json.load(f)
+        return value if isinstance(value, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _read_metrics(path: str) -> list[dict]:
+    rows = []
+    with open(path) as f:
+        for line_no, line in enumerate(f, 1):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError:  # e.g. a line cut short by a crash
+                logging.warning("%s:%d: skipping unreadable line", path, line_no)
+                continue
+            if isinstance(row, dict) and {"task", "policy", "env_steps", "return"} <= row.keys():
+                rows.append(row)
+    return rows
+
+
+def _event_files(run_dir: str) -> list[str]:
+    files = []
+    for dirpath, dirnames, filenames in os.walk(run_dir):
+        dirnames.sort()
+        files += [os.path.join(dirpath, f) for f in sorted(filenames) if _is_event_file(f)]
+    return files
+
+
+def _hparams_files(run_dir: str) -> list[str]:
+    return [os.path.join(run_dir, f) for f in sorted(os.listdir(run_dir))
+            if _EVENT_MARKER in f and f.endswith(".distral-hparams")]
+
+
+def _iter_events(path: str):
+    from tensorboard.backend.event_processing import event_file_loader
+
+    try:
+        yield from event_file_loader.EventFileLoader(path).Load()
+    except Exception as e:  # a truncated record at the end of a file being written
+        logging.warning("%s: stopped reading events: %s", path, e)
+
+
+def _scalar_value(value) -> float | None:
+    from tensorboard.util import tensor_util
+
+    if value.HasField("tensor"):
+        return float(np.asarray(tensor_util.make_ndarray(value.tensor)).reshape(-1)[0])
+    if value.HasField("simple_value"):
+        return float(value.simple_value)
+    return None
+
+
+def _rows_from_events(run_dir: str) -> list[dict]:
+    """Rebuilds metrics rows from ``<policy>/<task>/episode_return`` scalars (one row per value)."""
+    rows, lengths = [], {}
+    for path in _event_files(run_dir):
+        for event in _iter_events(path):
+            if not event.HasField("summary"):
+                continue
+            for value in event.summary.value:
+                match = _TAG_RE.match(value.tag) or _LENGTH_TAG_RE.match(value.tag)
+                scalar = _scalar_value(value) if match else None
+                if scalar is None:
+                    continue
+                policy, task = match.group(1), match.group(2)
+                if value.tag.endswith("episode_length"):
+                    lengths[(policy, task, event.step)] = scalar
+                else:
+                    rows.append({"policy": policy, "task": task, "env_steps": event.step, "return": scalar,
+                                 "wall_time": event.wall_time})
+    for row in rows:
+        row["length"] = lengths.get((row["policy"], row["task"], row["env_steps"]))
+    return rows
+
+
+def _hparams_from_events(run_dir: str) -> dict:
+    from tensorboard.plugins.hparams import metadata
+
+    hparams = {}
+    for path in _hparams_files(run_dir):
+        for event in _iter_events(path):
+            for value in event.summary.value if event.HasField("summary") else ():
+                if value.tag != metadata.SESSION_START_INFO_TAG:
+                    continue
+                info = metadata.parse_session_start_info_plugin_data(value.metadata.plugin_data.content)
+                for name, v in info.hparams.items():
+                    kind = v.WhichOneof("kind")
+                    hparams[name] = getattr(v, kind) if kind else None
+    return hparams
+
+
+def _float(value) -> float | None:
+    try:
+        return None if value is None else float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _int(value) -> int | None:
+    try:
+        return None if value is None else int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def load_run(run_dir: str, root: str) -> Run:
+    """Loads one run directory (see the module docstring for the sources used)."""
+    config = _read_json(os.path.join(run_dir, "config.json"))
+    status = _read_json(os.path.join(run_dir, "status.json"))
+    flags = dict(config.get("flags") or {})
+    run_id = os.path.relpath(run_dir, root)
+    if run_id == ".":
+        run_id = os.path.basename(os.path.abspath(run_dir))
+    metrics_path = os.path.join(run_dir, "metrics.jsonl")
+    if os.path.exists(metrics_path):
+        rows, source = _read_metrics(metrics_path), "metrics.jsonl"
+    else:
+        rows, source = _rows_from_events(run_dir), "events"
+        if not flags:
+            flags = _hparams_from_events(run_dir)
+    if not flags:
+        match = _RUN_ID_RE.match(os.path.basename(run_dir))
+        if match:
+            flags = {"algo": match["algo"], "learning_rate": match["lr"],
+                     "entropy_cost": match["ent"], "seed": match["seed"]}
+
+    task_names = [str(t) for t in config.get("task_names") or []]
+    for row in rows:
+        if str(row["task"]) not in task_names:
+            task_names.append(str(row["task"]))
+
+    grouped: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
+    for row in rows:
+        policy, ret, step = row["policy"], _float(row["return"]), _float(row["env_steps"])
+        if policy in POLICIES and ret is not None and step is not None and np.isfinite(ret):
+            grouped[(policy, str(row["task"]))].append((step, ret))
+    episodes = {}
+    for key, pairs in grouped.items():
+        pairs.sort(key=lambda p: p[0])
+        arr = np.asarray(pairs, dtype=np.float64)
+        episodes[key] = Episodes(steps=arr[:, 0], returns=arr[:, 1])
+
+    return Run(
+        run_id=run_id,
+        path=run_dir,
+        algo=str(config.get("algo") or flags.get("algo") or "unknown"),
+        suite=str(config.get("suite") or flags.get("suite") or "unknown"),
+        learning_rate=_float(flags.get("learning_rate")),
+        entropy_cost=_float(flags.get("entropy_cost")),
+        seed=_int(flags.get("seed")),
+        flags=flags,
+        task_names=task_names,
+        state=str(status.get("state") or "unknown"),
+        source=source,
+        episodes=episodes,
+    )
+
+
+def load_runs(root: str) -> list[Run]:
+    """Loads every run under ``root``.
+
+    Raises:
+      FileNotFoundError: ``root`` does not exist.
+      ValueError: ``root`` holds no run directory.
+    """
+    dirs = find_run_dirs(root)
+    if not dirs:
+        raise ValueError(
+            f"No runs found under {root!r}: expected directories with config.json, "
+            "metrics.jsonl or TensorBoard event files.")
+    return [load_run(d, root) for d in dirs]

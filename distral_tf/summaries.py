@@ -1,0 +1,217 @@
+"""TensorBoard metadata for a run: the custom-scalars layout and the HParams summary.
+
+The trainer calls :func:`write_custom_scalars_layout` and :func:`write_hparams`
+once at run start. Each writes a small event file of its own into the run's log
+directory (TensorBoard merges every event file of a directory into one run), so
+they need no summary writer and leave ``tf.summary``'s default writer alone.
+Both are idempotent: on a resumed run they find their earlier file and write
+nothing.
+
+Per-task scalars are expected under ``<policy>/<task name>/<metric>``, e.g.
+``task/maze_0/episode_return`` and ``distilled/maze_0/episode_return``.
+"""
+
+from __future__ import annotations
+
+import glob
+import math
+import os
+import re
+import time
+from collections.abc import Iterable, Mapping, Sequence
+
+from tensorboard.compat.proto import event_pb2, summary_pb2
+from tensorboard.plugins.custom_scalar import layout_pb2
+from tensorboard.plugins.custom_scalar import metadata as custom_scalar_metadata
+
+# ``tensorboard.plugins.hparams.api`` re-exports these from ``summary_v2``; importing
+# ``summary_v2`` directly builds the same protos without importing TensorFlow.
+from tensorboard.plugins.hparams import summary_v2 as hp
+from tensorboard.summary.writer.event_file_writer import EventFileWriter
+from tensorboard.util import tensor_util
+
+# Suffixes of the event files written here; the report skips files with these suffixes
+# when it looks for a run's scalars.
+LAYOUT_SUFFIX = ".distral-layout"
+HPARAMS_SUFFIX = ".distral-hparams"
+HPARAMS_CONFIG_SUFFIX = ".distral-hparams-config"
+METADATA_SUFFIXES = (LAYOUT_SUFFIX, HPARAMS_SUFFIX, HPARAMS_CONFIG_SUFFIX)
+
+DEFAULT_POLICIES = ("task", "distilled")
+_POLICY_TITLES = {"task": "task policies", "distilled": "distilled policy"}
+
+
+def per_task_tag(policy: str, task_name: str, metric: str) -> str:
+    """The scalar tag of ``metric`` for one task, e.g. ``task/maze_0/episode_return``."""
+    return f"{policy}/{task_name}/{metric}"
+
+
+def _alternation(names: Sequence[str]) -> str:
+    return "(?:" + "|".join(re.escape(n) for n in names) + ")" if names else ".*"
+
+
+def custom_scalars_layout(
+    task_names: Sequence[str],
+    tags: Sequence[str],
+    policies: Sequence[str] = DEFAULT_POLICIES,
+) -> layout_pb2.Layout:
+    """Builds the layout: one chart per (policy, metric) with a line per task, and one
+    chart per task comparing the policies on each metric.
+
+    Args:
+      task_names: the suite's task names.
+      tags: metric names, the last component of the per-task tags
+        (e.g. ``["episode_return", "episode_length", "kl"]``).
+      policies: first components of the per-task tags.
+    """
+    tasks_re = _alternation(task_names)
+    policies_re = _alternation(policies)
+    by_metric = layout_pb2.Category(title="All tasks, one chart per metric")
+    for metric in tags:
+        for policy in policies:
+            regex = f"^{re.escape(policy)}/{tasks_re}/{re.escape(metric)}$"
+            by_metric.chart.add(
+                title=f"{metric} ({_POLICY_TITLES.get(policy, policy)})",
+                multiline=layout_pb2.MultilineChartContent(tag=[regex]),
+            )
+    categories = [by_metric]
+    if len(policies) > 1:
+        by_task = layout_pb2.Category(title="Task vs distilled policy, one chart per task", closed=True)
+        for metric in tags:
+            for task in task_names:
+                regex = f"^{policies_re}/{re.escape(task)}/{re.escape(metric)}$"
+                by_task.chart.add(
+                    title=f"{task}: {metric}",
+                    multiline=layout_pb2.MultilineChartContent(tag=[regex]),
+                )
+        categories.append(by_task)
+    return layout_pb2.Layout(category=categories)
+
+
+def _existing(logdir: str, suffix: str) -> str | None:
+    found = sorted(glob.glob(os.path.join(glob.escape(logdir), f"events.out.tfevents.*{suffix}")))
+    return found[-1] if found else None
+
+
+def _write_summaries(logdir: str, suffix: str, summaries: Iterable[summary_pb2.Summary]) -> str:
+    writer = EventFileWriter(logdir, filename_suffix=suffix)
+    try:
+        for summary in summaries:
+            writer.add_event(event_pb2.Event(wall_time=time.time(), step=0, summary=summary))
+    finally:
+        writer.close()
+    return _existing(logdir, suffix)
+
+
+def write_custom_scalars_layout(
+    logdir: str,
+    task_names: Sequence[str],
+    tags: Sequence[str] = ("episode_return",),
+    policies: Sequence[str] = DEFAULT_POLICIES,
+) -> str:
+    """Writes the custom-scalars layout of :func:`custom_scalars_layout` into ``logdir``.
+
+    Returns the path of the event file holding it (an existing one if the layout was
+    written before).
+    """
+    existing = _existing(logdir, LAYOUT_SUFFIX)
+    if existing:
+        return existing
+    layout = custom_scalars_layout(task_names, tags, policies)
+    summary = summary_pb2.Summary()
+    summary.value.add(
+        tag=custom_scalar_metadata.CONFIG_SUMMARY_TAG,
+        metadata=custom_scalar_metadata.create_summary_metadata(),
+        tensor=tensor_util.make_tensor_proto(layout.SerializeToString()),
+    )
+    return _write_summaries(logdir, LAYOUT_SUFFIX, [summary])
+
+
+def _hparam_value(value):
+    """Coerces a flag value to a type the HParams plugin accepts (bool, int, float, str)."""
+    if isinstance(value, bool | str):
+        return value
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if hasattr(value, "item"):  # numpy scalars
+        return _hparam_value(value.item())
+    if value is None:
+        return "None"
+    if isinstance(value, list | tuple):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def normalize_hparams(hparams: Mapping[str, object]) -> dict[str, bool | int | float | str]:
+    """``hparams`` with every value converted to bool, int, float or str."""
+    return {str(k): _hparam_value(v) for k, v in hparams.items()}
+
+
+def _metrics(metric_tags: Sequence[str]) -> list[hp.Metric]:
+    return [hp.Metric(tag, display_name=tag) for tag in metric_tags]
+
+
+def write_hparams(
+    logdir: str,
+    hparams: Mapping[str, object],
+    metric_tags: Sequence[str],
+    trial_id: str | None = None,
+) -> str:
+    """Writes the HParams plugin summary of one run into ``logdir``.
+
+    Writes the session-start record (the run's hyperparameter values) and an
+    experiment config naming ``hparams``'s keys and ``metric_tags`` (the scalar tags
+    shown as metric columns of the HParams tab, e.g. ``task/maze_0/episode_return``).
+    Values that are not bool, int, float or str are converted (None -> "None",
+    lists -> comma-joined strings).
+
+    Returns the path of the event file written (an existing one on a resumed run).
+    """
+    existing = _existing(logdir, HPARAMS_SUFFIX)
+    if existing:
+        return existing
+    values = normalize_hparams(hparams)
+    config = hp.hparams_config_pb(
+        hparams=[hp.HParam(name) for name in values],
+        metrics=_metrics(metric_tags),
+    )
+    session = hp.hparams_pb(values, trial_id=trial_id or os.path.basename(os.path.normpath(logdir)))
+    return _write_summaries(logdir, HPARAMS_SUFFIX, [config, session])
+
+
+def _discrete_values(values: Sequence[object]) -> list:
+    """Distinct values of one type (the HParams plugin needs a single dtype per domain)."""
+    values = [_hparam_value(v) for v in values]
+    if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+        if any(isinstance(v, float) for v in values):
+            values = [float(v) for v in values]
+    elif len({type(v) for v in values}) > 1:
+        values = [str(v) for v in values]
+    return sorted(set(values))
+
+
+def write_hparams_config(
+    logdir: str,
+    domains: Mapping[str, Sequence[object]],
+    metric_tags: Sequence[str],
+) -> str:
+    """Writes an experiment-level HParams config (for a sweep's root directory).
+
+    Args:
+      logdir: the directory that holds the runs of the experiment.
+      domains: hyperparameter name -> the values swept (a discrete domain).
+      metric_tags: scalar tags shown as metric columns.
+
+    Returns the path of the event file written. Unlike the per-run writers this one
+    replaces an earlier config, since a rerun sweep may have a different grid.
+    """
+    for old in glob.glob(os.path.join(glob.escape(logdir), f"events.out.tfevents.*{HPARAMS_CONFIG_SUFFIX}")):
+        os.remove(old)
+    params = []
+    for name, values in domains.items():
+        values = _discrete_values(values)
+        params.append(hp.HParam(name, hp.Discrete(values)) if values else hp.HParam(name))
+    config = hp.hparams_config_pb(hparams=params, metrics=_metrics(metric_tags))
+    return _write_summaries(logdir, HPARAMS_CONFIG_SUFFIX, [config])
