@@ -1,9 +1,10 @@
 """TensorBoard metadata for a run: the custom-scalars layout and the HParams summary.
 
 The trainer calls :func:`write_custom_scalars_layout` and :func:`write_hparams`
-once at run start. Each writes a small event file of its own into the run's log
-directory (TensorBoard merges every event file of a directory into one run), so
-they need no summary writer and leave ``tf.summary``'s default writer alone.
+once at run start. Each writes a small event file of its own into the run's
+(local) log directory (TensorBoard merges every event file of a directory into
+one run), so they need no summary writer, leave ``tf.summary``'s default writer
+alone and do not import TensorFlow.
 Both are idempotent: on a resumed run they find their earlier file and write
 nothing.
 
@@ -14,9 +15,11 @@ Per-task scalars are expected under ``<policy>/<task name>/<metric>``, e.g.
 from __future__ import annotations
 
 import glob
+import itertools
 import math
 import os
 import re
+import socket
 import time
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -27,7 +30,7 @@ from tensorboard.plugins.custom_scalar import metadata as custom_scalar_metadata
 # ``tensorboard.plugins.hparams.api`` re-exports these from ``summary_v2``; importing
 # ``summary_v2`` directly builds the same protos without importing TensorFlow.
 from tensorboard.plugins.hparams import summary_v2 as hp
-from tensorboard.summary.writer.event_file_writer import EventFileWriter
+from tensorboard.summary.writer.record_writer import RecordWriter
 from tensorboard.util import tensor_util
 
 # Suffixes of the event files written here; the report skips files with these suffixes
@@ -93,14 +96,27 @@ def _existing(logdir: str, suffix: str) -> str | None:
     return found[-1] if found else None
 
 
+_file_counter = itertools.count()
+
+
 def _write_summaries(logdir: str, suffix: str, summaries: Iterable[summary_pb2.Summary]) -> str:
-    writer = EventFileWriter(logdir, filename_suffix=suffix)
-    try:
+    """Writes ``summaries`` at step 0 into a new event file of ``logdir``; returns its path.
+
+    The file is written under a temporary name and renamed when complete, so a
+    reader never sees half of it.
+    """
+    os.makedirs(logdir, exist_ok=True)
+    name = (f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}.{os.getpid()}."
+            f"{next(_file_counter)}{suffix}")
+    path = os.path.join(logdir, name)
+    tmp = os.path.join(logdir, f".{name.replace('tfevents', 'partial')}")
+    with open(tmp, "wb") as f:
+        writer = RecordWriter(f)
+        writer.write(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2").SerializeToString())
         for summary in summaries:
-            writer.add_event(event_pb2.Event(wall_time=time.time(), step=0, summary=summary))
-    finally:
-        writer.close()
-    return _existing(logdir, suffix)
+            writer.write(event_pb2.Event(wall_time=time.time(), step=0, summary=summary).SerializeToString())
+    os.replace(tmp, path)
+    return path
 
 
 def write_custom_scalars_layout(

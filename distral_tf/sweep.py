@@ -1,0 +1,460 @@
+"""Runs the paper's hyperparameter sweep: algorithms x entropy costs x learning rates x seeds.
+
+Usage::
+
+    python -m distral_tf.sweep --experiment=doom_mazes --algos=all --out=sweeps/mazes --parallel=2
+
+Each run is a subprocess ``python -m distral_tf.run ... --logdir=OUT/runs/<run id>``
+(output in ``OUT/logs/<run id>.log``), at most ``--parallel`` at a time. The sweep
+records every run's id, flags, state and return code in ``OUT/manifest.json``.
+Rerunning the same command skips runs whose ``status.json`` says finished and
+reruns the others, which resume from their checkpoints. Ctrl-C (SIGINT) or
+SIGTERM passes SIGINT to the running runs so that they checkpoint, waits for
+them, records the manifest and exits with status 130; a second Ctrl-C kills them.
+``python -m distral_tf.report --runs=OUT/runs --out=...`` then draws Figure 4.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import datetime
+import json
+import math
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+
+from absl import app, flags
+
+from distral_tf import __version__
+from distral_tf.reporting.style import ALGORITHMS
+
+FLAGS = flags.FLAGS
+
+# Default grid: three values each, as in the paper (which does not list them).
+# Learning rates: A3C (Mnih et al. 2016) sampled RMSProp learning rates
+# log-uniformly from [1e-4, 1e-2], and DeepMind Lab agents (IMPALA, Espeholt et
+# al. 2018) from [5e-6, 5e-3]; 1e-4, 3e-4, 1e-3 covers the common part
+# half a decade apart. Entropy costs: A3C's entropy bonus was 0.01; Distral sweeps
+# its 1/beta over the same range, so 3e-3, 1e-2, 3e-2 bracket 0.01.
+DEFAULT_LEARNING_RATES = "1e-4,3e-4,1e-3"
+DEFAULT_ENTROPY_COSTS = "3e-3,1e-2,3e-2"
+DEFAULT_SEEDS = 4
+# Named --budget values: fractions of --total_env_steps.
+BUDGETS = {"full": 1.0, "small": 0.1, "tiny": 0.02}
+
+flags.DEFINE_string("experiment", None, "Task suite passed to the runs as --suite (e.g. doom_mazes).")
+flags.DEFINE_string("algos", "all", f"'all' or a comma-separated subset of {', '.join(ALGORITHMS)}.")
+flags.DEFINE_string("entropy_costs", DEFAULT_ENTROPY_COSTS, "Comma-separated entropy costs.")
+flags.DEFINE_string("learning_rates", DEFAULT_LEARNING_RATES, "Comma-separated learning rates.")
+flags.DEFINE_integer("seeds", DEFAULT_SEEDS, "Seeds 0..N-1 per setting.", lower_bound=1)
+flags.DEFINE_string("out", None, "Sweep directory: runs/, logs/ and manifest.json go here.")
+flags.DEFINE_integer("parallel", 1, "Runs at a time.", lower_bound=1)
+flags.DEFINE_integer("total_env_steps", None, "Agent steps over all tasks of a full run "
+                     "(default: the trainer's default).", lower_bound=1)
+flags.DEFINE_string("budget", "full", f"Scales --total_env_steps: a fraction, or one of "
+                    f"{', '.join(f'{k} ({v:g})' for k, v in BUDGETS.items())}.")
+flags.DEFINE_integer("workers_per_task", None, "Passed to every run if set.", lower_bound=1)
+flags.DEFINE_string("run_flags", "", "Further flags passed to every run, e.g. '--eval_episodes=4'.")
+flags.DEFINE_string("run_module", "distral_tf.run", "Module run for each run (python -m MODULE).")
+flags.DEFINE_float("grace_secs", 120.0, "After Ctrl-C, seconds the runs get to checkpoint before SIGTERM.")
+flags.DEFINE_float("progress_every_secs", 60.0, "Seconds between progress lines while runs are going.")
+flags.DEFINE_bool("dry_run", False, "Print the commands of the runs still to do and exit.")
+
+MANIFEST = "manifest.json"
+_POLL_SECS = 0.2
+
+
+def format_value(x: float) -> str:
+    """Compact, stable text of a hyperparameter for run ids: 0.0005 -> '5e-4', 0.01 -> '1e-2'."""
+    if x == 0:
+        return "0"
+    mantissa, exponent = f"{x:.6e}".split("e")
+    mantissa = mantissa.rstrip("0").rstrip(".")
+    return f"{mantissa}e{int(exponent)}"
+
+
+def run_id(algo: str, learning_rate: float, entropy_cost: float, seed: int) -> str:
+    """E.g. ``kl_2col-lr5e-4-ent1e-2-s0``."""
+    return f"{algo}-lr{format_value(learning_rate)}-ent{format_value(entropy_cost)}-s{seed}"
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    """One run of the sweep: its id and the flags it is started with (without --logdir)."""
+
+    run_id: str
+    flags: dict
+
+
+def parse_floats(text: str, name: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError as e:
+        raise ValueError(f"--{name}: expected comma-separated numbers, got {text!r}") from e
+    if not values or any(not math.isfinite(v) or v < 0 for v in values):
+        raise ValueError(f"--{name}: expected non-negative numbers, got {text!r}")
+    return list(dict.fromkeys(values))
+
+
+def parse_algos(text: str) -> list[str]:
+    if text.strip() == "all":
+        return list(ALGORITHMS)
+    algos = list(dict.fromkeys(a.strip() for a in text.split(",") if a.strip()))
+    unknown = [a for a in algos if a not in ALGORITHMS]
+    if unknown or not algos:
+        raise ValueError(f"--algos: unknown {unknown or text!r}; choose from all, {', '.join(ALGORITHMS)}")
+    return algos
+
+
+def parse_budget(text: str) -> float:
+    if text in BUDGETS:
+        return BUDGETS[text]
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not value > 0:
+        raise ValueError(f"--budget: expected a positive fraction or one of {', '.join(BUDGETS)}, "
+                         f"got {text!r}")
+    return value
+
+
+def expand_grid(
+    experiment: str,
+    algos: Sequence[str],
+    entropy_costs: Sequence[float],
+    learning_rates: Sequence[float],
+    seeds: int,
+    total_env_steps: int | None = None,
+    extra_flags: dict | None = None,
+) -> list[RunSpec]:
+    """Every (algorithm, learning rate, entropy cost, seed) run, in that nesting order."""
+    specs = []
+    for algo in algos:
+        for lr in learning_rates:
+            for ent in entropy_costs:
+                for seed in range(seeds):
+                    run_flags = {"algo": algo, "suite": experiment, "learning_rate": lr,
+                                 "entropy_cost": ent, "seed": seed}
+                    if total_env_steps is not None:
+                        run_flags["total_env_steps"] = total_env_steps
+                    run_flags.update(extra_flags or {})
+                    specs.append(RunSpec(run_id(algo, lr, ent, seed), run_flags))
+    return specs
+
+
+def _flag_text(value) -> str:
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
+def run_command(spec: RunSpec, logdir: str, run_module: str = "distral_tf.run",
+                extra_args: Sequence[str] = ()) -> list[str]:
+    """The command line of one run."""
+    return ([sys.executable, "-m", run_module]
+            + [f"--{k}={_flag_text(v)}" for k, v in spec.flags.items()]
+            + list(extra_args) + [f"--logdir={logdir}"])
+
+
+def read_state(logdir: str) -> str | None:
+    """The ``state`` of a run's status.json, or None if it has none (yet)."""
+    try:
+        with open(os.path.join(logdir, "status.json")) as f:
+            return json.load(f).get("state")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _read_progress(logdir: str) -> str:
+    try:
+        with open(os.path.join(logdir, "status.json")) as f:
+            status = json.load(f)
+        return f"{int(status.get('env_steps', 0)):,} steps"
+    except (OSError, ValueError, TypeError, AttributeError):
+        return "starting"
+
+
+def _now() -> str:
+    return datetime.datetime.now().isoformat(timespec="seconds")
+
+
+class Sweep:
+    """Runs a list of :class:`RunSpec` as subprocesses and keeps ``manifest.json`` current.
+
+    Args:
+      specs: the runs of the sweep.
+      out_dir: the sweep directory.
+      parallel: runs at a time.
+      command_fn: ``(spec, logdir) -> argv`` of a run (injectable for tests).
+      grace_secs: how long interrupted runs get to checkpoint before SIGTERM.
+      progress_every_secs: seconds between progress lines.
+      log: where progress lines go.
+      info: extra fields recorded at the top of the manifest.
+    """
+
+    def __init__(self, specs: list[RunSpec], out_dir: str, parallel: int = 1,
+                 command_fn: Callable[[RunSpec, str], list[str]] = run_command,
+                 grace_secs: float = 120.0, progress_every_secs: float = 60.0,
+                 log: Callable[[str], None] = print, info: dict | None = None):
+        ids = [s.run_id for s in specs]
+        if len(set(ids)) != len(ids):
+            raise ValueError("Run ids of the sweep are not unique.")
+        self.specs = specs
+        self.out_dir = out_dir
+        self.parallel = parallel
+        self.command_fn = command_fn
+        self.grace_secs = grace_secs
+        self.progress_every_secs = progress_every_secs
+        self.log = log
+        self.info = info or {}
+        self.runs_dir = os.path.join(out_dir, "runs")
+        self.logs_dir = os.path.join(out_dir, "logs")
+        self._stop = False
+        self._kill = False
+        self.entries = self._load_manifest()
+
+    # -- manifest -------------------------------------------------------------------------------
+
+    @property
+    def manifest_path(self) -> str:
+        return os.path.join(self.out_dir, MANIFEST)
+
+    def _load_manifest(self) -> dict[str, dict]:
+        try:
+            with open(self.manifest_path) as f:
+                old = json.load(f)
+            entries = {e["id"]: e for e in old.get("runs", [])}
+        except (OSError, ValueError, KeyError, TypeError):
+            entries = {}
+        for spec in self.specs:
+            logdir = self.logdir(spec)
+            entry = entries.get(spec.run_id, {"id": spec.run_id, "state": "pending", "returncode": None,
+                                              "attempts": 0})
+            if entry.get("flags") not in (None, spec.flags):
+                self.log(f"[sweep] {spec.run_id}: flags differ from the last sweep; the run decides "
+                         "whether it can resume")
+            entry.update(flags=spec.flags, logdir=logdir, command=self.command_fn(spec, logdir),
+                         log=os.path.join(self.logs_dir, f"{spec.run_id}.log"))
+            entries[spec.run_id] = entry
+        return entries
+
+    def write_manifest(self):
+        os.makedirs(self.out_dir, exist_ok=True)
+        wanted = [s.run_id for s in self.specs]
+        others = [k for k in self.entries if k not in wanted]  # runs of an earlier, larger grid
+        states = collections.Counter(self.entries[k]["state"] for k in wanted)
+        manifest = {"version": __version__, **self.info, "updated": _now(), "counts": dict(states),
+                    "runs": [self.entries[k] for k in wanted + others]}
+        tmp = self.manifest_path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(manifest, f, indent=1)
+        os.replace(tmp, self.manifest_path)
+
+    def logdir(self, spec: RunSpec) -> str:
+        return os.path.join(self.runs_dir, spec.run_id)
+
+    # -- running --------------------------------------------------------------------------------
+
+    def to_run(self) -> list[RunSpec]:
+        """Runs not finished according to their status.json (others are marked finished)."""
+        todo = []
+        for spec in self.specs:
+            entry = self.entries[spec.run_id]
+            if read_state(self.logdir(spec)) == "finished":
+                entry["state"] = "finished"
+            else:
+                if entry["state"] in ("running", "finished"):  # finished per manifest, not per run
+                    entry["state"] = "pending"
+                todo.append(spec)
+        return todo
+
+    def _on_signal(self, signum, _frame):
+        if self._stop:
+            self._kill = True
+            self.log("[sweep] second interrupt: killing the runs")
+        else:
+            self._stop = True
+            self.log(f"[sweep] {signal.Signals(signum).name}: stopping; the running runs get SIGINT to "
+                     "checkpoint (interrupt again to kill them)")
+
+    def _launch(self, spec: RunSpec) -> subprocess.Popen:
+        entry = self.entries[spec.run_id]
+        os.makedirs(self.logs_dir, exist_ok=True)
+        os.makedirs(self.runs_dir, exist_ok=True)
+        with open(entry["log"], "a") as log_file:
+            log_file.write(f"\n===== {_now()} attempt {entry['attempts'] + 1}: "
+                           f"{shlex.join(entry['command'])}\n")
+            log_file.flush()
+            # A session of its own: a terminal's Ctrl-C reaches the sweep only, which forwards it once.
+            proc = subprocess.Popen(entry["command"], stdout=log_file, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, start_new_session=True)
+        entry.update(state="running", returncode=None, attempts=entry["attempts"] + 1, started=_now(),
+                     ended=None, pid=proc.pid)
+        return proc
+
+    def _finish(self, spec: RunSpec, proc: subprocess.Popen, started: float, interrupted: bool) -> str:
+        entry = self.entries[spec.run_id]
+        rc = proc.returncode
+        if read_state(self.logdir(spec)) == "finished":
+            state = "finished"
+        elif interrupted or rc in (130, -signal.SIGINT):
+            state = "interrupted"
+        else:
+            state = "failed"
+        entry.update(state=state, returncode=rc, ended=_now(), elapsed_secs=round(time.time() - started, 1))
+        entry.pop("pid", None)
+        return state
+
+    def _signal_group(self, proc: subprocess.Popen, sig: int):
+        try:
+            os.killpg(proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def _stop_running(self, running: dict[str, tuple[RunSpec, subprocess.Popen, float]]):
+        """SIGINT to every run; SIGTERM after ``grace_secs``; SIGKILL 10 s later or on a second Ctrl-C."""
+        for _, proc, _ in running.values():
+            self._signal_group(proc, signal.SIGINT)
+        deadline, terminated = time.time() + self.grace_secs, False
+        while any(p.poll() is None for _, p, _ in running.values()):
+            if self._kill or (terminated and time.time() > deadline):
+                for _, proc, _ in running.values():
+                    if proc.poll() is None:
+                        self._signal_group(proc, signal.SIGKILL)
+                break
+            if not terminated and time.time() > deadline:
+                self.log("[sweep] runs still going after the grace period: SIGTERM")
+                for _, proc, _ in running.values():
+                    if proc.poll() is None:
+                        self._signal_group(proc, signal.SIGTERM)
+                deadline, terminated = time.time() + 10.0, True
+            time.sleep(_POLL_SECS)
+        for spec, proc, started in running.values():
+            proc.wait()
+            state = self._finish(spec, proc, started, interrupted=True)
+            self.log(f"[sweep] {spec.run_id}: {state} (rc {proc.returncode})")
+
+    def run(self) -> int:
+        """Runs what is left; returns 0 if every run finished, 130 if interrupted, else 1."""
+        todo = self.to_run()
+        done = len(self.specs) - len(todo)
+        total = len(self.specs)
+        if done:
+            self.log(f"[sweep] {done}/{total} runs already finished; skipping them")
+        self.write_manifest()
+        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        pending = collections.deque(todo)
+        running: dict[str, tuple[RunSpec, subprocess.Popen, float]] = {}
+        counts = collections.Counter()
+        last_progress = time.time()
+        try:
+            while (pending or running) and not self._stop:
+                while pending and len(running) < self.parallel and not self._stop:
+                    spec = pending.popleft()
+                    running[spec.run_id] = (spec, self._launch(spec), time.time())
+                    self.log(f"[sweep] started {spec.run_id} "
+                             f"({len(running)} running, {len(pending)} waiting)")
+                    self.write_manifest()
+                for rid in list(running):
+                    spec, proc, started = running[rid]
+                    if proc.poll() is None:
+                        continue
+                    del running[rid]
+                    state = self._finish(spec, proc, started, interrupted=False)
+                    counts[state] += 1
+                    done += 1
+                    self.log(f"[sweep] {done}/{total} {rid}: {state} (rc {proc.returncode}, "
+                             f"{time.time() - started:.0f}s); {len(running)} running, {len(pending)} waiting"
+                             + (f"; see {self.entries[rid]['log']}" if state != "finished" else ""))
+                    self.write_manifest()
+                if running and time.time() - last_progress > self.progress_every_secs:
+                    last_progress = time.time()
+                    self.log("[sweep] progress: " + ", ".join(
+                        f"{rid} {_read_progress(self.logdir(s))}" for rid, (s, _, _) in running.items()))
+                time.sleep(_POLL_SECS)
+            if self._stop:
+                self._stop_running(running)
+                running.clear()
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+            self.write_manifest()
+        states = collections.Counter(self.entries[s.run_id]["state"] for s in self.specs)
+        self.log(f"[sweep] {states['finished']}/{total} finished"
+                 + "".join(f", {n} {k}" for k, n in sorted(states.items()) if k != "finished")
+                 + f"; manifest {self.manifest_path}")
+        if self._stop:
+            return 130
+        return 0 if states["finished"] == total else 1
+
+
+def _write_tensorboard_config(runs_dir: str, specs: list[RunSpec], experiment: str):
+    """The sweep-level HParams config (discrete domains of the grid); skipped if the suite can't load."""
+    from distral_tf import summaries
+
+    try:
+        from distral_tf.envs import make_suite
+
+        task_names = make_suite(experiment).task_names
+    except Exception as e:  # an optional simulator missing here; the runs write their own config
+        print(f"[sweep] no sweep-level HParams config ({type(e).__name__}: {e})")
+        return
+    domains = {k: [s.flags[k] for s in specs] for k in ("algo", "learning_rate", "entropy_cost", "seed")}
+    tags = [f"{p}/{t}/episode_return" for p in ("task", "distilled") for t in task_names]
+    summaries.write_hparams_config(runs_dir, domains, tags)
+
+
+def _default_total_env_steps() -> int:
+    from distral_tf.config import TrainConfig
+
+    return TrainConfig().total_env_steps
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    if not FLAGS.experiment or not FLAGS.out:
+        raise app.UsageError("--experiment and --out are required.")
+    try:
+        algos = parse_algos(FLAGS.algos)
+        entropy_costs = parse_floats(FLAGS.entropy_costs, "entropy_costs")
+        learning_rates = parse_floats(FLAGS.learning_rates, "learning_rates")
+        budget = parse_budget(FLAGS.budget)
+    except ValueError as e:
+        raise app.UsageError(str(e)) from e
+    base_steps = FLAGS.total_env_steps or _default_total_env_steps()
+    total_env_steps = max(1, round(base_steps * budget))
+    extra = {"workers_per_task": FLAGS.workers_per_task} if FLAGS.workers_per_task else {}
+    specs = expand_grid(FLAGS.experiment, algos, entropy_costs, learning_rates, FLAGS.seeds,
+                        total_env_steps, extra)
+    extra_args = shlex.split(FLAGS.run_flags)
+    command_fn = lambda spec, logdir: run_command(spec, logdir, FLAGS.run_module, extra_args)
+    sweep = Sweep(specs, FLAGS.out, FLAGS.parallel, command_fn, FLAGS.grace_secs, FLAGS.progress_every_secs,
+                  log=lambda line: print(line, flush=True),
+                  info={"experiment": FLAGS.experiment, "budget": budget, "total_env_steps": total_env_steps,
+                        "command": [sys.executable, "-m", "distral_tf.sweep", *sys.argv[1:]]})
+    if FLAGS.dry_run:
+        todo = sweep.to_run()
+        print(f"# {len(specs)} runs, {len(specs) - len(todo)} finished, {len(todo)} to run")
+        for spec in todo:
+            print(shlex.join(sweep.entries[spec.run_id]["command"]))
+        return 0
+    print(f"[sweep] {FLAGS.experiment}: {len(specs)} runs ({len(algos)} algorithms x {len(learning_rates)} "
+          f"learning rates x {len(entropy_costs)} entropy costs x {FLAGS.seeds} seeds), "
+          f"{total_env_steps:,} agent steps each, {FLAGS.parallel} at a time, in {FLAGS.out}", flush=True)
+    os.makedirs(sweep.runs_dir, exist_ok=True)
+    _write_tensorboard_config(sweep.runs_dir, specs, FLAGS.experiment)
+    return sweep.run()
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,192 @@
+"""The sweep driver, with a fake run program standing in for the trainer."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from distral_tf import sweep
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Behaves like `python -m distral_tf.run` as far as the sweep can tell: writes status.json,
+# returns at once if the run finished before, and on SIGINT checkpoints and exits 130.
+FAKE_RUN = textwrap.dedent('''
+    import json, os, signal, sys, time
+    args = dict(a[2:].split("=", 1) for a in sys.argv[1:])
+    logdir = args["logdir"]
+    os.makedirs(logdir, exist_ok=True)
+    with open(os.path.join(logdir, "invocations.txt"), "a") as f:
+        f.write(" ".join(sys.argv[1:]) + "\\n")
+    def status(state):
+        with open(os.path.join(logdir, "status.json"), "w") as f:
+            json.dump({"state": state, "env_steps": 0}, f)
+    def read():
+        try:
+            return json.load(open(os.path.join(logdir, "status.json")))["state"]
+        except OSError:
+            return None
+    if read() == "finished":
+        sys.exit(0)
+    mode = os.environ.get("FAKE_RUN_MODE", "finish")
+    if mode == "fail_" + args["algo"]:
+        status("failed")
+        sys.exit(3)
+    if mode == "hang":
+        def on_sigint(signum, frame):
+            with open(os.path.join(logdir, "signals.txt"), "a") as f:
+                f.write(signal.Signals(signum).name + "\\n")
+            status("interrupted")
+            sys.exit(130)
+        signal.signal(signal.SIGINT, on_sigint)
+        status("running")
+        time.sleep(60)
+        sys.exit(5)
+    status("finished")
+''')
+
+
+@pytest.fixture()
+def fake_run(tmp_path, monkeypatch):
+    (tmp_path / "fake_run.py").write_text(FAKE_RUN)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), REPO]))
+    return "fake_run"
+
+
+def invocations(out, run_id):
+    path = os.path.join(out, "runs", run_id, "invocations.txt")
+    return len(open(path).read().splitlines()) if os.path.exists(path) else 0
+
+
+def manifest(out):
+    with open(os.path.join(out, "manifest.json")) as f:
+        return {e["id"]: e for e in json.load(f)["runs"]}
+
+
+def test_run_ids_are_stable_and_readable():
+    assert sweep.format_value(5e-4) == "5e-4"
+    assert sweep.format_value(0.01) == "1e-2"
+    assert sweep.format_value(2.5e-4) == "2.5e-4"
+    assert sweep.format_value(3.0) == "3e0"
+    assert sweep.format_value(0.0) == "0"
+    assert sweep.run_id("kl_2col", 5e-4, 0.01, 0) == "kl_2col-lr5e-4-ent1e-2-s0"
+    assert sweep.run_id("kl_2col", 0.0005, 1e-2, 0) == sweep.run_id("kl_2col", 5e-4, 0.010, 0)
+
+
+def test_grid_expansion():
+    specs = sweep.expand_grid("doom_mazes", ["a3c", "klent_2col"], [1e-3, 1e-2], [1e-4, 3e-4, 1e-3], 2,
+                              total_env_steps=5000, extra_flags={"workers_per_task": 4})
+    assert len(specs) == 2 * 2 * 3 * 2
+    assert len({s.run_id for s in specs}) == len(specs)
+    assert specs[0].run_id == "a3c-lr1e-4-ent1e-3-s0"
+    assert specs[-1].run_id == "klent_2col-lr1e-3-ent1e-2-s1"
+    assert specs[-1].flags == {"algo": "klent_2col", "suite": "doom_mazes", "learning_rate": 1e-3,
+                               "entropy_cost": 1e-2, "seed": 1, "total_env_steps": 5000,
+                               "workers_per_task": 4}
+    cmd = sweep.run_command(specs[0], "/x/runs/a3c", run_module="fake_run")
+    assert cmd[1:3] == ["-m", "fake_run"]
+    assert "--learning_rate=0.0001" in cmd and cmd[-1] == "--logdir=/x/runs/a3c"
+
+
+def test_defaults_follow_the_paper():
+    algos = sweep.parse_algos("all")
+    assert len(algos) == 7
+    specs = sweep.expand_grid("doom_mazes", algos, sweep.parse_floats(sweep.DEFAULT_ENTROPY_COSTS, "e"),
+                              sweep.parse_floats(sweep.DEFAULT_LEARNING_RATES, "l"), sweep.DEFAULT_SEEDS)
+    assert len(specs) == 7 * 36
+    assert sweep.parse_budget("small") == 0.1 and sweep.parse_budget("0.25") == 0.25
+    for bad in (lambda: sweep.parse_algos("a3c,ppo"), lambda: sweep.parse_floats("1e-3,x", "e"),
+                lambda: sweep.parse_budget("0"), lambda: sweep.parse_budget("huge")):
+        with pytest.raises(ValueError):
+            bad()
+
+
+def test_manifest_failures_and_resume_skips_finished(tmp_path, fake_run, monkeypatch):
+    out = str(tmp_path / "sweep")
+    specs = sweep.expand_grid("suite", ["a3c", "kl_2col"], [0.01], [1e-4, 5e-4], 2, total_env_steps=100)
+    make = lambda: sweep.Sweep(
+        specs, out, parallel=3, log=lambda line: None,
+        command_fn=lambda spec, logdir: sweep.run_command(spec, logdir, fake_run))
+
+    monkeypatch.setenv("FAKE_RUN_MODE", "fail_kl_2col")
+    assert make().run() == 1
+    entries = manifest(out)
+    assert len(entries) == 8
+    for rid, e in entries.items():
+        algo = rid.split("-")[0]
+        assert e["state"] == ("finished" if algo == "a3c" else "failed"), rid
+        assert e["returncode"] == (0 if algo == "a3c" else 3)
+        assert e["flags"]["algo"] == algo and e["command"][-1] == f"--logdir={e['logdir']}"
+        assert os.path.exists(e["log"])
+
+    monkeypatch.setenv("FAKE_RUN_MODE", "finish")
+    assert make().run() == 0
+    entries = manifest(out)
+    assert all(e["state"] == "finished" and e["returncode"] in (0, None) for e in entries.values())
+    for rid, e in entries.items():
+        # Finished runs were not started again; failed ones were, once.
+        assert invocations(out, rid) == (1 if rid.startswith("a3c") else 2), rid
+        assert e["attempts"] == invocations(out, rid)
+
+
+def _sweep_cli(out, *extra, env=None):
+    return [sys.executable, "-m", "distral_tf.sweep", "--experiment=two_rooms_small", "--algos=a3c,kl_2col",
+            "--entropy_costs=1e-2", "--learning_rates=5e-4", "--seeds=2", "--total_env_steps=1000",
+            "--budget=small", f"--out={out}", "--run_module=fake_run", *extra]
+
+
+def test_dry_run_prints_commands(tmp_path, fake_run):
+    out = tmp_path / "sweep"
+    result = subprocess.run(_sweep_cli(out, "--dry_run"), capture_output=True, text=True, timeout=60,
+                            cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stdout.splitlines() if not line.startswith("#")]
+    assert len(lines) == 4
+    assert all("-m fake_run" in line and "--total_env_steps=100 " in line for line in lines)
+    assert any(line.endswith(f"--logdir={out}/runs/kl_2col-lr5e-4-ent1e-2-s1") for line in lines)
+    assert not out.exists()
+
+
+def test_sigint_stops_runs_cleanly_and_rerun_completes(tmp_path, fake_run):
+    out = tmp_path / "sweep"
+    env = {**os.environ, "FAKE_RUN_MODE": "hang"}
+    proc = subprocess.Popen(_sweep_cli(out, "--parallel=2", "--grace_secs=20"), cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    running = [out / "runs" / f"{a}-lr5e-4-ent1e-2-s0" / "status.json" for a in ("a3c",)]
+    running.append(out / "runs" / "a3c-lr5e-4-ent1e-2-s1" / "status.json")
+    deadline = time.time() + 30
+    while not all(p.exists() for p in running) and time.time() < deadline:
+        time.sleep(0.1)
+    assert all(p.exists() for p in running), proc.stdout.read() if proc.poll() is not None else "timeout"
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 130, output
+    assert "SIGINT: stopping" in output
+
+    entries = manifest(out)
+    for seed in (0, 1):
+        e = entries[f"a3c-lr5e-4-ent1e-2-s{seed}"]
+        assert (e["state"], e["returncode"]) == ("interrupted", 130)
+        # The run got exactly one SIGINT, from the sweep, and checkpointed.
+        signals = (out / "runs" / e["id"] / "signals.txt").read_text().split()
+        assert signals == ["SIGINT"]
+    assert {entries[f"kl_2col-lr5e-4-ent1e-2-s{s}"]["state"] for s in (0, 1)} == {"pending"}
+
+    # Rerun: everything completes; the interrupted runs are started a second time.
+    result = subprocess.run(_sweep_cli(out, "--parallel=2"), cwd=REPO, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert all(e["state"] == "finished" for e in manifest(out).values())
+    assert [invocations(out, rid) for rid in sorted(entries)] == [2, 2, 1, 1]
+
+    # A third time: nothing left to do, nothing started.
+    result = subprocess.run(_sweep_cli(out), cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "4/4 runs already finished" in result.stdout
+    assert [invocations(out, rid) for rid in sorted(entries)] == [2, 2, 1, 1]
+    # The sweep-level HParams config for TensorBoard was written beside the runs.
+    assert any(f.endswith(".distral-hparams-config") for f in os.listdir(out / "runs"))
