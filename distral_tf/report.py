@@ -14,6 +14,7 @@ definitions of the step grid, AUC and final return are those of
 from __future__ import annotations
 
 import collections
+import dataclasses
 import datetime
 import json
 import math
@@ -28,15 +29,29 @@ from distral_tf.reporting import metrics, style
 from distral_tf.reporting.runs import Run, load_runs
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("runs", None, "Directory searched (recursively) for run directories.")
-flags.DEFINE_string("out", None, "Directory the report is written to (created if needed).")
-flags.DEFINE_integer("num_bins", 50, "Bins of the common step grid (curves and AUC).", lower_bound=2)
-flags.DEFINE_float("final_fraction", 0.1, "Final return = mean return over this last fraction of steps.",
-                   lower_bound=1e-6, upper_bound=1.0)
-flags.DEFINE_float("threshold", None, "Final return a run must reach to count as successful; "
-                   "default: --threshold_fraction of the way from the worst to the best final return "
-                   "of any task-policy run of the experiment.")
-flags.DEFINE_float("threshold_fraction", 0.5, "See --threshold.", lower_bound=0.0, upper_bound=1.0)
+
+
+def define_flags():
+    """Defines the command-line flags (only when run as a program, so importing defines none)."""
+    flags.DEFINE_string("runs", None, "Directory searched (recursively) for run directories.")
+    flags.DEFINE_string("out", None, "Directory the report is written to (created if needed).")
+    flags.DEFINE_integer("num_bins", 50, "Bins of the common step grid (curves and AUC).", lower_bound=2)
+    flags.DEFINE_float("final_fraction", 0.1, "Final return = mean return over this last fraction of steps.",
+                       lower_bound=1e-6, upper_bound=1.0)
+    flags.DEFINE_float("threshold", None, "Final return a run must reach to count as successful; "
+                       "default: --threshold_fraction of the way from the worst to the best final return "
+                       "of any task-policy run of the experiment.")
+    flags.DEFINE_float("threshold_fraction", 0.5, "See --threshold.", lower_bound=0.0, upper_bound=1.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """How curves are binned and runs scored; the flags of the same names."""
+
+    num_bins: int = 50
+    final_fraction: float = 0.1
+    threshold: float | None = None
+    threshold_fraction: float = 0.5
 
 POLICIES = ("task", "distilled")
 _POLICY_TITLE = {"task": "Task policies", "distilled": "Distilled policy"}
@@ -85,14 +100,14 @@ def definitions(num_bins: int, final_fraction: float) -> list[str]:
     ]
 
 
-def _threshold(task_summaries: list[metrics.AlgoSummary]) -> float:
-    if FLAGS.threshold is not None:
-        return FLAGS.threshold
+def _threshold(task_summaries: list[metrics.AlgoSummary], options: Options) -> float:
+    if options.threshold is not None:
+        return options.threshold
     finals = [f for s in task_summaries for f in s.finals.values()]
     if not finals:
         return math.nan
     lo, hi = min(finals), max(finals)
-    return lo + FLAGS.threshold_fraction * (hi - lo)
+    return lo + options.threshold_fraction * (hi - lo)
 
 
 def _summary_table(summaries: list[metrics.AlgoSummary], threshold: float, policy: str) -> doc.Table:
@@ -158,15 +173,16 @@ def _settings_table(task: list[metrics.AlgoSummary], distilled: list[metrics.Alg
     )
 
 
-def experiment_section(experiment: str, runs: list[Run], out_dir: str, results: dict) -> list[doc.Block]:
+def experiment_section(experiment: str, runs: list[Run], out_dir: str, results: dict,
+                       options: Options) -> list[doc.Block]:
     """Figures and tables of one experiment; fills ``results`` with its numbers."""
     from distral_tf.reporting import plots
 
-    grid = metrics.make_grid(runs, FLAGS.num_bins)
+    grid = metrics.make_grid(runs, options.num_bins)
     algos = sorted({r.algo for r in runs}, key=style.sort_key)
-    summaries = {p: [metrics.summarize(runs, a, p, grid, FLAGS.final_fraction) for a in algos]
+    summaries = {p: [metrics.summarize(runs, a, p, grid, options.final_fraction) for a in algos]
                  for p in POLICIES}
-    threshold = _threshold(summaries["task"])
+    threshold = _threshold(summaries["task"], options)
     slug = _slug(experiment)
     task_names = []
     for r in runs:
@@ -264,7 +280,7 @@ def _finite(value):
     return value
 
 
-def build_report(runs_dir: str, out_dir: str) -> dict:
+def build_report(runs_dir: str, out_dir: str, options: Options = Options()) -> dict:
     """Writes the report of every run under ``runs_dir`` into ``out_dir``; returns its numbers."""
     runs = load_runs(runs_dir)
     os.makedirs(out_dir, exist_ok=True)
@@ -280,11 +296,11 @@ def build_report(runs_dir: str, out_dir: str) -> dict:
             f"experiment(s); generated {datetime.datetime.now().isoformat(timespec='seconds')}. "
             "x-axes: environment steps per task."),
         doc.Heading(2, "Definitions"),
-        doc.Bullets(definitions(FLAGS.num_bins, FLAGS.final_fraction)),
+        doc.Bullets(definitions(options.num_bins, options.final_fraction)),
     ]
     results: dict = {}
     for experiment in sorted(by_experiment):
-        blocks += experiment_section(experiment, by_experiment[experiment], out_dir, results)
+        blocks += experiment_section(experiment, by_experiment[experiment], out_dir, results, options)
     blocks += [
         doc.Heading(2, "Runs"),
         doc.Table(
@@ -299,8 +315,7 @@ def build_report(runs_dir: str, out_dir: str) -> dict:
         f.write(doc.to_markdown(blocks))
     with open(os.path.join(out_dir, "index.html"), "w") as f:
         f.write(doc.to_html(blocks, title))
-    summary = {"runs_dir": os.path.abspath(runs_dir), "num_bins": FLAGS.num_bins,
-               "final_fraction": FLAGS.final_fraction, "experiments": results}
+    summary = {"runs_dir": os.path.abspath(runs_dir), **dataclasses.asdict(options), "experiments": results}
     with open(os.path.join(out_dir, "summary.json"), "w") as f:
         json.dump(_finite(summary), f, indent=1, allow_nan=False, default=str)
     return summary
@@ -312,7 +327,8 @@ def main(argv):
     if not FLAGS.runs or not FLAGS.out:
         raise app.UsageError("--runs and --out are required.")
     try:
-        summary = build_report(FLAGS.runs, FLAGS.out)
+        options = Options(FLAGS.num_bins, FLAGS.final_fraction, FLAGS.threshold, FLAGS.threshold_fraction)
+        summary = build_report(FLAGS.runs, FLAGS.out, options)
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -322,4 +338,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

@@ -48,23 +48,28 @@ DEFAULT_SEEDS = 4
 # Named --budget values: fractions of --total_env_steps.
 BUDGETS = {"full": 1.0, "small": 0.1, "tiny": 0.02}
 
-flags.DEFINE_string("experiment", None, "Task suite passed to the runs as --suite (e.g. doom_mazes).")
-flags.DEFINE_string("algos", "all", f"'all' or a comma-separated subset of {', '.join(ALGORITHMS)}.")
-flags.DEFINE_string("entropy_costs", DEFAULT_ENTROPY_COSTS, "Comma-separated entropy costs.")
-flags.DEFINE_string("learning_rates", DEFAULT_LEARNING_RATES, "Comma-separated learning rates.")
-flags.DEFINE_integer("seeds", DEFAULT_SEEDS, "Seeds 0..N-1 per setting.", lower_bound=1)
-flags.DEFINE_string("out", None, "Sweep directory: runs/, logs/ and manifest.json go here.")
-flags.DEFINE_integer("parallel", 1, "Runs at a time.", lower_bound=1)
-flags.DEFINE_integer("total_env_steps", None, "Agent steps over all tasks of a full run "
-                     "(default: the trainer's default).", lower_bound=1)
-flags.DEFINE_string("budget", "full", f"Scales --total_env_steps: a fraction, or one of "
-                    f"{', '.join(f'{k} ({v:g})' for k, v in BUDGETS.items())}.")
-flags.DEFINE_integer("workers_per_task", None, "Passed to every run if set.", lower_bound=1)
-flags.DEFINE_string("run_flags", "", "Further flags passed to every run, e.g. '--eval_episodes=4'.")
-flags.DEFINE_string("run_module", "distral_tf.run", "Module run for each run (python -m MODULE).")
-flags.DEFINE_float("grace_secs", 120.0, "After Ctrl-C, seconds the runs get to checkpoint before SIGTERM.")
-flags.DEFINE_float("progress_every_secs", 60.0, "Seconds between progress lines while runs are going.")
-flags.DEFINE_bool("dry_run", False, "Print the commands of the runs still to do and exit.")
+
+def define_flags():
+    """Defines the command-line flags (only when run as a program, so importing defines none)."""
+    flags.DEFINE_string("experiment", None, "Task suite passed to the runs as --suite (e.g. doom_mazes).")
+    flags.DEFINE_string("algos", "all", f"'all' or a comma-separated subset of {', '.join(ALGORITHMS)}.")
+    flags.DEFINE_string("entropy_costs", DEFAULT_ENTROPY_COSTS, "Comma-separated entropy costs.")
+    flags.DEFINE_string("learning_rates", DEFAULT_LEARNING_RATES, "Comma-separated learning rates.")
+    flags.DEFINE_integer("seeds", DEFAULT_SEEDS, "Seeds 0..N-1 per setting.", lower_bound=1)
+    flags.DEFINE_string("out", None, "Sweep directory: runs/, logs/ and manifest.json go here.")
+    flags.DEFINE_integer("parallel", 1, "Runs at a time.", lower_bound=1)
+    flags.DEFINE_integer("total_env_steps", None, "Agent steps over all tasks of a full run "
+                         "(default: the trainer's default).", lower_bound=1)
+    flags.DEFINE_string("budget", "full", f"Scales --total_env_steps: a fraction, or one of "
+                        f"{', '.join(f'{k} ({v:g})' for k, v in BUDGETS.items())}.")
+    flags.DEFINE_integer("workers_per_task", None, "Passed to every run if set.", lower_bound=1)
+    flags.DEFINE_string("run_flags", "", "Further flags passed to every run, e.g. '--eval_episodes=4'.")
+    flags.DEFINE_string("run_module", "distral_tf.run", "Module run for each run (python -m MODULE).")
+    flags.DEFINE_float("grace_secs", 120.0,
+                       "After Ctrl-C, seconds the runs get to checkpoint before SIGTERM.")
+    flags.DEFINE_float("progress_every_secs", 60.0, "Seconds between progress lines while runs are going.")
+    flags.DEFINE_bool("dry_run", False, "Print the commands of the runs still to do and exit.")
+
 
 MANIFEST = "manifest.json"
 _POLL_SECS = 0.2
@@ -457,4 +462,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

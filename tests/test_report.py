@@ -9,7 +9,6 @@ import sys
 
 import numpy as np
 import pytest
-from absl import flags
 from PIL import Image
 
 from distral_tf import report
@@ -109,13 +108,7 @@ def sweep(tmp_path_factory):
 def built(sweep, tmp_path_factory):
     root, _ = sweep
     out = str(tmp_path_factory.mktemp("report"))
-    flags.FLAGS.unparse_flags()
-    flags.FLAGS(["report", f"--runs={root}", f"--out={out}"])
-    try:
-        summary = report.build_report(root, out)
-    finally:
-        flags.FLAGS.unparse_flags()
-    return out, summary
+    return out, report.build_report(root, out)
 
 
 def _table_after(md, caption_start):
