@@ -99,7 +99,7 @@ def test_defaults_follow_the_paper():
     specs = sweep.expand_grid("doom_mazes", algos, sweep.parse_floats(sweep.DEFAULT_ENTROPY_COSTS, "e"),
                               sweep.parse_floats(sweep.DEFAULT_LEARNING_RATES, "l"), sweep.DEFAULT_SEEDS)
     assert len(specs) == 7 * 36
-    assert sweep.parse_budget("small") == 0.1 and sweep.parse_budget("0.25") == 0.25
+    assert sweep.parse_budget("small") == 0.05 and sweep.parse_budget("0.25") == 0.25
     for bad in (lambda: sweep.parse_algos("a3c,ppo"), lambda: sweep.parse_floats("1e-3,x", "e"),
                 lambda: sweep.parse_budget("0"), lambda: sweep.parse_budget("huge")):
         with pytest.raises(ValueError):
@@ -147,7 +147,7 @@ def test_dry_run_prints_commands(tmp_path, fake_run):
     assert result.returncode == 0, result.stderr
     lines = [line for line in result.stdout.splitlines() if not line.startswith("#")]
     assert len(lines) == 4
-    assert all("-m fake_run" in line and "--total_env_steps=100 " in line for line in lines)
+    assert all("-m fake_run" in line and "--total_env_steps=50 " in line for line in lines)
     assert any(line.endswith(f"--logdir={out}/runs/kl_2col-lr5e-4-ent1e-2-s1") for line in lines)
     assert not out.exists()
 
