@@ -56,6 +56,11 @@ class Rollout:
         )
 
 
+def _drop_value(step_output):
+    logits, _, (h, c) = step_output
+    return logits, h, c
+
+
 def _gumbel_sample(rng: tf.random.Generator, logits):
     u = rng.uniform(tf.shape(logits), minval=1e-12, maxval=1.0)
     return tf.argmax(logits - tf.math.log(-tf.math.log(u)), axis=-1, output_type=tf.int32)
@@ -112,7 +117,8 @@ class Agent(tf.Module):
         return (zeros, zeros.copy()), (zeros.copy(), zeros.copy())
 
     # ----------------------------------------------------------------------------------------- #
-    # Per-task routing: each element of a batch goes through its own task's column.
+    # Per-task routing: each element of a batch goes through its own task's column. Columns
+    # without elements are skipped (TensorFlow's CPU convolution rejects empty batches).
 
     def _task_columns_step(self, task_ids, obs, first, state):
         if len(self.task_columns) == 1:
@@ -122,8 +128,12 @@ class Agent(tf.Module):
         logits, states_h, states_c = [], [], []
         for i, column in enumerate(self.task_columns):
             idx = positions[i]
-            lg, _, (h, c) = column.step(tf.gather(obs, idx), tf.gather(first, idx),
-                                        (tf.gather(state[0], idx), tf.gather(state[1], idx)))
+            sub_state = (tf.gather(state[0], idx), tf.gather(state[1], idx))
+            lg, h, c = tf.cond(
+                tf.size(idx) > 0,
+                lambda column=column, idx=idx, sub_state=sub_state: _drop_value(
+                    column.step(tf.gather(obs, idx), tf.gather(first, idx), sub_state)),
+                lambda sub_state=sub_state: (tf.zeros([0, self.num_actions]), *sub_state))
             logits.append(lg)
             states_h.append(h)
             states_c.append(c)
@@ -138,8 +148,13 @@ class Agent(tf.Module):
         logits, values = [], []
         for i, column in enumerate(self.task_columns):
             idx = positions[i]
-            lg, v, _ = column.unroll(tf.gather(obs, idx, axis=1), tf.gather(first, idx, axis=1),
-                                     (tf.gather(state[0], idx), tf.gather(state[1], idx)))
+            t1 = obs.shape[0]
+            lg, v = tf.cond(
+                tf.size(idx) > 0,
+                lambda column=column, idx=idx: column.unroll(
+                    tf.gather(obs, idx, axis=1), tf.gather(first, idx, axis=1),
+                    (tf.gather(state[0], idx), tf.gather(state[1], idx)))[:2],
+                lambda: (tf.zeros([t1, 0, self.num_actions]), tf.zeros([t1, 0])))
             logits.append(tf.transpose(lg, [1, 0, 2]))  # batch-major for stitching
             values.append(tf.transpose(v, [1, 0]))
         return (tf.transpose(tf.dynamic_stitch(positions, logits), [1, 0, 2]),
@@ -200,6 +215,10 @@ class Agent(tf.Module):
         self._act_distilled = act_distilled
         self._loss_terms_fn = loss_terms
         self._train_step = train_step
+        # Trace everything now, in one thread: tracing Keras layers concurrently from
+        # several worker threads is not safe, calling traced functions is.
+        for fn in (act, act_distilled, train_step):
+            fn.get_concrete_function()
 
     def _loss_terms(self, task_ids, obs, first, actions, rewards, dones, d_h, d_c, t_h, t_c):
         f_logits, values, _ = self._task_columns_unroll(task_ids, obs, first, (t_h, t_c))

@@ -84,11 +84,12 @@ class Monitor:
         now = time.time()
         if not force and now - self._last_print < self.log_every_secs:
             return None
-        if self._start_steps is None:
+        if self._start_steps is None:  # the first call only starts the clock
             self._start_steps, self._start_time = total_steps, now
+        window_steps, window_secs = total_steps - self._start_steps, max(now - self._start_time, 1e-6)
+        self._start_steps, self._start_time = total_steps, now
         self._last_print = now
-        elapsed = max(now - self._start_time, 1e-6)
-        steps_per_sec = (total_steps - self._start_steps) / elapsed
+        steps_per_sec = window_steps / window_secs
         fps = steps_per_sec * self.frames_per_step
         eta = (self.total_env_steps - total_steps) / steps_per_sec if steps_per_sec > 0 else float("inf")
         returns = " ".join(f"{n}={r:.2f}" for n, r in zip(self.task_names, self.mean_recent_returns(),

@@ -22,6 +22,7 @@ class Column(keras.Model):
 
     def __init__(self, num_actions: int, with_value: bool, name: str = "column"):
         super().__init__(name=name)
+        num_actions = int(num_actions)
         self.num_actions = num_actions
         self.with_value = with_value
         self.conv1 = keras.layers.Conv2D(16, 8, strides=4, activation="relu", name="conv1")
@@ -70,13 +71,15 @@ class Column(keras.Model):
         obs_shape = tf.shape(obs)
         t, b = obs_shape[0], obs_shape[1]
         features = tf.reshape(self.torso(tf.reshape(obs, tf.concat([[t * b], obs_shape[2:]], 0))), [t, b, -1])
-        outputs = []
-        for i in range(obs.shape[0]):  # T is static: unrolled in the graph.
-            state = self._reset(state, first[i])
-            out, new_state = self.lstm(features[i], list(state))
-            state = tuple(new_state)
-            outputs.append(out)
-        core = tf.stack(outputs)
+        def lstm_step(carry, inputs):
+            x, is_first = inputs
+            h, c = self._reset(carry[1:], is_first)
+            out, (h, c) = self.lstm(x, [h, c])
+            return out, h, c
+
+        zeros = tf.zeros_like(state[0])
+        core, h, c = tf.scan(lstm_step, (features, first), initializer=(zeros, *state))
+        state = (h[-1], c[-1])
         logits, value = self._heads(core)
         return logits, value, state
 
