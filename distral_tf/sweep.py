@@ -180,12 +180,19 @@ def read_state(logdir: str) -> str | None:
 
 
 def _read_progress(logdir: str) -> str:
+    """A short progress note: the per-task step count of the run's latest logged episode."""
     try:
-        with open(os.path.join(logdir, "status.json")) as f:
-            status = json.load(f)
-        return f"{int(status.get('env_steps', 0)):,} steps"
-    except (OSError, ValueError, TypeError, AttributeError):
-        return "starting"
+        with open(os.path.join(logdir, "metrics.jsonl"), "rb") as f:
+            f.seek(max(0, os.path.getsize(f.name) - 4096))
+            lines = f.read().decode(errors="replace").splitlines()
+        for line in reversed(lines):
+            try:
+                return f"{int(json.loads(line)['env_steps']):,} steps/task"
+            except (ValueError, KeyError, TypeError):
+                continue
+    except OSError:
+        pass
+    return "starting"
 
 
 def _now() -> str:

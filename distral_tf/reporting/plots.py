@@ -9,6 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from distral_tf.reporting import style  # noqa: E402
 from distral_tf.reporting.metrics import AlgoSummary, Grid  # noqa: E402
@@ -70,7 +71,7 @@ def draw_sorted_finals(ax, summaries: list[AlgoSummary], title: str):
         _empty(ax, "no episodes")
     else:
         ax.set_xlim(0.5, most + 0.5)
-        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("runs, best to worst")
     ax.set_ylabel("final average return")
     ax.grid(True, alpha=0.3)

@@ -213,7 +213,7 @@ def load_run(run_dir: str, root: str) -> Run:
     """Loads one run directory (see the module docstring for the sources used)."""
     config = _read_json(os.path.join(run_dir, "config.json"))
     status = _read_json(os.path.join(run_dir, "status.json"))
-    flags = dict(config.get("flags") or {})
+    flags = dict(config.get("flags") or config.get("config") or {})
     run_id = os.path.relpath(run_dir, root)
     if run_id == ".":
         run_id = os.path.basename(os.path.abspath(run_dir))
