@@ -148,13 +148,12 @@ class Agent(tf.Module):
         logits, values = [], []
         for i, column in enumerate(self.task_columns):
             idx = positions[i]
-            t1 = obs.shape[0]
             lg, v = tf.cond(
                 tf.size(idx) > 0,
                 lambda column=column, idx=idx: column.unroll(
                     tf.gather(obs, idx, axis=1), tf.gather(first, idx, axis=1),
                     (tf.gather(state[0], idx), tf.gather(state[1], idx)))[:2],
-                lambda: (tf.zeros([t1, 0, self.num_actions]), tf.zeros([t1, 0])))
+                lambda: (tf.zeros([obs.shape[0], 0, self.num_actions]), tf.zeros([obs.shape[0], 0])))
             logits.append(tf.transpose(lg, [1, 0, 2]))  # batch-major for stitching
             values.append(tf.transpose(v, [1, 0]))
         return (tf.transpose(tf.dynamic_stitch(positions, logits), [1, 0, 2]),
@@ -219,6 +218,27 @@ class Agent(tf.Module):
         # several worker threads is not safe, calling traced functions is.
         for fn in (act, act_distilled, train_step):
             fn.get_concrete_function()
+
+    def warm_up(self):
+        """Runs every function once on dummy data, leaving all state as it was.
+
+        The first execution of a traced function optimises its graph; done here,
+        it is done once instead of concurrently by every worker thread.
+        """
+        state = [v for column in self.columns for v in column.variables] + list(self.optimizer.variables)
+        state += [self.env_steps, self.rng.state]
+        saved = [v.numpy() for v in state]
+        d_state, t_state = self.initial_state(1)
+        obs = np.zeros([1, *self.observation_shape], np.uint8)
+        self.act(np.zeros(1, np.int32), obs, np.ones(1, bool), d_state, t_state)
+        self.act_distilled(obs, np.ones(1, bool), d_state, greedy=False)
+        t = self.unroll_length
+        self.train_step(Rollout(
+            task_ids=np.zeros(1, np.int32), observations=np.zeros([t + 1, 1, *self.observation_shape], np.uint8),
+            first=np.ones([t + 1, 1], bool), actions=np.zeros([t, 1], np.int32), rewards=np.zeros([t, 1], np.float32),
+            dones=np.zeros([t, 1], bool), distilled_state=d_state, task_state=t_state))
+        for v, value in zip(state, saved, strict=True):
+            v.assign(value)
 
     def _loss_terms(self, task_ids, obs, first, actions, rewards, dones, d_h, d_c, t_h, t_c):
         f_logits, values, _ = self._task_columns_unroll(task_ids, obs, first, (t_h, t_c))

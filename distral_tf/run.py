@@ -15,11 +15,21 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, logging  # noqa: E402
+from absl import flags as absl_flags  # noqa: E402
 
 from distral_tf.checkpointing import CheckpointError  # noqa: E402
 from distral_tf.envs import make_suite  # noqa: E402
 from distral_tf.trainer import Trainer, TrainingError  # noqa: E402
 from flags import training as training_flags  # noqa: E402
+
+
+def parse_flags_or_exit(argv):
+    """Parses flags; an invalid value ends the program with one line naming the flag (exit status 2)."""
+    try:
+        return absl_flags.FLAGS(argv)
+    except absl_flags.Error as e:
+        sys.stderr.write(f"error: {e}\n")
+        sys.exit(2)
 
 
 def main(argv):
@@ -45,4 +55,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags_or_exit)

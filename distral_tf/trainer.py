@@ -167,11 +167,14 @@ class Trainer:
 
     def _prepare_logdir(self):
         logdir = self.config.logdir
-        os.makedirs(logdir, exist_ok=True)
-        probe = os.path.join(logdir, ".write_test")
-        with open(probe, "w") as f:
-            f.write("ok")
-        os.remove(probe)
+        try:
+            os.makedirs(logdir, exist_ok=True)
+            probe = os.path.join(logdir, ".write_test")
+            with open(probe, "w") as f:
+                f.write("ok")
+            os.remove(probe)
+        except OSError as e:
+            raise TrainingError(f"--logdir={logdir} is not a writable directory ({e.strerror}).") from None
         path = os.path.join(logdir, CONFIG_FILE)
         if os.path.exists(path):
             with open(path) as f:
@@ -402,6 +405,7 @@ class Trainer:
             self.monitor.close()
             return {"state": "finished", "env_steps": int(self.task_steps.sum())}
         self._write_status("running")
+        self.agent.warm_up()
         workers = self._make_workers()
         num_workers = len(workers)
         if num_workers > 1:

@@ -1,0 +1,115 @@
+"""End-to-end training of every algorithm on the small task family, TensorBoard output and resume."""
+
+import json
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+import pytest
+from tensorboard.backend.event_processing import event_accumulator
+
+from distral_tf import algorithms
+from distral_tf.config import TrainConfig
+from distral_tf.envs import make_suite
+from distral_tf.trainer import Trainer, TrainingError
+
+SUITE = "two_rooms_small"
+
+
+def small_config(logdir, algo, **overrides):
+    values = dict(algo=algo, suite=SUITE, logdir=str(logdir), total_env_steps=3 * 2 * 60, workers_per_task=2,
+                  unroll_length=20, entropy_cost=0.05 if algorithms.get(algo).kl else 0.01, eval_episodes=1,
+                  eval_every_env_steps=60, log_every_secs=1.0, checkpoint_every_secs=1000.0)
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def read_scalars(logdir):
+    acc = event_accumulator.EventAccumulator(str(logdir), size_guidance={event_accumulator.TENSORS: 0})
+    acc.Reload()
+    return {tag: [(e.step, float(np.asarray(e.tensor_proto.float_val or [0])[0])) for e in acc.Tensors(tag)]
+            for tag in acc.Tags()["tensors"]}
+
+
+@pytest.mark.parametrize("algo", algorithms.NAMES)
+def test_every_algorithm_trains_to_completion_with_per_task_summaries(tmp_path, algo):
+    suite = make_suite(SUITE)
+    summary = Trainer(small_config(tmp_path, algo), suite).run()
+
+    assert summary["state"] == "finished"
+    per_task = 120
+    status = json.loads((tmp_path / "status.json").read_text())
+    assert status["state"] == "finished"
+    assert status["env_steps_per_task"] == [per_task] * suite.num_tasks
+
+    scalars = read_scalars(tmp_path)
+    for task in suite.task_names:
+        returns = scalars[f"task/{task}/episode_return"]
+        assert returns and all(0 < step <= per_task for step, _ in returns)
+        assert f"task/{task}/entropy_task" in scalars
+        assert f"loss/{task}/policy_gradient" in scalars
+        assert f"distilled/{task}/episode_return" in scalars
+        if algorithms.get(algo).kl:
+            assert f"task/{task}/kl_task_distilled" in scalars
+            assert f"loss/{task}/distillation" in scalars
+
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert {r["task"] for r in rows if r["policy"] == "task"} == set(suite.task_names)
+    assert {r["task"] for r in rows if r["policy"] == "distilled"} == set(suite.task_names)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["config"]["algo"] == algo and config["task_names"] == list(suite.task_names)
+
+
+def test_rerun_of_a_finished_run_returns_at_once(tmp_path):
+    suite = make_suite(SUITE)
+    cfg = small_config(tmp_path, "a3c", total_env_steps=3 * 40, workers_per_task=1, eval_episodes=0)
+    Trainer(cfg, suite).run()
+    lines_before = (tmp_path / "metrics.jsonl").read_text()
+    summary = Trainer(cfg, suite).run()
+    assert summary == {"state": "finished", "env_steps": 120}
+    assert (tmp_path / "metrics.jsonl").read_text() == lines_before
+
+
+def test_interrupted_run_resumes_without_repeating_steps(tmp_path):
+    suite = make_suite(SUITE)
+    cfg = small_config(tmp_path, "kl_1col", total_env_steps=3 * 200, workers_per_task=2, eval_episodes=0)
+    trainer = Trainer(cfg, suite)
+    original_reserve = trainer._reserve
+    calls = {"n": 0}
+
+    def reserve_then_stop(task):  # stop the run after a few rollouts
+        calls["n"] += 1
+        if calls["n"] == 8:
+            trainer.request_stop()
+        return original_reserve(task)
+
+    trainer._reserve = reserve_then_stop
+    first = trainer.run()
+    assert first["state"] == "interrupted"
+    steps_at_stop = json.loads((tmp_path / "status.json").read_text())["env_steps_per_task"]
+    assert 0 < sum(steps_at_stop) < 600
+
+    resumed = Trainer(cfg, suite)
+    second = resumed.run()
+    assert second["state"] == "finished"
+    assert resumed.resumed_from is not None
+    assert json.loads((tmp_path / "status.json").read_text())["env_steps_per_task"] == [200] * 3
+    assert int(resumed.agent.env_steps.numpy()) == 600
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    for task in suite.task_names:
+        steps = [r["env_steps"] for r in rows if r["task"] == task and r["policy"] == "task"]
+        assert steps == sorted(steps), "metrics rewound after resume"
+
+
+def test_resume_with_a_different_model_configuration_is_refused(tmp_path):
+    suite = make_suite(SUITE)
+    cfg = small_config(tmp_path, "a3c", total_env_steps=3 * 20, workers_per_task=1, eval_episodes=0)
+    Trainer(cfg, suite).run()
+    changed = small_config(tmp_path, "a3c", total_env_steps=3 * 20, workers_per_task=1, eval_episodes=0,
+                           learning_rate=1e-2)
+    with pytest.raises(TrainingError, match="learning_rate"):
+        Trainer(changed, suite).run()
+    forced = small_config(tmp_path, "a3c", total_env_steps=3 * 40, workers_per_task=1, eval_episodes=0,
+                          learning_rate=1e-2, force=True)
+    assert Trainer(forced, suite).run()["state"] == "finished"
