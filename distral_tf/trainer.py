@@ -21,7 +21,7 @@ import tensorflow as tf
 from absl import logging
 
 import distral_tf
-from distral_tf import algorithms
+from distral_tf import algorithms, summaries
 from distral_tf.actors import BatchedActionSource, DirectActionSource, Worker, close_quietly
 from distral_tf.agent import Agent, Rollout
 from distral_tf.checkpointing import Checkpointer
@@ -405,6 +405,11 @@ class Trainer:
             self.monitor.close()
             return {"state": "finished", "env_steps": int(self.task_steps.sum())}
         self._write_status("running")
+        summaries.write_custom_scalars_layout(
+            cfg.logdir, self.suite.task_names,
+            ["episode_return", "episode_length", "kl_task_distilled", "entropy_task", "entropy_distilled"])
+        summaries.write_hparams(cfg.logdir, {**cfg.to_json(), "suite": self.suite.name},
+                                [summaries.per_task_tag("task", t, "episode_return") for t in self.suite.task_names])
         self.agent.warm_up()
         workers = self._make_workers()
         num_workers = len(workers)
