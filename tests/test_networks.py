@@ -1,0 +1,181 @@
+"""The Keras column (spec section 6) and the agent's batched acting."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from distral_tf import objective
+from distral_tf.algorithm_spec import Architecture
+from distral_tf.networks import LSTM_SIZE, Column
+
+OBS = (36, 36, 3)
+
+
+def random_obs(rng, *lead, shape=OBS):
+    return rng.integers(0, 256, (*lead, *shape), dtype=np.uint8)
+
+
+def random_state(rng, b):
+    return tuple(tf.constant(rng.normal(scale=0.5, size=(b, LSTM_SIZE)).astype(np.float32)) for _ in range(2))
+
+
+@pytest.fixture(scope="module")
+def column():
+    keras.utils.set_random_seed(0)
+    return Column(4, with_value=True, name="task_test").build_for(OBS)
+
+
+@pytest.fixture(scope="module")
+def distilled_column():
+    keras.utils.set_random_seed(1)
+    return Column(4, with_value=False, name="distilled_test").build_for(OBS)
+
+
+def test_layer_sizes_on_84x84_rgb():
+    col = Column(6, with_value=True).build_for((84, 84, 3))
+    assert (col.conv1.filters, col.conv1.kernel_size, col.conv1.strides) == (16, (8, 8), (4, 4))
+    assert (col.conv2.filters, col.conv2.kernel_size, col.conv2.strides) == (32, (4, 4), (2, 2))
+    assert col.conv1.activation is keras.activations.relu and col.conv2.activation is keras.activations.relu
+    assert col.fc.units == 256 and col.fc.activation is keras.activations.relu
+    assert col.lstm.units == LSTM_SIZE == 256
+    assert tuple(col.conv1.kernel.shape) == (8, 8, 3, 16)
+    assert tuple(col.conv2.kernel.shape) == (4, 4, 16, 32)
+    assert tuple(col.fc.kernel.shape) == (9 * 9 * 32, 256)  # 84 -> 20 -> 9
+    assert tuple(col.lstm.kernel.shape) == (256, 4 * 256)
+    assert tuple(col.lstm.recurrent_kernel.shape) == (256, 4 * 256)
+    assert tuple(col.policy_head.kernel.shape) == (256, 6)
+    assert tuple(col.value_head.kernel.shape) == (256, 1)
+    n_params = sum(int(np.prod(v.shape)) for v in col.trainable_variables)
+    expected = (8 * 8 * 3 * 16 + 16) + (4 * 4 * 16 * 32 + 32) + (2592 * 256 + 256) + 4 * (256 * 256 * 2 + 256)
+    assert n_params == expected + (256 * 6 + 6) + (256 + 1)
+
+
+def test_observations_are_scaled_to_unit_range(column):
+    obs = random_obs(np.random.default_rng(0), 2)
+    x = tf.constant(obs.astype(np.float32) / 255.0)
+    expected = column.fc(column.flatten(column.conv2(column.conv1(x))))
+    np.testing.assert_allclose(column.torso(obs).numpy(), expected.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_step_shapes(column, distilled_column):
+    rng = np.random.default_rng(1)
+    obs, first = random_obs(rng, 5), tf.zeros([5], tf.bool)
+    logits, value, (h, c) = column.step(obs, first, Column.initial_state(5))
+    assert logits.shape == (5, 4) and value.shape == (5,)
+    assert h.shape == (5, LSTM_SIZE) and c.shape == (5, LSTM_SIZE)
+    logits, value, _ = distilled_column.step(obs, first, Column.initial_state(5))
+    assert logits.shape == (5, 4) and value is None
+    assert distilled_column.value_head is None
+    assert not any("value" in v.path for v in distilled_column.trainable_variables)
+
+
+@pytest.mark.parametrize("which", ["task", "distilled"])
+def test_unroll_equals_repeated_steps(column, distilled_column, which):
+    col = column if which == "task" else distilled_column
+    rng = np.random.default_rng(2)
+    t, b = 5, 3
+    obs = random_obs(rng, t, b)
+    first = np.zeros((t, b), bool)
+    first[0, 0] = first[2, 1] = first[4, 2] = True
+    state0 = random_state(rng, b)
+    logits, values, state = col.unroll(tf.constant(obs), tf.constant(first), state0)
+    assert logits.shape == (t, b, 4)
+    assert values is None if which == "distilled" else values.shape == (t, b)
+    s = state0
+    for i in range(t):
+        lg, v, s = col.step(obs[i], first[i], s)
+        np.testing.assert_allclose(logits[i].numpy(), lg.numpy(), atol=1e-5)
+        if v is not None:
+            np.testing.assert_allclose(values[i].numpy(), v.numpy(), atol=1e-5)
+    for a, e in zip(state, s, strict=True):
+        np.testing.assert_allclose(a.numpy(), e.numpy(), atol=1e-5)
+
+
+def test_lstm_state_resets_where_first(column):
+    rng = np.random.default_rng(3)
+    obs = random_obs(rng, 2)
+    first = tf.constant([True, False])
+    out_a = column.step(obs, first, random_state(rng, 2))
+    out_b = column.step(obs, first, random_state(rng, 2))
+    out_zero = column.step(obs, first, Column.initial_state(2))
+    for a, b, z in zip(out_a[:2], out_b[:2], out_zero[:2], strict=True):
+        np.testing.assert_allclose(a[0].numpy(), z[0].numpy(), atol=1e-6)  # element 0 starts an episode
+        np.testing.assert_allclose(b[0].numpy(), z[0].numpy(), atol=1e-6)
+        assert not np.allclose(a[1].numpy(), b[1].numpy(), atol=1e-4)  # element 1 carries its state
+
+
+def test_unroll_forgets_everything_before_an_episode_start(column):
+    rng = np.random.default_rng(4)
+    t = 4
+    obs_a, obs_b = random_obs(rng, t, 1), random_obs(rng, t, 1)
+    obs_b[2:] = obs_a[2:]  # the same episode from t = 2 on, different history before it
+    first = np.zeros((t, 1), bool)
+    first[2] = True
+    la, va, _ = column.unroll(tf.constant(obs_a), tf.constant(first), random_state(rng, 1))
+    lb, vb, _ = column.unroll(tf.constant(obs_b), tf.constant(first), random_state(rng, 1))
+    np.testing.assert_allclose(la[2:].numpy(), lb[2:].numpy(), atol=1e-6)
+    np.testing.assert_allclose(va[2:].numpy(), vb[2:].numpy(), atol=1e-6)
+    assert not np.allclose(la[:2].numpy(), lb[:2].numpy(), atol=1e-4)
+
+
+# ------------------------------------------------------------------------------------------------ #
+# The agent's batched acting.
+
+def act_inputs(agent, task_ids, seed):
+    rng = np.random.default_rng(seed)
+    b = len(task_ids)
+    state = lambda: rng.normal(scale=0.5, size=(b, LSTM_SIZE)).astype(np.float32)
+    first = np.zeros(b, bool)
+    first[0] = True
+    return (np.asarray(task_ids, np.int32), random_obs(rng, b, shape=agent.observation_shape), first,
+            (state(), state()), (state(), state()))
+
+
+def take(inputs, i):
+    task_ids, obs, first, d, t = inputs
+    return (task_ids[i:i + 1], obs[i:i + 1], first[i:i + 1], tuple(s[i:i + 1] for s in d),
+            tuple(s[i:i + 1] for s in t))
+
+
+@pytest.mark.parametrize("name", ["a3c", "a3c_multitask", "kl_2col", "klent_1col"])
+def test_act_batches_mixed_tasks(make_agent, name):
+    agent = make_agent(name)
+    inputs = act_inputs(agent, [0, 1, 1, 0], seed=5)
+    _, logits, d_state, t_state = agent.act(*inputs)
+    assert logits.shape == (4, agent.num_actions)
+    for i in range(4):
+        _, lg, d, t = agent.act(*take(inputs, i))
+        np.testing.assert_allclose(logits[i:i + 1], lg, atol=1e-5)
+        for a, e in zip((*d_state, *t_state), (*d, *t), strict=True):
+            np.testing.assert_allclose(a[i:i + 1], e, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["a3c", "a3c_2col", "kl_1col", "klent_2col"])
+def test_act_uses_the_trained_task_policy(make_agent, name):
+    """The acting logits are those of pi_i: the task column's own, or eq. 8's mixture for 2col."""
+    agent = make_agent(name)
+    task_ids, obs, first, d_state, t_state = act_inputs(agent, [0, 1, 0], seed=6)
+    _, logits, _, _ = agent.act(task_ids, obs, first, d_state, t_state)
+    h0 = agent.distilled.step(obs, first, d_state)[0].numpy()
+    for i, task in enumerate(task_ids):
+        col = agent.task_columns[task]
+        f = col.step(obs[i:i + 1], first[i:i + 1], tuple(s[i:i + 1] for s in t_state))[0]
+        expected = objective.task_policy_logits(agent.algorithm, agent.coeffs, f, h0[i:i + 1]).numpy()
+        np.testing.assert_allclose(logits[i:i + 1], expected, atol=1e-5)
+        if agent.algorithm.architecture is Architecture.TWO_COLUMN:
+            a, b = agent.coeffs.alpha, agent.coeffs.beta
+            np.testing.assert_allclose(expected, a * h0[i:i + 1] + b * f.numpy(), atol=1e-5)
+
+
+def test_sampled_actions_follow_the_task_policy(make_agent):
+    agent = make_agent("kl_2col")
+    n = 3000
+    rng = np.random.default_rng(7)
+    obs = np.repeat(random_obs(rng, 1, shape=agent.observation_shape), n, axis=0)
+    zeros = np.zeros((n, LSTM_SIZE), np.float32)
+    actions, logits, _, _ = agent.act(np.ones(n, np.int32), obs, np.ones(n, bool), (zeros, zeros),
+                                      (zeros, zeros))
+    p = tf.nn.softmax(logits[0]).numpy()
+    freq = np.bincount(actions, minlength=agent.num_actions) / n
+    np.testing.assert_allclose(freq, p, atol=4 * np.sqrt(0.25 / n))
