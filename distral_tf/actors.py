@@ -18,8 +18,7 @@ import numpy as np
 from absl import logging
 
 from distral_tf.agent import Agent, Rollout
-
-REWARD_CLIPPING = ("none", "abs_one", "soft_asymmetric")
+from distral_tf.config import REWARD_CLIPPING
 
 
 def clip_reward(reward: float, mode: str) -> float:

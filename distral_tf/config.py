@@ -6,6 +6,9 @@ import dataclasses
 import json
 from typing import Any
 
+REWARD_CLIPPING = ("none", "abs_one", "soft_asymmetric")
+UPDATE_MODES = ("hogwild", "batched")
+
 # Fields that define the model and its training problem: a run may only resume
 # with the same values (other fields, e.g. logging intervals, may change).
 MODEL_FIELDS = ("algo", "suite", "alpha", "entropy_cost", "learning_rate", "unroll_length", "discount",

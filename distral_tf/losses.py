@@ -86,19 +86,23 @@ def kl_divergence(logits_p, logits_q):
     return tf.reduce_sum(tf.exp(log_p) * (log_p - log_q), axis=-1)
 
 
+def _prior_term(log_prior, alpha, dtype):
+    """``alpha log pi0``, with ``pi0^0 = 1`` even where ``pi0 = 0`` (no ``0 * -inf``)."""
+    log_prior = tf.cast(log_prior, dtype)
+    return tf.math.multiply_no_nan(log_prior, tf.cast(alpha, dtype) * tf.ones_like(log_prior))
+
+
 def soft_value(q_values, log_prior, alpha, beta):
     """``V(s) = (1/beta) log sum_a pi0(a|s)^alpha exp(beta Q(a, s))`` over the last axis (eq. 2).
 
     Computed with a per-row stable log-sum-exp.
     """
     q_values = tf.convert_to_tensor(q_values)
-    log_prior = tf.cast(log_prior, q_values.dtype)
-    return tf.reduce_logsumexp(alpha * log_prior + beta * q_values, axis=-1) / beta
+    return tf.reduce_logsumexp(_prior_term(log_prior, alpha, q_values.dtype) + beta * q_values, axis=-1) / beta
 
 
 def soft_policy_logits(q_values, log_prior, alpha, beta):
     """Log-probabilities ``log pi(a|s) = alpha log pi0 + beta (Q - V)`` of the soft-greedy policy (eq. 4)."""
     q_values = tf.convert_to_tensor(q_values)
-    log_prior = tf.cast(log_prior, q_values.dtype)
     v = soft_value(q_values, log_prior, alpha, beta)
-    return alpha * log_prior + beta * (q_values - v[..., None])
+    return _prior_term(log_prior, alpha, q_values.dtype) + beta * (q_values - v[..., None])

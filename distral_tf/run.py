@@ -17,9 +17,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, logging  # noqa: E402
 from absl import flags as absl_flags  # noqa: E402
 
-from distral_tf.checkpointing import CheckpointError  # noqa: E402
-from distral_tf.envs import make_suite  # noqa: E402
-from distral_tf.trainer import Trainer, TrainingError  # noqa: E402
 from flags import training as training_flags  # noqa: E402
 
 
@@ -35,6 +32,11 @@ def parse_flags_or_exit(argv):
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    # TensorFlow is imported only once the flags are valid, so that a bad flag costs nothing.
+    from distral_tf.checkpointing import CheckpointError
+    from distral_tf.envs import make_suite
+    from distral_tf.trainer import Trainer, TrainingError
+
     config = training_flags.config_from_flags()
     trainer = Trainer(config, make_suite(config.suite))
 

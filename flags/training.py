@@ -11,8 +11,7 @@ import os
 from absl import flags
 
 from distral_tf import algorithms
-from distral_tf.actors import REWARD_CLIPPING
-from distral_tf.config import TrainConfig
+from distral_tf.config import REWARD_CLIPPING, UPDATE_MODES, TrainConfig
 from distral_tf.envs import suites
 
 _D = TrainConfig()
@@ -45,7 +44,7 @@ REWARD_CLIP = flags.DEFINE_enum("reward_clipping", _D.reward_clipping, REWARD_CL
                                 "Reward clipping applied for learning (returns are logged unclipped).")
 SEED = flags.DEFINE_integer("seed", _D.seed, "Random seed.")
 UPDATE_MODE = flags.DEFINE_enum(
-    "update_mode", _D.update_mode, ["hogwild", "batched"],
+    "update_mode", _D.update_mode, UPDATE_MODES,
     "hogwild: each worker applies its own gradient asynchronously (the paper); batched: the rollouts of "
     "the workers waiting together are combined into one update.")
 BATCH_TIMEOUT_MS = flags.DEFINE_float("batch_timeout_ms", _D.batch_timeout_ms,
