@@ -98,6 +98,8 @@ class Agent(tf.Module):
         self._uses_distilled = algorithm.kl or arch is Architecture.TWO_COLUMN
         trained = list(self.task_columns) + ([self.distilled] if self._uses_distilled else [])
         self.trainable = [v for column in trained for v in column.trainable_variables]
+        # Every column's variables, tracked explicitly for checkpoints (a3c's untrained pi_0 included).
+        self.parameters = [v for column in self.columns for v in column.variables]
         self.optimizer = SharedRMSProp(self.trainable, decay=rmsprop_decay, epsilon=rmsprop_epsilon,
                                        clip_norm=max_grad_norm)
         self.env_steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="env_steps")
@@ -225,7 +227,7 @@ class Agent(tf.Module):
         The first execution of a traced function optimises its graph; done here,
         it is done once instead of concurrently by every worker thread.
         """
-        state = [v for column in self.columns for v in column.variables] + list(self.optimizer.variables)
+        state = list(self.parameters) + list(self.optimizer.variables)
         state += [self.env_steps, self.rng.state]
         saved = [v.numpy() for v in state]
         d_state, t_state = self.initial_state(1)

@@ -44,4 +44,10 @@ class Checkpointer:
         raise CheckpointError(f"No checkpoint in {self.directory} could be restored: {'; '.join(errors)}")
 
     def save(self, step: int) -> str:
-        return self.manager.save(checkpoint_number=step)
+        """Writes a checkpoint; a failure (e.g. a full disk) leaves the previous ones intact."""
+        try:
+            return self.manager.save(checkpoint_number=step)
+        except (OSError, tf.errors.OpError) as e:
+            reason = getattr(e, "strerror", None) or str(e).strip().splitlines()[0]
+            raise CheckpointError(f"Could not write a checkpoint to {self.directory}: {reason}. "
+                                  "The previous checkpoints are intact.") from None

@@ -12,6 +12,51 @@ import tensorflow as tf
 from absl import logging
 
 METRICS_FILE = "metrics.jsonl"
+PER_TASK_PREFIXES = ("task/", "loss/", "distilled/")
+
+
+def rewind_event_files(logdir: str, task_steps: dict[str, int], run_steps: int) -> int:
+    """Drops events written after a checkpoint from the event files of ``logdir``; returns how many.
+
+    A run killed after its last checkpoint repeats the steps since then when it
+    resumes. Without this, TensorBoard would show those steps twice. A per-task
+    scalar (``task/<t>/...``, ``loss/<t>/...``, ``distilled/<t>/...``) is kept up to
+    that task's checkpointed step, a ``train/...`` scalar up to ``run_steps``. Each
+    file is rewritten under a temporary name and renamed over the original.
+    """
+    from tensorboard.compat.proto import event_pb2
+
+    def limit(tag: str) -> int | None:
+        for prefix in PER_TASK_PREFIXES:
+            if tag.startswith(prefix):
+                return task_steps.get(tag[len(prefix):].split("/")[0])
+        return run_steps if tag.startswith("train/") else None
+
+    dropped = 0
+    for name in sorted(os.listdir(logdir)):
+        path = os.path.join(logdir, name)
+        if not name.startswith("events.out.tfevents") or not os.path.isfile(path):
+            continue
+        kept, removed = [], 0
+        try:
+            for record in tf.data.TFRecordDataset(path):
+                event = event_pb2.Event.FromString(record.numpy())
+                tags = [v.tag for v in event.summary.value]
+                limits = [limit(t) for t in tags]
+                if any(lim is not None and event.step > lim for lim in limits):
+                    removed += 1
+                else:
+                    kept.append(record.numpy())
+        except tf.errors.DataLossError:  # a record cut short by the crash: keep what precedes it
+            removed += 1
+        if removed:
+            tmp = path + ".rewind"
+            with tf.io.TFRecordWriter(tmp) as writer:
+                for record in kept:
+                    writer.write(record)
+            os.replace(tmp, path)
+            dropped += removed
+    return dropped
 
 
 def _format_duration(seconds: float) -> str:
@@ -30,12 +75,17 @@ class Monitor:
     """
 
     def __init__(self, logdir: str, task_names, frames_per_step: int, total_env_steps: int,
-                 log_every_secs: float = 30.0, metrics_offset: int | None = None):
+                 log_every_secs: float = 30.0, metrics_offset: int | None = None, resume_task_steps=None):
         self.task_names = list(task_names)
         self.frames_per_step = frames_per_step
         self.total_env_steps = total_env_steps
         self.log_every_secs = log_every_secs
         self._lock = threading.Lock()
+        if resume_task_steps is not None:
+            steps = {n: int(s) for n, s in zip(self.task_names, resume_task_steps, strict=True)}
+            dropped = rewind_event_files(logdir, steps, int(sum(steps.values())))
+            if dropped:
+                logging.info("Dropped %d TensorBoard events written after the restored checkpoint.", dropped)
         self._writer = tf.summary.create_file_writer(logdir, flush_millis=10_000)
         path = os.path.join(logdir, METRICS_FILE)
         if metrics_offset is not None and os.path.exists(path) and os.path.getsize(path) > metrics_offset:
