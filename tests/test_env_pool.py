@@ -1,0 +1,169 @@
+"""The environment pool: same steps as in-process environments, and faults that restart processes."""
+
+import os
+import signal
+import time
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from distral_tf.env_pool import EnvPool, LocalEnvs
+from distral_tf.envs import make_suite
+
+SUITE = "two_rooms_small"
+OBS_SHAPE = (40, 40, 3)
+
+
+class FaultyEnv(gym.Env):
+    """A tiny image environment that misbehaves on request.
+
+    ``fault`` is ``"hang"`` (sleeps far longer than the pool's timeout),
+    ``"nan_reward"``, ``"nan_obs"`` (float observations) or ``"crash"``, happening at
+    step ``fault_step`` of the environment's first life only (a marker file, so that a
+    restarted process behaves).
+    """
+
+    def __init__(self, fault=None, fault_step=3, marker=None, float_obs=False):
+        self.fault, self.fault_step, self.marker = fault, fault_step, marker
+        dtype = np.float32 if float_obs else np.uint8
+        self.observation_space = gym.spaces.Box(0, 255, (8, 8, 3), dtype)
+        self.action_space = gym.spaces.Discrete(3)
+        self._t = 0
+        self._dtype = dtype
+
+    def _obs(self):
+        return np.full((8, 8, 3), self._t % 200, self._dtype)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self._t = 0
+        return self._obs(), {}
+
+    def step(self, action):
+        self._t += 1
+        armed = self.marker is not None and not os.path.exists(self.marker)
+        if armed and self._t == self.fault_step:
+            open(self.marker, "w").close()
+            if self.fault == "hang":
+                time.sleep(600)
+            if self.fault == "crash":
+                os.kill(os.getpid(), signal.SIGSEGV)
+            if self.fault == "nan_reward":
+                return self._obs(), float("nan"), False, False, {}
+            if self.fault == "nan_obs":
+                return np.full((8, 8, 3), np.nan, np.float32), 0.0, False, False, {}
+        return self._obs(), 1.0, False, self._t >= 10, {}
+
+
+class FaultyFactory:
+    """Picklable ``make_env(task, seed)``: task 1's environments carry the fault."""
+
+    def __init__(self, fault, marker, float_obs=False):
+        self.fault, self.marker, self.float_obs = fault, marker, float_obs
+
+    def __call__(self, task, seed):
+        return FaultyEnv(self.fault if task == 1 else None, marker=self.marker if task == 1 else None,
+                         float_obs=self.float_obs)
+
+
+def test_pool_steps_match_in_process_environments():
+    suite = make_suite(SUITE)
+    tasks = [i % suite.num_tasks for i in range(10)]
+    seeds = list(range(100, 110))
+    local = LocalEnvs(suite.make_env, tasks, seeds, OBS_SHAPE)
+    with EnvPool(suite.make_env, tasks, seeds, OBS_SHAPE, num_processes=3, timeout_s=20) as pool:
+        assert pool.num_processes == 3
+        np.testing.assert_array_equal(pool.observations, local.observations)
+        rng = np.random.default_rng(0)
+        ends = 0
+        for t in range(120):
+            actions = rng.integers(0, 4, len(tasks))
+            if t % 7 == 0:
+                actions[3] = -1  # a skipped environment does not step
+            a, b = pool.step(actions), local.step(actions)
+            np.testing.assert_array_equal(a.observations, b.observations)
+            np.testing.assert_array_equal(a.rewards, b.rewards)
+            np.testing.assert_array_equal(a.terminated, b.terminated)
+            np.testing.assert_array_equal(a.truncated, b.truncated)
+            assert not a.cut.any()
+            ends += int(a.done.sum())
+        assert ends >= 10  # 40-step episodes: every environment reset at least once
+        assert pool.restarts.sum() == 0
+    local.close()
+
+
+@pytest.mark.faults
+def test_killed_process_is_restarted_and_its_episodes_cut():
+    suite = make_suite(SUITE)
+    tasks = [0, 0, 1, 1, 2, 2]
+    with EnvPool(suite.make_env, tasks, list(range(6)), OBS_SHAPE, num_processes=2, timeout_s=20) as pool:
+        pool.step(np.zeros(6, np.int32))
+        old = pool.process_ids()
+        pool.kill_process(1, signal.SIGKILL)
+        result = pool.step(np.zeros(6, np.int32))
+        np.testing.assert_array_equal(result.cut, [False, False, False, True, True, True])
+        assert result.done[3:].all() and (result.rewards[3:] == 0).all()
+        assert pool.process_ids()[0] == old[0] and pool.process_ids()[1] != old[1]
+        np.testing.assert_array_equal(pool.restarts_per_task(3), [0, 1, 2])
+        assert pool.process_restarts == 1
+        for _ in range(5):  # the run goes on
+            assert not pool.step(np.ones(6, np.int32)).cut.any()
+
+
+@pytest.mark.faults
+@pytest.mark.parametrize("fault,float_obs", [("hang", False), ("nan_reward", False), ("nan_obs", True),
+                                             ("crash", False)])
+def test_faulty_environment_restarts_its_process(tmp_path, fault, float_obs):
+    factory = FaultyFactory(fault, str(tmp_path / "fired"), float_obs)
+    tasks = [0, 0, 1, 1]
+    dtype = np.float32 if float_obs else np.uint8
+    with EnvPool(factory, tasks, [1, 2, 3, 4], (8, 8, 3), dtype, num_processes=2, timeout_s=1.5) as pool:
+        cuts = np.zeros(4, int)
+        start = time.monotonic()
+        for _ in range(6):
+            result = pool.step(np.zeros(4, np.int32))
+            cuts += result.cut
+            assert np.isfinite(result.rewards).all() and np.isfinite(result.observations).all()
+        assert time.monotonic() - start < 10
+        np.testing.assert_array_equal(cuts, [0, 0, 1, 1])
+        np.testing.assert_array_equal(pool.restarts_per_task(2), [0, 2])
+
+
+@pytest.mark.faults
+def test_in_process_environment_faults_restart_the_environment(tmp_path):
+    factory = FaultyFactory("nan_reward", str(tmp_path / "fired"))
+    envs = LocalEnvs(factory, [0, 1], [1, 2])
+    cuts = sum(envs.step(np.zeros(2, np.int32)).cut.astype(int) for _ in range(5))
+    np.testing.assert_array_equal(cuts, [0, 1])
+    np.testing.assert_array_equal(envs.restarts_per_task(2), [0, 1])
+    envs.close()
+
+
+class _CloseCrashes(FaultyEnv):
+    def close(self):
+        os.kill(os.getpid(), signal.SIGSEGV)
+
+
+def _close_crashes(task, seed):
+    return _CloseCrashes() if task == 0 else _HangingClose()
+
+
+class _HangingClose(FaultyEnv):
+    def close(self):
+        time.sleep(600)
+
+
+def test_shutdown_is_clean_even_when_engines_crash_or_hang_in_close():
+    pool = EnvPool(_close_crashes, [0, 1], [1, 2], (8, 8, 3), num_processes=2, timeout_s=5)
+    pool.step(np.zeros(2, np.int32))
+    pids = pool.process_ids()
+    start = time.monotonic()
+    pool.close(timeout_s=2.0)
+    assert time.monotonic() - start < 5
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    pool.close()  # idempotent
+    with pytest.raises(RuntimeError, match="closed"):
+        pool.step(np.zeros(2, np.int32))
