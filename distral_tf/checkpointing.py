@@ -33,7 +33,7 @@ class Checkpointer:
         for path in paths:
             try:
                 self.checkpoint.restore(path).assert_existing_objects_matched()
-            except (tf.errors.OpError, ValueError, AssertionError) as e:
+            except (tf.errors.OpError, ValueError, AssertionError, IndexError, KeyError) as e:
                 first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
                 logging.warning("Checkpoint %s is unreadable (%s); trying the previous one.", path, first_line)
                 errors.append(f"{os.path.basename(path)}: {first_line}")

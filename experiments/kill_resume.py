@@ -52,7 +52,7 @@ def checkpoint_fingerprint(path):
     reader = tf.train.load_checkpoint(path)
     prints = []
     for key, shape in tf.train.list_variables(path):
-        if key.startswith("agent/parameters/") and key.endswith(".ATTRIBUTES/VARIABLE_VALUE"):
+        if key.startswith(("agent/parameters/", "agent/trainable/")) and key.endswith("/.ATTRIBUTES/VARIABLE_VALUE"):
             prints.append((tuple(shape), float(np.sum(reader.get_tensor(key), dtype=np.float64))))
     return sorted(prints)
 
