@@ -1,9 +1,10 @@
-"""Workers: each owns one environment of one task and collects ``unroll_length``-step rollouts.
+"""Acting: groups of workers (one environment each) stepped in lockstep with batched actions.
 
-A worker asks an *action source* for its actions, so that the actions of many
-workers can be computed in one network call (:class:`BatchedActionSource`) and
-environments can live in other processes. Environment faults (exceptions,
-non-finite rewards) restart the environment instead of ending the run.
+An :class:`ActorGroup` drives the environments of many workers (of any tasks)
+through an environment pool (:mod:`distral_tf.env_pool`: processes with shared
+memory, or in-process) and asks an *action source* for the actions of all of
+them in one network call per step. Environment faults restart the environment
+(in the pool) and cut the episode instead of ending the run.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import dataclasses
 import queue
 import threading
 import time
-from collections.abc import Callable
 
 import numpy as np
 from absl import logging
@@ -30,6 +30,19 @@ def clip_reward(reward: float, mode: str) -> float:
     if mode == "soft_asymmetric":
         squeezed = np.tanh(reward / 5.0)
         return float(0.3 * min(squeezed, 0.0) + max(squeezed, 0.0)) * 5.0
+    raise ValueError(f"Unknown reward clipping {mode!r}; choose one of {', '.join(REWARD_CLIPPING)}.")
+
+
+def clip_rewards(rewards: np.ndarray, mode: str) -> np.ndarray:
+    """:func:`clip_reward` of an array (float32)."""
+    rewards = np.asarray(rewards, np.float32)
+    if mode == "none":
+        return rewards
+    if mode == "abs_one":
+        return np.clip(rewards, -1.0, 1.0)
+    if mode == "soft_asymmetric":
+        squeezed = np.tanh(rewards / 5.0)
+        return ((0.3 * np.minimum(squeezed, 0.0) + np.maximum(squeezed, 0.0)) * 5.0).astype(np.float32)
     raise ValueError(f"Unknown reward clipping {mode!r}; choose one of {', '.join(REWARD_CLIPPING)}.")
 
 
@@ -143,88 +156,113 @@ class BatchedActionSource:
             self._thread.join(timeout=5)
 
 
-class Worker:
-    """One environment of one task, with its LSTM states and the episode in progress."""
+class ActorGroup:
+    """The workers (environments) ``worker_ids`` of several tasks, stepped in lockstep.
 
-    def __init__(self, task_index: int, make_env: Callable[[int], object], unroll_length: int, seed: int,
-                 agent: Agent, reward_clipping: str = "none"):
-        self.task_index = task_index
+    Every step, the actions of all the group's active workers come from one
+    batched call of the action source (each worker still acts with the current
+    shared parameters), then every environment steps (in the pool's processes,
+    one command per process). ``collect`` returns one rollout per active worker,
+    joined along the batch axis.
+    """
+
+    def __init__(self, tasks, envs, agent: Agent, unroll_length: int, reward_clipping: str = "none"):
+        self.tasks = np.asarray(tasks, np.int32)
+        self.envs = envs
         self.unroll_length = unroll_length
         self.reward_clipping = reward_clipping
-        self.restarts = 0
-        self._make_env = make_env
-        self._rng = np.random.default_rng(seed)
+        n = len(self.tasks)
         self._agent = agent
-        self.env = None
-        self._start_new_env()
+        self.first = np.ones(n, bool)
+        (self._d_h, self._d_c), (self._t_h, self._t_c) = agent.initial_state(n)
+        self.episode_return = np.zeros(n)
+        self.episode_length = np.zeros(n, np.int64)
+        self.env_seconds = 0.0
+        self.inference_seconds = 0.0
 
-    def _next_seed(self) -> int:
-        return int(self._rng.integers(0, 2**31 - 1))
+    @property
+    def num_workers(self) -> int:
+        return len(self.tasks)
 
-    def _start_new_env(self):
-        self.env = self._make_env(self._next_seed())
-        self._reset()
+    def restarts_per_task(self, num_tasks: int) -> np.ndarray:
+        return self.envs.restarts_per_task(num_tasks)
 
-    def _reset(self):
-        obs, _ = self.env.reset(seed=self._next_seed())
-        self.obs = np.asarray(obs)
-        self.first = True
-        self.episode_return = 0.0
-        self.episode_length = 0
-        self.distilled_state, self.task_state = self._agent.initial_state(1)
+    def collect(self, active: np.ndarray, action_source) -> tuple[Rollout, list[Episode]]:
+        """Runs ``unroll_length`` steps of the ``active`` workers; returns their rollouts and finished episodes.
 
-    def _restart_after_fault(self, error: BaseException):
-        self.restarts += 1
-        logging.warning("Task %d: environment fault (%s: %s); restarting it (restart %d).",
-                        self.task_index, type(error).__name__, error, self.restarts)
-        close_quietly(self.env)
-        self._start_new_env()
-
-    def collect(self, action_source) -> tuple[Rollout, list[Episode]]:
-        """Runs ``unroll_length`` steps; returns the rollout (batch of one) and the episodes it finished."""
-        t_max = self.unroll_length
-        obs = np.empty((t_max + 1, 1, *self.obs.shape), self.obs.dtype)
-        first = np.empty((t_max + 1, 1), bool)
-        actions = np.empty((t_max, 1), np.int32)
-        rewards = np.empty((t_max, 1), np.float32)
-        dones = np.empty((t_max, 1), bool)
-        d0, t0 = self.distilled_state, self.task_state
-        task_ids = np.array([self.task_index], np.int32)
+        Inactive workers (their task's budget is spent) do not step.
+        """
+        idx = np.flatnonzero(active)
+        everyone = len(idx) == self.num_workers
+        b, t_max = len(idx), self.unroll_length
+        source_obs = self.envs.observations
+        obs = np.empty((t_max + 1, b, *source_obs.shape[1:]), source_obs.dtype)
+        first = np.empty((t_max + 1, b), bool)
+        actions = np.empty((t_max, b), np.int32)
+        rewards = np.empty((t_max, b), np.float32)
+        dones = np.empty((t_max, b), bool)
+        task_ids = self.tasks[idx]
+        state = [s if everyone else s[idx] for s in (self._d_h, self._d_c, self._t_h, self._t_c)]
+        d0, t0 = (state[0].copy(), state[1].copy()), (state[2].copy(), state[3].copy())
+        full_actions = np.full(self.num_workers, -1, np.int32)
+        episode_return, episode_length = self.episode_return[idx], self.episode_length[idx]
         episodes = []
+        timer = time.perf_counter
         for t in range(t_max):
-            obs[t, 0] = self.obs
-            first[t, 0] = self.first
-            action, _, self.distilled_state, self.task_state = action_source.act(
-                task_ids, self.obs[None], np.array([self.first]), self.distilled_state, self.task_state)
-            actions[t, 0] = action[0]
-            try:
-                next_obs, reward, terminated, truncated, _ = self.env.step(int(action[0]))
-                if not np.isfinite(reward):
-                    raise FloatingPointError(f"non-finite reward {reward}")
-            except Exception as e:  # the episode is cut; the environment starts afresh
-                rewards[t, 0] = 0.0
-                dones[t, 0] = True
-                self._restart_after_fault(e)
-                continue
-            self.episode_return += float(reward)
-            self.episode_length += 1
-            rewards[t, 0] = clip_reward(float(reward), self.reward_clipping)
-            # Fixed-length episodes end by truncation; as in A3C, the time limit ends the return.
-            dones[t, 0] = terminated or truncated
-            if dones[t, 0]:
-                episodes.append(Episode(self.task_index, self.episode_return, self.episode_length))
-                self._reset()
+            if everyone:
+                obs[t] = source_obs
             else:
-                self.obs = np.asarray(next_obs)
-                self.first = False
-        obs[t_max, 0] = self.obs
-        first[t_max, 0] = self.first
+                np.take(source_obs, idx, axis=0, out=obs[t])
+            first[t] = self.first[idx]
+            start = timer()
+            a, _, (state[0], state[1]), (state[2], state[3]) = action_source.act(
+                task_ids, obs[t], first[t], (state[0], state[1]), (state[2], state[3]))
+            mid = timer()
+            actions[t] = a
+            full_actions[idx] = a
+            result = self.envs.step(full_actions)
+            self.env_seconds += timer() - mid
+            self.inference_seconds += mid - start
+            raw = result.rewards[idx]
+            done = result.done[idx]
+            cut = result.cut[idx]
+            rewards[t] = clip_rewards(raw, self.reward_clipping)
+            dones[t] = done
+            live = ~cut
+            episode_return[live] += raw[live]
+            episode_length[live] += 1
+            for j in np.flatnonzero(done):
+                if not cut[j]:  # an episode cut by an environment fault is not a finished episode
+                    episodes.append(Episode(int(task_ids[j]), float(episode_return[j]), int(episode_length[j])))
+                episode_return[j], episode_length[j] = 0.0, 0  # the columns reset the LSTM on `first`
+            self.first[idx] = done
+        obs[t_max] = source_obs if everyone else source_obs[idx]
+        first[t_max] = self.first[idx]
+        self.episode_return[idx], self.episode_length[idx] = episode_return, episode_length
+        for full, part in zip((self._d_h, self._d_c, self._t_h, self._t_c), state, strict=True):
+            full[idx] = part
         rollout = Rollout(task_ids=task_ids, observations=obs, first=first, actions=actions, rewards=rewards,
                           dones=dones, distilled_state=d0, task_state=t0)
         return rollout, episodes
 
     def close(self):
-        close_quietly(self.env)
+        try:
+            self.envs.close()
+        except Exception as e:
+            logging.warning("Ignoring an error while closing environments: %s", e)
+
+
+def split_rollout(rollout: Rollout) -> list[Rollout]:
+    """The rollouts of a batch, one per worker (batch of one each)."""
+    out = []
+    for i in range(len(rollout.task_ids)):
+        sl = slice(i, i + 1)
+        out.append(Rollout(
+            task_ids=rollout.task_ids[sl], observations=rollout.observations[:, sl], first=rollout.first[:, sl],
+            actions=rollout.actions[:, sl], rewards=rollout.rewards[:, sl], dones=rollout.dones[:, sl],
+            distilled_state=(rollout.distilled_state[0][sl], rollout.distilled_state[1][sl]),
+            task_state=(rollout.task_state[0][sl], rollout.task_state[1][sl])))
+    return out
 
 
 def close_quietly(env):

@@ -46,6 +46,12 @@ class TrainConfig:
     eval_greedy: bool = False
     max_consecutive_nonfinite: int = 100
     env_timeout_secs: float = 60.0
+    num_env_processes: int = -1
+    actor_threads: int = 2
+    learner_threads: int = 2
+    act_batching: bool = False
+    tf_inter_op_threads: int = 0
+    tf_intra_op_threads: int = 0
     force: bool = False
 
     def to_json(self) -> dict[str, Any]:

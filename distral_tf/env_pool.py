@@ -50,6 +50,20 @@ def resolve_num_processes(value: int) -> int:
     return default_num_processes() if value < 0 else int(value)
 
 
+def group_layout(num_envs: int, num_groups: int, num_processes: int) -> list[tuple[int, int, int]]:
+    """Splits ``num_envs`` environments into contiguous groups: ``(lo, hi, processes)`` for each.
+
+    Each group gets its share of the processes (at least one when processes are
+    used; none when ``num_processes`` is 0).
+    """
+    num_groups = max(1, min(num_groups, num_envs))
+    bounds = np.linspace(0, num_envs, num_groups + 1).round().astype(int)
+    proc_bounds = np.linspace(0, num_processes, num_groups + 1).round().astype(int)
+    return [(int(bounds[g]), int(bounds[g + 1]),
+             max(1, int(proc_bounds[g + 1] - proc_bounds[g])) if num_processes > 0 else 0)
+            for g in range(num_groups)]
+
+
 @dataclasses.dataclass
 class StepResult:
     """What one step of every environment returned (arrays of length ``N``).

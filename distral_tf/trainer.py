@@ -1,10 +1,15 @@
 """The asynchronous trainer: ``workers_per_task`` workers per task updating shared parameters.
 
-Each worker thread repeatedly collects a rollout with the current shared
-parameters and applies its gradient through the shared RMSProp without locks
-(``update_mode="hogwild"``, the paper's A3C scheme), or hands it to a learner
-that combines the rollouts of several workers into one step (``"batched"``).
-The main thread logs progress, evaluates pi_0, and checkpoints.
+Workers (one environment and LSTM state each) are driven in lockstep by a few
+actor threads (:class:`~distral_tf.actors.ActorGroup`): every step, one batched
+network call gives the actions of all the workers of a group, whose
+environments step in a pool of processes. After ``unroll_length`` steps each
+worker's rollout is learnt from with the current shared parameters: in
+``update_mode="hogwild"`` (the paper's A3C scheme) each worker's own gradient is
+applied through the shared RMSProp without locks, by a few learner threads; in
+``"batched"`` the rollouts of the group are combined into one step. A worker
+only acts again once its update is applied. The main thread logs progress and
+checkpoints; another thread evaluates pi_0.
 """
 
 from __future__ import annotations
@@ -22,10 +27,11 @@ from absl import logging
 
 import distral_tf
 from distral_tf import algorithms, summaries
-from distral_tf.actors import BatchedActionSource, DirectActionSource, Worker, close_quietly
+from distral_tf.actors import ActorGroup, BatchedActionSource, DirectActionSource, close_quietly, split_rollout
 from distral_tf.agent import Agent, Rollout
 from distral_tf.checkpointing import Checkpointer
 from distral_tf.config import TrainConfig
+from distral_tf.env_pool import group_layout, make_envs, resolve_num_processes
 from distral_tf.envs.suites import Suite
 from distral_tf.monitoring import Monitor
 
@@ -86,59 +92,76 @@ class _PauseGate:
             self._cond.notify_all()
 
 
-class _BatchedLearner:
-    """Combines the rollouts of up to ``max_rollouts`` waiting workers into one update.
+class _HogwildLearners:
+    """Threads applying the gradients of single-worker rollouts through the shared RMSProp, without locks."""
 
-    Workers block until their rollout's update is applied, so every rollout is
-    still on-policy; the step uses the sum of the combined rollouts' gradients.
-    """
-
-    def __init__(self, agent: Agent, max_rollouts: int, timeout_s: float):
+    def __init__(self, agent: Agent, num_threads: int):
         self._agent = agent
-        self._max = max(1, max_rollouts)
-        self._timeout_s = timeout_s
         self._queue: queue.Queue = queue.Queue()
-        self._thread = threading.Thread(target=self._serve, name="batched-learner", daemon=True)
-        self._thread.start()
+        self._threads = [threading.Thread(target=self._serve, name=f"learner-{i}", daemon=True)
+                         for i in range(max(1, num_threads))]
+        for t in self._threads:
+            t.start()
 
-    def learn(self, rollout: Rollout) -> dict[str, float]:
-        slot = {"done": threading.Event()}
-        self._queue.put((rollout, slot))
-        slot["done"].wait()
-        if "error" in slot:
-            raise slot["error"]
-        return slot["terms"]
+    def learn_all(self, rollouts: list[Rollout]) -> list[dict[str, float]]:
+        """Applies each rollout's own update (concurrently with others); returns when all are applied."""
+        slots = [{"done": threading.Event()} for _ in rollouts]
+        for rollout, slot in zip(rollouts, slots, strict=True):
+            self._queue.put((rollout, slot))
+        for slot in slots:
+            slot["done"].wait()
+        for slot in slots:
+            if "error" in slot:
+                raise slot["error"]
+        return [slot["terms"] for slot in slots]
 
     def _serve(self):
         while True:
             item = self._queue.get()
             if item is None:
                 return
-            batch = [item]
-            deadline = time.monotonic() + self._timeout_s
-            while len(batch) < self._max:
-                try:
-                    nxt = self._queue.get(timeout=max(deadline - time.monotonic(), 0.0))
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    self._queue.put(None)
-                    break
-                batch.append(nxt)
+            rollout, slot = item
             try:
-                terms = self._agent.train_step(Rollout.concatenate([r for r, _ in batch]))
+                slot["terms"] = self._agent.train_step(rollout)
             except Exception as e:
-                for _, slot in batch:
-                    slot["error"] = e
-                    slot["done"].set()
-                continue
-            for _, slot in batch:
-                slot["terms"] = terms
-                slot["done"].set()
+                slot["error"] = e
+            slot["done"].set()
 
     def close(self):
-        self._queue.put(None)
-        self._thread.join(timeout=10)
+        for _ in self._threads:
+            self._queue.put(None)
+        for t in self._threads:
+            t.join(timeout=10)
+
+
+class Timings:
+    """Seconds spent by the actor threads acting, stepping environments, learning and waiting (summed)."""
+
+    FIELDS = ("env", "inference", "learning", "waiting")
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.seconds = dict.fromkeys(self.FIELDS, 0.0)
+
+    def add(self, **seconds):
+        with self._lock:
+            for k, v in seconds.items():
+                self.seconds[k] += v
+
+    def snapshot(self) -> dict[str, float]:
+        with self._lock:
+            return dict(self.seconds)
+
+
+def _configure_tf_threads(inter_op: int, intra_op: int):
+    """Sets TensorFlow's thread pools (only possible before TensorFlow first runs an operation)."""
+    try:
+        if inter_op > 0 and tf.config.threading.get_inter_op_parallelism_threads() != inter_op:
+            tf.config.threading.set_inter_op_parallelism_threads(inter_op)
+        if intra_op > 0 and tf.config.threading.get_intra_op_parallelism_threads() != intra_op:
+            tf.config.threading.set_intra_op_parallelism_threads(intra_op)
+    except RuntimeError as e:
+        logging.warning("TensorFlow's thread pools are already running; keeping them (%s).", e)
 
 
 class Trainer:
@@ -158,6 +181,8 @@ class Trainer:
         self._error: BaseException | None = None
         self._lock = threading.Lock()
         self._gate = _PauseGate()
+        self.timings = Timings()
+        _configure_tf_threads(config.tf_inter_op_threads, config.tf_intra_op_threads)
 
     # ------------------------------------------------------------------------------------------ #
 
@@ -212,6 +237,7 @@ class Trainer:
         probe = self.suite.make_env(0)
         obs_space, act_space = probe.observation_space, probe.action_space
         close_quietly(probe)
+        self._obs_space = obs_space
         if len(obs_space.shape) != 3:
             raise TrainingError(f"Suite {self.suite.name!r}: observations must be images [H, W, C], "
                                 f"got shape {obs_space.shape}.")
@@ -243,19 +269,31 @@ class Trainer:
         self._reserved = self.task_steps.copy()
         self.monitor = Monitor(cfg.logdir, self.suite.task_names, self.suite.frames_per_step,
                                self.steps_per_task * n, cfg.log_every_secs,
-                               metrics_offset=int(self._metrics_offset_var.numpy()) if restored else None)
+                               metrics_offset=int(self._metrics_offset_var.numpy()) if restored else None,
+                               resume_task_steps=self.task_steps if restored else None)
         self.resumed_from = restored
 
-    def _make_workers(self) -> list[Worker]:
+    def _make_actor_groups(self) -> list[ActorGroup]:
+        """Splits the workers (task-major) into ``actor_threads`` groups of contiguous workers."""
         cfg = self.config
         generation = int(self._generation_var.numpy())
-        workers = []
+        tasks, seeds = [], []
         for task in range(self.suite.num_tasks):
             for w in range(cfg.workers_per_task):
-                seed = int(np.random.SeedSequence([cfg.seed, task, w, generation]).generate_state(1)[0])
-                workers.append(Worker(task, lambda s, task=task: self.suite.make_env(task, seed=s),
-                                      cfg.unroll_length, seed, self.agent, cfg.reward_clipping))
-        return workers
+                tasks.append(task)
+                seeds.append(int(np.random.SeedSequence([cfg.seed, task, w, generation]).generate_state(1)[0]))
+        layout = group_layout(len(tasks), cfg.actor_threads, resolve_num_processes(cfg.num_env_processes))
+        groups = []
+        try:
+            for lo, hi, processes in layout:
+                envs = make_envs(self.suite.make_env, tasks[lo:hi], seeds[lo:hi], self._obs_space.shape,
+                                 self._obs_space.dtype, num_processes=processes, timeout_s=cfg.env_timeout_secs)
+                groups.append(ActorGroup(tasks[lo:hi], envs, self.agent, cfg.unroll_length, cfg.reward_clipping))
+        except BaseException:
+            for group in groups:
+                group.close()
+            raise
+        return groups
 
     # ------------------------------------------------------------------------------------------ #
 
@@ -266,35 +304,57 @@ class Trainer:
             self._reserved[task] += self.config.unroll_length
             return True
 
-    def _worker_loop(self, worker: Worker, action_source, learn):
-        task = worker.task_index
-        updates = 0
+    def _actor_loop(self, group: ActorGroup, action_source, learners):
+        cfg = self.config
+        rounds = 0
+        timer = time.perf_counter
         self._gate.enter()
         try:
             while not self._stop.is_set():
+                start = timer()
                 self._gate.wait_if_paused()
-                if self._stop.is_set() or not self._reserve(task):
+                if self._stop.is_set():
                     break
-                rollout, episodes = worker.collect(action_source)
-                terms = learn(rollout)
+                active = np.array([self._reserve(int(task)) for task in group.tasks], bool)
+                if not active.any():
+                    break
+                env_s, inference_s = group.env_seconds, group.inference_seconds
+                collect_start = timer()
+                rollout, episodes = group.collect(active, action_source)
+                learn_start = timer()
+                if learners is None:  # batched: the group's rollouts make one update
+                    terms = self.agent.train_step(rollout)
+                    per_rollout = [terms] * len(rollout.task_ids)
+                else:  # hogwild: each worker's own update
+                    per_rollout = learners.learn_all(split_rollout(rollout))
+                end = timer()
+                self.timings.add(env=group.env_seconds - env_s, inference=group.inference_seconds - inference_s,
+                                 learning=end - learn_start,
+                                 waiting=(collect_start - start) + (learn_start - collect_start)
+                                 - (group.env_seconds - env_s) - (group.inference_seconds - inference_s))
+                task_ids = rollout.task_ids
                 with self._lock:
-                    self.task_steps[task] += self.config.unroll_length
-                    self.task_episodes[task] += len(episodes)
-                    steps = int(self.task_steps[task])
+                    np.add.at(self.task_steps, task_ids, cfg.unroll_length)
+                    for ep in episodes:
+                        self.task_episodes[ep.task_index] += 1
+                    steps = self.task_steps.copy()
                 for ep in episodes:
-                    self.monitor.episode(task, steps, ep.episode_return, ep.length)
-                updates += 1
-                if updates % self.config.summary_every_updates == 1 or self.config.summary_every_updates == 1:
-                    self.monitor.task_scalars(task, steps, {
-                        k: v for k, v in terms.items()
-                        if k in ("kl_task_distilled", "entropy_task", "entropy_distilled", "grad_norm")})
-                    self.monitor.task_scalars(task, steps, {
-                        k: terms[k] for k in ("total", "policy_gradient", "value", "entropy_bonus",
-                                              "distillation")}, prefix="loss")
-                    self.monitor.run_scalars(int(self.task_steps.sum()), {"learning_rate": terms["learning_rate"]})
-                if self.agent.optimizer.consecutive_skipped.numpy() >= self.config.max_consecutive_nonfinite:
+                    self.monitor.episode(ep.task_index, int(steps[ep.task_index]), ep.episode_return, ep.length)
+                rounds += 1
+                if rounds % cfg.summary_every_updates == 1 or cfg.summary_every_updates == 1:
+                    for task in np.unique(task_ids):
+                        terms = per_rollout[int(np.flatnonzero(task_ids == task)[0])]
+                        task, task_steps = int(task), int(steps[task])
+                        self.monitor.task_scalars(task, task_steps, {
+                            k: v for k, v in terms.items()
+                            if k in ("kl_task_distilled", "entropy_task", "entropy_distilled", "grad_norm")})
+                        self.monitor.task_scalars(task, task_steps, {
+                            k: terms[k] for k in ("total", "policy_gradient", "value", "entropy_bonus",
+                                                  "distillation")}, prefix="loss")
+                    self.monitor.run_scalars(int(steps.sum()), {"learning_rate": per_rollout[-1]["learning_rate"]})
+                if self.agent.optimizer.consecutive_skipped.numpy() >= cfg.max_consecutive_nonfinite:
                     raise TrainingError(
-                        f"{self.config.max_consecutive_nonfinite} consecutive updates had non-finite gradients; "
+                        f"{cfg.max_consecutive_nonfinite} consecutive updates had non-finite gradients; "
                         "stopping. The last checkpoint was written before them and is intact.")
         except BaseException as e:
             if self._error is None:
@@ -390,8 +450,8 @@ class Trainer:
 
     def _restarts_per_task(self, workers) -> np.ndarray:
         counts = np.zeros(self.suite.num_tasks, np.int64)
-        for w in workers:
-            counts[w.task_index] += w.restarts
+        for group in workers:
+            counts += group.restarts_per_task(self.suite.num_tasks)
         return counts
 
     def run(self) -> dict:
@@ -411,21 +471,19 @@ class Trainer:
         summaries.write_hparams(cfg.logdir, {**cfg.to_json(), "suite": self.suite.name},
                                 [summaries.per_task_tag("task", t, "episode_return") for t in self.suite.task_names])
         self.agent.warm_up()
-        workers = self._make_workers()
-        num_workers = len(workers)
-        if num_workers > 1:
-            action_source = BatchedActionSource(self.agent, num_workers, cfg.batch_timeout_ms / 1000.0)
+        self.timings = Timings()
+        workers = self._make_actor_groups()
+        num_actors = len(workers)
+        if cfg.act_batching and num_actors > 1:  # one network call for the groups acting together
+            action_source = BatchedActionSource(self.agent, num_actors, cfg.batch_timeout_ms / 1000.0)
         else:
             action_source = DirectActionSource(self.agent)
         learner = None
-        if cfg.update_mode == "batched":
-            learner = _BatchedLearner(self.agent, num_workers, cfg.batch_timeout_ms / 1000.0)
-            learn = learner.learn
-        else:
-            learn = self.agent.train_step
-        threads = [threading.Thread(target=self._worker_loop, args=(w, action_source, learn),
-                                    name=f"worker-{w.task_index}-{i}", daemon=True)
-                   for i, w in enumerate(workers)]
+        if cfg.update_mode == "hogwild":
+            learner = _HogwildLearners(self.agent, cfg.learner_threads)
+        threads = [threading.Thread(target=self._actor_loop, args=(group, action_source, learner),
+                                    name=f"actor-{i}", daemon=True)
+                   for i, group in enumerate(workers)]
         if self._eval_interval() > 0:
             threads.append(threading.Thread(target=self._eval_loop, name="eval", daemon=True))
         start_steps = int(self.task_steps.sum())
@@ -435,7 +493,7 @@ class Trainer:
             t.start()
         state = "failed"
         try:
-            while any(t.is_alive() for t in threads[:num_workers]):
+            while any(t.is_alive() for t in threads[:num_actors]):
                 time.sleep(0.2)
                 self.monitor.progress(int(self.task_steps.sum()), self.task_steps)
                 if time.time() - last_checkpoint >= cfg.checkpoint_every_secs and not self._stop.is_set():
@@ -467,6 +525,7 @@ class Trainer:
                 "agent_steps_per_second": steps_done / elapsed,
                 "env_frames_per_second": steps_done * self.suite.frames_per_step / elapsed,
                 "env_restarts_per_task": [int(r) for r in restarts],
+                "time_split_seconds": self.timings.snapshot(),
                 "skipped_updates": int(self.agent.optimizer.num_skipped.numpy()),
                 "mean_recent_return_per_task": self.monitor.mean_recent_returns(),
             }

@@ -64,6 +64,27 @@ EVAL_GREEDY = flags.DEFINE_bool("eval_greedy", _D.eval_greedy, "Evaluate pi_0 gr
 MAX_CONSECUTIVE_NONFINITE = flags.DEFINE_integer(
     "max_consecutive_nonfinite", _D.max_consecutive_nonfinite,
     "Stop after this many consecutive updates with non-finite gradients.")
+NUM_ENV_PROCESSES = flags.DEFINE_integer(
+    "num_env_processes", _D.num_env_processes,
+    "Processes stepping the environments (observations in shared memory); 0 steps them in the actor threads, "
+    "-1 uses one process per core.")
+ACTOR_THREADS = flags.DEFINE_integer(
+    "actor_threads", _D.actor_threads,
+    "Threads driving the workers in lockstep groups (one batched network call per group and step); while one "
+    "group computes its actions or learns, the environments of the others step.")
+LEARNER_THREADS = flags.DEFINE_integer(
+    "learner_threads", _D.learner_threads,
+    "Threads applying the workers' own gradients concurrently in --update_mode=hogwild.")
+ACT_BATCHING = flags.DEFINE_bool(
+    "act_batching", _D.act_batching,
+    "Combine the action requests of the actor threads that arrive within --batch_timeout_ms into one call.")
+ENV_TIMEOUT_SECS = flags.DEFINE_float(
+    "env_timeout_secs", _D.env_timeout_secs,
+    "An environment process that does not answer a step within this many seconds is restarted.")
+TF_INTER_OP_THREADS = flags.DEFINE_integer(
+    "tf_inter_op_threads", _D.tf_inter_op_threads, "TensorFlow inter-op threads (0: TensorFlow's default).")
+TF_INTRA_OP_THREADS = flags.DEFINE_integer(
+    "tf_intra_op_threads", _D.tf_intra_op_threads, "TensorFlow intra-op threads (0: TensorFlow's default).")
 FORCE = flags.DEFINE_bool("force", _D.force, "Resume a run even if model-defining flags changed.")
 
 
@@ -77,11 +98,14 @@ def _non_negative(name):
 
 for _name in ("total_env_steps", "workers_per_task", "unroll_length", "learning_rate", "max_grad_norm",
               "rmsprop_epsilon", "keep_checkpoints", "log_every_secs", "checkpoint_every_secs",
-              "summary_every_updates", "max_consecutive_nonfinite"):
+              "summary_every_updates", "max_consecutive_nonfinite", "actor_threads", "learner_threads",
+              "env_timeout_secs"):
     _positive(_name)
 for _name in ("entropy_cost", "value_cost", "seed", "batch_timeout_ms", "eval_every_env_steps",
-              "eval_episodes"):
+              "eval_episodes", "tf_inter_op_threads", "tf_intra_op_threads"):
     _non_negative(_name)
+flags.register_validator("num_env_processes", lambda v: v is not None and v >= -1,
+                         "--num_env_processes must be >= -1 (-1: one per core, 0: in-process).")
 flags.register_validator("discount", lambda v: 0.0 <= v <= 1.0, "--discount must be in [0, 1].")
 flags.register_validator("rmsprop_decay", lambda v: 0.0 <= v < 1.0, "--rmsprop_decay must be in [0, 1).")
 flags.register_validator("alpha", lambda v: v is None or 0.0 <= v <= 1.0, "--alpha must be in [0, 1].")
@@ -142,4 +166,8 @@ def config_from_flags() -> TrainConfig:
         summary_every_updates=SUMMARY_EVERY_UPDATES.value, eval_every_env_steps=EVAL_EVERY_ENV_STEPS.value,
         eval_episodes=EVAL_EPISODES.value, eval_greedy=EVAL_GREEDY.value,
         max_consecutive_nonfinite=MAX_CONSECUTIVE_NONFINITE.value, force=FORCE.value,
+        num_env_processes=NUM_ENV_PROCESSES.value, actor_threads=ACTOR_THREADS.value,
+        learner_threads=LEARNER_THREADS.value, act_batching=ACT_BATCHING.value,
+        env_timeout_secs=ENV_TIMEOUT_SECS.value, tf_inter_op_threads=TF_INTER_OP_THREADS.value,
+        tf_intra_op_threads=TF_INTRA_OP_THREADS.value,
     )
