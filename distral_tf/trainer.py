@@ -154,7 +154,14 @@ class Timings:
 
 
 def _configure_tf_threads(inter_op: int, intra_op: int):
-    """Sets TensorFlow's thread pools (only possible before TensorFlow first runs an operation)."""
+    """Sets TensorFlow's thread pools (only possible before TensorFlow first runs an operation).
+
+    Also turns off Grappler's arithmetic optimisation: its AddN rewrite creates
+    per-step temporary variables whose names collide when two threads run the
+    same training function at once ("AlreadyExistsError ... tmp_var"); measured
+    here, it does not change the speed of acting or learning.
+    """
+    tf.config.optimizer.set_experimental_options({"arithmetic_optimization": False})
     try:
         if inter_op > 0 and tf.config.threading.get_inter_op_parallelism_threads() != inter_op:
             tf.config.threading.set_inter_op_parallelism_threads(inter_op)

@@ -1,0 +1,251 @@
+"""Throughput of training against the random-action environment ceiling, measured in one invocation.
+
+    python benchmarks/throughput.py --suite=doom_mazes --algo=a3c --update_mode=batched
+    python benchmarks/throughput.py --quick
+
+For the configuration given, it measures (a) the environments alone, stepped with
+random actions by the same layout of actor threads and environment processes as
+training, and (b) training (``Trainer``) for a fixed time after a warm-up, and prints:
+env frames/s (action repeat counted), agent steps/s, the ratio training / ceiling,
+peak memory (resident and proportional set size of the process and all its
+children, engines included) and the split of the actor threads' time between
+stepping environments, inference, learning and waiting. ``--repeats`` > 1 reports
+medians. ``--json_out`` writes every figure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags  # noqa: E402
+
+# Only light imports at the top: environment processes are spawned and import this module.
+_SUITE = flags.DEFINE_string("suite", "doom_mazes", "Task suite.")
+_ALGO = flags.DEFINE_string("algo", "a3c", "Algorithm.")
+_MODE = flags.DEFINE_enum("update_mode", "batched", ["hogwild", "batched"], "Update mode.")
+_WORKERS = flags.DEFINE_integer("workers_per_task", 32, "Workers per task.")
+_PROCESSES = flags.DEFINE_integer("num_env_processes", -1, "Environment processes (-1: one per core; 0: in-process).")
+_ACTORS = flags.DEFINE_integer("actor_threads", 2, "Actor threads (lockstep groups of workers).")
+_LEARNERS = flags.DEFINE_integer("learner_threads", 2, "Learner threads (hogwild).")
+_ACT_BATCHING = flags.DEFINE_bool("act_batching", False, "Combine the actor threads' action requests.")
+_BATCH_TIMEOUT = flags.DEFINE_float("batch_timeout_ms", 2.0, "Batching timeout (with --act_batching).")
+_INTER = flags.DEFINE_integer("tf_inter_op_threads", 0, "TensorFlow inter-op threads (0: default).")
+_INTRA = flags.DEFINE_integer("tf_intra_op_threads", 0, "TensorFlow intra-op threads (0: default).")
+_SECONDS = flags.DEFINE_float("seconds", 60.0, "Measured training time (after the warm-up).")
+_WARMUP = flags.DEFINE_float("warmup_seconds", 20.0, "Training time before measuring.")
+_CEILING_SECONDS = flags.DEFINE_float("ceiling_seconds", 15.0, "Measured time of the random-action ceiling.")
+_REPEATS = flags.DEFINE_integer("repeats", 1, "Training measurements (medians are reported).")
+_QUICK = flags.DEFINE_bool("quick", False, "Short measurement (under a minute): 4 s ceiling, 5 s warm-up, 12 s.")
+_JSON_OUT = flags.DEFINE_string("json_out", None, "Also write the results as JSON here.")
+_SEED = flags.DEFINE_integer("seed", 0, "Seed.")
+
+
+# --------------------------------------------------------------------------------------------- #
+# Memory of this process and all its descendants.
+
+def _descendants(pid: int) -> list[int]:
+    out, stack = [], [pid]
+    while stack:
+        p = stack.pop()
+        try:
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as f:
+                    kids = [int(c) for c in f.read().split()]
+                out.extend(kids)
+                stack.extend(kids)
+        except OSError:
+            continue
+    return out
+
+
+def _memory_kib(pid: int) -> tuple[int, int]:
+    """(RSS, PSS) in KiB of one process; zeros if it is gone."""
+    rss = pss = 0
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Rss:"):
+                    rss = int(line.split()[1])
+                elif line.startswith("Pss:"):
+                    pss = int(line.split()[1])
+    except OSError:
+        pass
+    return rss, pss
+
+
+class MemorySampler:
+    """Samples the summed RSS and PSS of the process tree every ``interval`` seconds; keeps the peaks."""
+
+    def __init__(self, interval: float = 1.0):
+        self.peak_rss_kib = self.peak_pss_kib = 0
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def sample(self):
+        pids = [os.getpid(), *_descendants(os.getpid())]
+        rss = pss = 0
+        for pid in pids:
+            r, p = _memory_kib(pid)
+            rss += r
+            pss += p
+        self.peak_rss_kib = max(self.peak_rss_kib, rss)
+        self.peak_pss_kib = max(self.peak_pss_kib, pss)
+
+    def _run(self):
+        while not self._stop.wait(self._interval):
+            self.sample()
+
+    def close(self):
+        self._stop.set()
+        self._thread.join()
+        self.sample()
+
+
+# --------------------------------------------------------------------------------------------- #
+
+def measure_ceiling(suite, config, seconds: float) -> dict:
+    """Random actions on the same actor-thread / process layout as training (no TensorFlow work)."""
+    import numpy as np
+
+    from distral_tf.env_pool import group_layout, make_envs, resolve_num_processes
+
+    probe = suite.make_env(0)
+    obs_space, n_actions = probe.observation_space, probe.action_space.n
+    probe.close()
+    tasks = [t for t in range(suite.num_tasks) for _ in range(config.workers_per_task)]
+    layout = group_layout(len(tasks), config.actor_threads, resolve_num_processes(config.num_env_processes))
+    groups = [make_envs(suite.make_env, tasks[lo:hi], list(range(lo, hi)), obs_space.shape, obs_space.dtype,
+                        num_processes=p, timeout_s=config.env_timeout_secs) for lo, hi, p in layout]
+    counts = [0] * len(groups)
+    stop = threading.Event()
+
+    def drive(k):
+        rng = np.random.default_rng(k)
+        envs = groups[k]
+        while not stop.is_set():
+            envs.step(rng.integers(0, n_actions, envs.num_envs, dtype=np.int32))
+            counts[k] += envs.num_envs
+
+    threads = [threading.Thread(target=drive, args=(k,), daemon=True) for k in range(len(groups))]
+    for t in threads:
+        t.start()
+    time.sleep(min(2.0, seconds / 4))
+    start_count, start = sum(counts), time.monotonic()
+    time.sleep(seconds)
+    steps = sum(counts) - start_count
+    elapsed = time.monotonic() - start
+    stop.set()
+    for t in threads:
+        t.join()
+    for g in groups:
+        g.close()
+    rate = steps / elapsed
+    return {"agent_steps_per_second": rate, "env_frames_per_second": rate * suite.frames_per_step}
+
+
+def measure_training(suite, config, warmup: float, seconds: float) -> dict:
+    from distral_tf.trainer import Trainer
+
+    trainer = Trainer(config, suite)
+    result = {}
+    runner = threading.Thread(target=lambda: result.update(summary=trainer.run()), daemon=True)
+    wall_start = time.monotonic()
+    runner.start()
+    while not hasattr(trainer, "task_steps") or int(trainer.task_steps.sum()) == 0:
+        if not runner.is_alive():
+            raise RuntimeError(f"training ended before its first rollout: {result.get('summary')}")
+        time.sleep(0.1)
+    startup = time.monotonic() - wall_start
+    time.sleep(warmup)
+    steps0, timings0, t0 = int(trainer.task_steps.sum()), trainer.timings.snapshot(), time.monotonic()
+    time.sleep(seconds)
+    steps1, timings1, t1 = int(trainer.task_steps.sum()), trainer.timings.snapshot(), time.monotonic()
+    trainer.request_stop()
+    runner.join()
+    summary = result.get("summary", {})
+    if "error" in summary:
+        raise RuntimeError(f"training failed: {summary['error']}")
+    rate = (steps1 - steps0) / (t1 - t0)
+    split = {k: timings1[k] - timings0[k] for k in timings1}
+    total = sum(split.values()) or 1.0
+    return {"agent_steps_per_second": rate, "env_frames_per_second": rate * suite.frames_per_step,
+            "startup_seconds": startup, "time_split": {k: v / total for k, v in split.items()},
+            "env_restarts": sum(summary.get("env_restarts_per_task", []))}
+
+
+def main(argv):
+    del argv
+    from distral_tf.config import TrainConfig
+    from distral_tf.envs import make_suite
+
+    quick = _QUICK.value
+    ceiling_s = 4.0 if quick else _CEILING_SECONDS.value
+    warmup = 5.0 if quick else _WARMUP.value
+    seconds = 12.0 if quick else _SECONDS.value
+    suite = make_suite(_SUITE.value)
+    logdir = tempfile.mkdtemp(prefix="throughput-")
+    config = TrainConfig(
+        algo=_ALGO.value, suite=_SUITE.value, logdir=logdir, total_env_steps=10**10,
+        workers_per_task=_WORKERS.value, update_mode=_MODE.value, num_env_processes=_PROCESSES.value,
+        actor_threads=_ACTORS.value, learner_threads=_LEARNERS.value, act_batching=_ACT_BATCHING.value,
+        batch_timeout_ms=_BATCH_TIMEOUT.value, tf_inter_op_threads=_INTER.value, tf_intra_op_threads=_INTRA.value,
+        entropy_cost=0.01, eval_episodes=0, checkpoint_every_secs=10**6, log_every_secs=10**6,
+        summary_every_updates=20, seed=_SEED.value)
+    from distral_tf.env_pool import resolve_num_processes
+
+    processes = resolve_num_processes(config.num_env_processes)
+    workers = config.workers_per_task * suite.num_tasks
+    print(f"suite={suite.name} algo={config.algo} update_mode={config.update_mode} "
+          f"workers={suite.num_tasks}x{config.workers_per_task} env_processes={processes} "
+          f"actor_threads={config.actor_threads} action_repeat={suite.frames_per_step} cores={os.cpu_count()}",
+          flush=True)
+    memory = MemorySampler()
+    ceiling = measure_ceiling(suite, config, ceiling_s)
+    print(f"ceiling (random actions): {ceiling['env_frames_per_second']:,.0f} env frames/s, "
+          f"{ceiling['agent_steps_per_second']:,.0f} agent steps/s", flush=True)
+    runs = []
+    for r in range(_REPEATS.value):
+        import shutil
+
+        shutil.rmtree(logdir, ignore_errors=True)
+        runs.append(measure_training(suite, config, warmup, seconds))
+        print(f"training run {r + 1}: {runs[-1]['env_frames_per_second']:,.0f} env frames/s", flush=True)
+    memory.close()
+    fps = statistics.median(r["env_frames_per_second"] for r in runs)
+    sps = statistics.median(r["agent_steps_per_second"] for r in runs)
+    split = {k: statistics.median(r["time_split"][k] for r in runs) for k in runs[0]["time_split"]}
+    results = {
+        "suite": suite.name, "algo": config.algo, "update_mode": config.update_mode,
+        "workers": workers, "env_processes": processes, "actor_threads": config.actor_threads,
+        "ceiling": ceiling, "training_runs": runs,
+        "env_frames_per_second": fps, "agent_steps_per_second": sps,
+        "ratio_to_ceiling": fps / ceiling["env_frames_per_second"],
+        "peak_rss_gib": memory.peak_rss_kib / 2**20, "peak_pss_gib": memory.peak_pss_kib / 2**20,
+        "time_split": split,
+    }
+    print(f"training: {fps:,.0f} env frames/s, {sps:,.0f} agent steps/s "
+          f"(median of {len(runs)}; {seconds:g} s after {warmup:g} s warm-up)")
+    print(f"ratio training/ceiling: {results['ratio_to_ceiling']:.2f}")
+    print(f"peak memory (process tree): RSS {results['peak_rss_gib']:.2f} GiB, PSS {results['peak_pss_gib']:.2f} GiB")
+    print("actor time split: " + ", ".join(f"{k} {100 * v:.0f}%" for k, v in split.items()))
+    if _JSON_OUT.value:
+        with open(_JSON_OUT.value, "w") as f:
+            json.dump(results, f, indent=2)
+    import shutil
+
+    shutil.rmtree(logdir, ignore_errors=True)
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    app.run(main)
