@@ -98,8 +98,9 @@ def test_interrupted_run_resumes_without_repeating_steps(tmp_path):
     assert int(resumed.agent.env_steps.numpy()) == 600
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     for task in suite.task_names:
-        steps = [r["env_steps"] for r in rows if r["task"] == task and r["policy"] == "task"]
-        assert steps == sorted(steps), "metrics rewound after resume"
+        task_rows = [r for r in rows if r["task"] == task and r["policy"] == "task"]
+        assert sum(r["length"] for r in task_rows) <= 200, "steps counted twice after resume"
+        assert max(r["env_steps"] for r in task_rows) <= 200
 
 
 def test_resume_with_a_different_model_configuration_is_refused(tmp_path):
