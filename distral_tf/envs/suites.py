@@ -103,9 +103,9 @@ def make_suite(name: str) -> Suite:
         try:
             candidate = _provider(suite_name)(suite_name)
         except ImportError as e:  # an optional dependency of that suite is missing
-            import_errors.append(f"{suite_name}: {e}")
+            import_errors.append(f"{suite_name} ({e})")
             continue
         if wanted and all(t in candidate.task_names for t in wanted):
             return candidate.subset(wanted)
-    hint = f" (suites skipped for missing dependencies: {'; '.join(import_errors)})" if import_errors else ""
+    hint = f"; not searched for task names: {', '.join(import_errors)}" if import_errors else ""
     raise ValueError(f"Unknown suite or task names {name!r}; suites are {', '.join(_PROVIDERS)}{hint}.")
