@@ -1,0 +1,125 @@
+"""The two-room grid world environment and its suites."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import distral_tf.envs  # noqa: F401  (registers the environments)
+from distral_tf.envs import make_suite
+from distral_tf.envs import two_rooms as tr
+
+
+@pytest.mark.parametrize("observation", ["image", "index"])
+@pytest.mark.parametrize("layout", ["paper", "small"])
+def test_check_env_and_spaces(layout, observation):
+    env = gym.make("distral_tf/TwoRooms-v0", layout=layout, observation=observation, task_seed=3,
+                   episode_length=20, image_size=40, disable_env_checker=True)
+    check_env(env.unwrapped, skip_render_check=False)
+    obs, info = env.reset(seed=0)
+    assert env.action_space == gym.spaces.Discrete(4)
+    assert env.observation_space.contains(obs)
+    if observation == "image":
+        assert obs.shape == (40, 40, 3) and obs.dtype == np.uint8
+    else:
+        assert env.observation_space.n == tr.get_layout(layout).num_states
+        assert obs == info["state"]
+    assert {"cell", "position", "goal", "state"} <= set(info)
+
+
+def test_layout_tables():
+    layout = tr.get_layout("paper")
+    # Cells are row-major (row, column) of non-wall characters; moves stay on the grid.
+    for i, (r, c) in enumerate(layout.cells):
+        for a, (dr, dc) in enumerate(tr._MOVES):
+            j = layout.next_cell[i, a]
+            if layout.grid[r + dr][c + dc] == "#":
+                assert j == i
+            else:
+                assert tuple(layout.cells[j]) == (r + dr, c + dc)
+    # The corridor is a horizontal line of cells whose up/down moves hit walls.
+    assert len(layout.corridor) >= 3
+    assert np.all(layout.next_cell[layout.corridor, tr.UP] == layout.corridor)
+    assert np.all(layout.next_cell[layout.corridor, tr.DOWN] == layout.corridor)
+    assert np.all(np.diff(layout.cells[layout.corridor, 1]) == 1)
+    states = np.arange(layout.num_states)
+    assert np.array_equal(layout.state_index(*layout.decode_state(states)), states)
+
+
+def test_reward_and_respawn_at_goal():
+    layout = tr.get_layout("small")
+    goal = 9  # the doorway between the rooms
+    env = tr.TwoRoomsEnv(layout="small", goal=goal, observation="index", episode_length=1000)
+    env.reset(seed=0)
+    left_of_goal = int(np.flatnonzero(layout.next_cell[:, tr.RIGHT] == goal)[0])
+    rewards, respawns = [], set()
+    for _ in range(50):
+        env._cell = left_of_goal
+        obs, reward, terminated, truncated, info = env.step(tr.RIGHT)
+        rewards.append(reward)
+        assert not terminated and not truncated
+        assert info["cell"] != goal  # respawned away from the goal
+        respawns.add(info["cell"])
+        assert layout.decode_state(obs)[1:] == (tr.RIGHT, 1)  # previous action and reward
+    assert rewards == [1.0] * 50
+    assert len(respawns) > 8  # new starts are drawn over the grid
+    # Away from the goal there is no reward and the previous reward goes back to 0.
+    env._cell = int(layout.next_cell[left_of_goal, tr.LEFT])
+    obs, reward, *_ = env.step(tr.LEFT)
+    assert reward == 0.0 and layout.decode_state(obs)[2] == 0
+
+
+def test_episode_is_truncated_at_fixed_length():
+    env = tr.TwoRoomsEnv(layout="small", observation="index", episode_length=7)
+    env.reset(seed=1)
+    ends = [env.step(env.action_space.sample())[2:4] for _ in range(7)]
+    assert ends[:-1] == [(False, False)] * 6 and ends[-1] == (False, True)
+
+
+def test_goal_from_task_seed_and_determinism():
+    a = tr.TwoRoomsEnv(layout="paper", task_seed=5, observation="image", image_size=84)
+    b = tr.TwoRoomsEnv(layout="paper", task_seed=5, observation="image", image_size=84)
+    assert a.goal == b.goal == tr.task_goal(a.layout, 5)
+    rng = np.random.default_rng(0)
+    actions = rng.integers(4, size=200)
+    for env in (a, b):
+        env.reset(seed=123)
+    for act in actions:
+        oa, ra, *_, ia = a.step(act)
+        ob, rb, *_, ib = b.step(act)
+        assert np.array_equal(oa, ob) and ra == rb and ia == ib
+    starts = {tr.TwoRoomsEnv(layout="paper", task_seed=5).reset(seed=s)[1]["cell"] for s in range(30)}
+    assert len(starts) > 10
+
+
+def test_image_shows_agent_previous_action_and_reward():
+    env = tr.TwoRoomsEnv(layout="small", goal=9, observation="image", image_size=40)
+    obs, info = env.reset(seed=0)
+    assert np.all(obs[0] == 0)  # no previous action yet
+    env._cell = 8  # left of the doorway goal
+    obs, reward, *_ = env.step(tr.RIGHT)
+    assert reward == 1.0
+    assert np.all(obs[0, 5] == tr._ACTION_COLOURS[tr.RIGHT]) and np.all(obs[20, 0] == 255)
+    # Exactly one agent-coloured cell, at the agent's position.
+    yellow = np.all(obs == tr._AGENT, axis=-1)
+    rows, cols = np.nonzero(yellow)
+    p = env._cell_px
+    assert yellow.sum() == p * p
+    r, c = env.layout.cells[env._cell]
+    assert (rows.min() - env._origin[0]) // p == r and (cols.min() - env._origin[1]) // p == c
+
+
+@pytest.mark.parametrize("name,num_tasks", [("two_rooms", 8), ("two_rooms_small", 3)])
+def test_suites(name, num_tasks):
+    suite = make_suite(name)
+    assert suite.num_tasks == num_tasks and suite.frames_per_step == 1
+    goals = [k["goal"] for k in suite.env_kwargs]
+    assert len(set(goals)) == num_tasks
+    shapes = set()
+    for i in range(num_tasks):
+        env = suite.make_env(i, seed=i)
+        obs, info = env.reset(seed=i)
+        assert info["goal"] == goals[i]
+        shapes.add(obs.shape)
+    (shape,) = shapes
+    assert shape[0] >= 24 and shape[1] >= 24 and shape[2] == 3
