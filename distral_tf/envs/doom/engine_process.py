@@ -1,0 +1,127 @@
+"""The process that owns one ViZDoom game; run as a script by :mod:`distral_tf.envs.doom.engine`.
+
+Keeping the game in its own process means that an engine crash, including the
+segfaults ViZDoom sometimes raises inside ``close()``, only ends this process. It
+talks over an inherited socket (``multiprocessing.connection`` messages) and
+imports nothing from ``distral_tf``, so it starts quickly.
+
+Requests are tuples ``(command, *args)``; every reply is ``("ok", value)`` or
+``("error", message)``, after which the process exits.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from multiprocessing.connection import Connection
+
+import numpy as np
+from PIL import Image
+
+OBS_SIZE = 84
+
+
+def resize(frame: np.ndarray, size: int = OBS_SIZE) -> np.ndarray:
+    """Area-averaged resize of an ``(H, W, 3)`` uint8 frame to ``(size, size, 3)``."""
+    return np.asarray(Image.fromarray(frame).resize((size, size), Image.BOX))
+
+
+class _Game:
+    def __init__(self, config: dict):
+        import vizdoom as vzd
+
+        self.vzd = vzd
+        self.config = config
+        game = vzd.DoomGame()
+        package = os.path.dirname(vzd.__file__)
+        game.set_doom_game_path(os.path.join(package, "freedoom2.wad"))
+        game.set_doom_scenario_path(config["wad"])
+        game.set_doom_config_path(os.path.join(config["workdir"], "_vizdoom.ini"))
+        game.set_doom_map(config["map"])
+        game.set_screen_resolution(vzd.ScreenResolution.RES_160X120)
+        game.set_screen_format(vzd.ScreenFormat.RGB24)
+        for setter in ("hud", "weapon", "crosshair", "decals", "particles", "messages", "corpses",
+                       "screen_flashes", "effects_sprites"):
+            getattr(game, f"set_render_{setter}")(False)
+        game.set_window_visible(False)
+        game.set_sound_enabled(False)
+        game.set_console_enabled(False)
+        game.set_mode(vzd.Mode.PLAYER)
+        game.set_available_buttons([getattr(vzd.Button, b) for b in config["buttons"]])
+        game.set_available_game_variables([getattr(vzd.GameVariable, v) for v in config["variables"]])
+        game.set_episode_timeout(0)
+        game.set_seed(int(config["seed"]))
+        game.add_game_args(" ".join(config.get("game_args", ())))
+        game.init()
+        self.game = game
+        self.last_obs = np.zeros((OBS_SIZE, OBS_SIZE, 3), np.uint8)
+        self.last_vars = np.zeros(len(config["variables"]), np.float64)
+
+    def observe(self):
+        state = self.game.get_state()
+        if state is not None:
+            self.last_obs = resize(state.screen_buffer)
+            self.last_vars = np.asarray(state.game_variables, np.float64)
+        return (self.last_obs.tobytes(), self.last_vars.tolist(), self.game.is_player_dead(),
+                self.game.is_episode_finished())
+
+    def commands(self, commands):
+        for command in commands:
+            self.game.send_game_command(command)
+
+    def episode(self, map_name, commands, seed):
+        if seed is not None:
+            self.game.set_seed(int(seed))
+        if map_name:
+            self.game.set_doom_map(map_name)
+        self.game.new_episode()
+        self.commands(commands)
+        if commands:  # console commands take effect on the next tic
+            self.game.advance_action(1)
+        return self.observe()
+
+    def step(self, buttons, tics, commands):
+        self.commands(commands)
+        self.game.make_action(list(buttons), int(tics))
+        if self.config.get("respawn") and self.game.is_player_dead():
+            self.game.respawn_player()
+        return self.observe()
+
+    def close(self):
+        if self.config.get("fault_on_close"):  # fault injection for tests
+            os.kill(os.getpid(), signal.SIGSEGV)
+        self.game.close()
+
+
+def serve(conn: Connection) -> None:
+    game = None
+    while True:
+        try:
+            request = conn.recv()
+        except (EOFError, OSError):
+            break
+        command, args = request[0], request[1:]
+        try:
+            if command == "init":
+                game = _Game(*args)
+                reply = None
+            elif command == "close":
+                conn.send(("ok", None))
+                if game is not None:
+                    game.close()
+                break
+            elif command == "crash":  # fault injection for tests
+                os.kill(os.getpid(), signal.SIGKILL)
+                reply = None
+            else:
+                reply = getattr(game, command)(*args)
+        except Exception as e:  # the engine reports its own death as an exception
+            conn.send(("error", f"{type(e).__name__}: {e}"))
+            break
+        conn.send(("ok", reply))
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    serve(Connection(int(sys.argv[1])))
