@@ -8,6 +8,10 @@ from distral_tf.envs.suites import Suite, make_suite, suite_names
 # only imported when an environment is made.
 _ENV_ENTRY_POINTS = {
     "distral_tf/TwoRooms-v0": "distral_tf.envs.two_rooms:TwoRoomsEnv",
+    "distral_tf/DoomMaze-v0": "distral_tf.envs.doom.maze:DoomMazeEnv",
+    "distral_tf/DoomNavigation-v0": "distral_tf.envs.doom.navigation:DoomNavigationEnv",
+    "distral_tf/DoomLasertag-v0": "distral_tf.envs.doom.lasertag:DoomLasertagEnv",
+    "distral_tf/DMLab-v0": "distral_tf.envs.dmlab:DMLabEnv",
 }
 
 

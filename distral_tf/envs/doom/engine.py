@@ -44,7 +44,8 @@ class Engine:
 
     ``config`` holds plain values: ``wad``, ``map``, ``workdir``, ``buttons`` and
     ``variables`` (ViZDoom enum names), ``seed``, ``game_args`` and ``respawn``
-    (respawn the player automatically after death).
+    (respawn the player automatically after death) and ``objects`` (report every
+    object's name and position, e.g. the bots', in :attr:`objects`).
     """
 
     def __init__(self, config: dict, timeout_s: float = 60.0):
@@ -59,6 +60,7 @@ class Engine:
             child.close()
         self._conn = Connection(parent.detach())
         self._closed = False
+        self.objects: list[tuple[str, float, float]] | None = None
         try:
             self._call("init", config)
         except EngineDiedError:
@@ -83,9 +85,8 @@ class Engine:
             raise EngineDiedError(f"The engine failed during {request[0]!r}: {value}")
         return value
 
-    @staticmethod
-    def _unpack(reply):
-        obs, variables, dead, finished = reply
+    def _unpack(self, reply):
+        obs, variables, dead, finished, self.objects = reply
         return np.frombuffer(obs, np.uint8).reshape(OBS_SHAPE), np.asarray(variables), dead, finished
 
     def episode(self, map_name: str | None = None, commands=(), seed: int | None = None):

@@ -50,6 +50,7 @@ class _Game:
         game.set_mode(vzd.Mode.PLAYER)
         game.set_available_buttons([getattr(vzd.Button, b) for b in config["buttons"]])
         game.set_available_game_variables([getattr(vzd.GameVariable, v) for v in config["variables"]])
+        game.set_objects_info_enabled(bool(config.get("objects")))
         game.set_episode_timeout(0)
         game.set_seed(int(config["seed"]))
         game.add_game_args(" ".join(config.get("game_args", ())))
@@ -60,11 +61,14 @@ class _Game:
 
     def observe(self):
         state = self.game.get_state()
+        objects = None
         if state is not None:
             self.last_obs = resize(state.screen_buffer)
             self.last_vars = np.asarray(state.game_variables, np.float64)
+            if state.objects is not None:
+                objects = [(o.name, o.position_x, o.position_y) for o in state.objects]
         return (self.last_obs.tobytes(), self.last_vars.tolist(), self.game.is_player_dead(),
-                self.game.is_episode_finished())
+                self.game.is_episode_finished(), objects)
 
     def commands(self, commands):
         for command in commands:

@@ -27,7 +27,8 @@ from distral_tf.envs.doom.engine import OBS_SHAPE, Engine, EngineDiedError
 from distral_tf.envs.doom.mapgen import CELL_SIZE, Layout, cell_center, world_to_cell
 from distral_tf.envs.doom.wad import UdmfMap, write_wad
 
-VARIABLES = ("POSITION_X", "POSITION_Y", "ANGLE", "ITEMCOUNT", "ARMOR", "FRAGCOUNT", "DEATHCOUNT", "HEALTH")
+VARIABLES = ("POSITION_X", "POSITION_Y", "ANGLE", "ITEMCOUNT", "ARMOR", "FRAGCOUNT", "DEATHCOUNT", "HEALTH",
+             "PLAYER_COUNT")
 _VAR = {name: i for i, name in enumerate(VARIABLES)}
 
 
@@ -55,7 +56,7 @@ class DoomEnv(gym.Env):
     max_engine_starts = 3
 
     def __init__(self, episode_length: int = 900, maps_per_wad: int = 16, render_mode: str | None = None,
-                 fault_on_close: bool = False):
+                 track_objects: bool = False, fault_on_close: bool = False):
         if episode_length < 1 or maps_per_wad < 1:
             raise ValueError("episode_length and maps_per_wad must be positive.")
         self.episode_length = int(episode_length)
@@ -64,6 +65,7 @@ class DoomEnv(gym.Env):
         self.observation_space = gym.spaces.Box(0, 255, OBS_SHAPE, np.uint8)
         self.action_space = gym.spaces.Discrete(actions.NUM_ACTIONS)
         self._fault_on_close = fault_on_close
+        self._track_objects = track_objects
         self._workdir = Path(tempfile.mkdtemp(prefix="distral_doom_"))
         self._cleanup = weakref.finalize(self, shutil.rmtree, self._workdir, True)
         self._engine: Engine | None = None
@@ -98,6 +100,11 @@ class DoomEnv(gym.Env):
 
     def var(self, name: str, variables: np.ndarray | None = None) -> float:
         return float((self._vars if variables is None else variables)[_VAR[name]])
+
+    @property
+    def objects(self) -> list[tuple[str, float, float]]:
+        """``(name, x, y)`` of every object (needs ``track_objects=True``; the player is ``"DoomPlayer"``)."""
+        return list(self._engine.objects or []) if self._engine is not None else []
 
     @property
     def position(self) -> tuple[float, float]:
@@ -153,7 +160,7 @@ class DoomEnv(gym.Env):
         config = {"wad": wad, "map": first_map, "workdir": str(self._workdir), "buttons": actions.BUTTONS,
                   "variables": VARIABLES, "seed": int(self.np_random.integers(2**31 - 1)),
                   "game_args": self.game_args, "respawn": self.respawn_on_death,
-                  "fault_on_close": self._fault_on_close}
+                  "fault_on_close": self._fault_on_close, "objects": self._track_objects}
         error = None
         for _ in range(self.max_engine_starts):
             try:

@@ -43,12 +43,19 @@ def far_cell(rng: np.random.Generator, layout: Layout, source: tuple[int, int], 
     return far[int(rng.integers(len(far)))]
 
 
+def open_angle(rng: np.random.Generator | None, layout: Layout, cell) -> int:
+    """A Doom angle (0 = east, 90 = north) facing a random open neighbour of ``cell``."""
+    r, c = cell
+    headings = {(r, c + 1): 0, (r - 1, c): 90, (r, c - 1): 180, (r + 1, c): 270}
+    options = [headings[n] for n in layout.neighbours(cell)] or [0]
+    return options[int(rng.integers(len(options)))] if rng is not None else options[0]
+
+
 def make_scene(layout: Layout, start, goal=None, apples=(), objects=(), obstructions=(), theme_offset: int = 0,
                light: int = 192, rng: np.random.Generator | None = None) -> Scene:
     """A scene whose map has the layout's geometry, a player start and the given objects."""
     level = build_map(layout, obstructions=obstructions, theme_offset=theme_offset, light=light)
-    angle = int(rng.integers(4)) * 90 if rng is not None else 0
-    level.add_thing(PLAYER_START, *cell_center(start), angle=angle)
+    level.add_thing(PLAYER_START, *cell_center(start), angle=open_angle(rng, layout, start))
     for cell in apples:
         level.add_thing(APPLE, *cell_center(cell))
     for cell in objects:

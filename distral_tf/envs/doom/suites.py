@@ -1,0 +1,46 @@
+"""The three Doom suites: ``doom_mazes`` (8 tasks), ``doom_navigation`` (4) and ``doom_lasertag`` (8)."""
+
+from __future__ import annotations
+
+from distral_tf.envs.doom.actions import ACTION_REPEAT
+from distral_tf.envs.suites import Suite
+
+MAZE_ID = "distral_tf/DoomMaze-v0"
+NAVIGATION_ID = "distral_tf/DoomNavigation-v0"
+LASERTAG_ID = "distral_tf/DoomLasertag-v0"
+
+# Episode lengths in agent steps (4 frames each at 35 frames/s): ~100 s for mazes, ~100 s for navigation.
+_MAZE_TASKS = tuple((f"doom_maze_{i + 1:02d}", {"maze": i, "episode_length": 900 if i < 4 else 1350})
+                    for i in range(8))
+_NAVIGATION_TASKS = (
+    ("doom_explore_object_rewards", {"task": "object_rewards", "maze_size": 15, "num_objects": 10}),
+    ("doom_explore_fetch", {"task": "fetch", "maze_size": 13}),
+    ("doom_explore_goal_locations", {"task": "goal_locations", "maze_size": 15}),
+    ("doom_explore_obstructed_goals", {"task": "obstructed_goals", "maze_size": 15, "max_rooms": 5}),
+)
+_LASERTAG_TASKS = (
+    ("doom_lt_open_1bot", {"arena": "open", "size": 11, "bots": 1}),
+    ("doom_lt_open_4bots", {"arena": "open", "size": 13, "bots": 4, "arena_seed": 1}),
+    ("doom_lt_maze_3bots", {"arena": "maze", "size": 15, "bots": 3}),
+    ("doom_lt_maze_procedural_3bots", {"arena": "maze", "size": 15, "bots": 3, "procedural_map": True}),
+    ("doom_lt_rooms_procedural_5bots", {"arena": "rooms", "size": 19, "bots": 5, "procedural_map": True}),
+    ("doom_lt_dark_maze_3bots", {"arena": "maze", "size": 13, "bots": 3, "light": 96, "arena_seed": 2}),
+    ("doom_lt_open_procedural_bots", {"arena": "open", "size": 13, "bots": (1, 6), "procedural_bots": True,
+                                      "procedural_map": True}),
+    ("doom_lt_rooms_pistol_2bots", {"arena": "rooms", "size": 17, "bots": 2, "weapons": False}),
+)
+
+_SUITES = {
+    "doom_mazes": (MAZE_ID, _MAZE_TASKS),
+    "doom_navigation": (NAVIGATION_ID, _NAVIGATION_TASKS),
+    "doom_lasertag": (LASERTAG_ID, _LASERTAG_TASKS),
+}
+
+
+def suite(name: str) -> Suite:
+    """The Doom suite called ``name``."""
+    if name not in _SUITES:
+        raise ValueError(f"Unknown Doom suite {name!r}; choose from {', '.join(_SUITES)}.")
+    env_id, tasks = _SUITES[name]
+    return Suite(name=name, task_names=tuple(t for t, _ in tasks), env_ids=(env_id,) * len(tasks),
+                 env_kwargs=tuple(dict(kw) for _, kw in tasks), frames_per_step=ACTION_REPEAT)
