@@ -128,4 +128,6 @@ def serve(conn: Connection) -> None:
 
 
 if __name__ == "__main__":
-    serve(Connection(int(sys.argv[1])))
+    fd = int(sys.argv[1])
+    os.set_inheritable(fd, False)  # the engine binary must not hold the socket open after we die
+    serve(Connection(fd))

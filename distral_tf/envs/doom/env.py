@@ -54,6 +54,7 @@ class DoomEnv(gym.Env):
     respawn_on_death = False
     game_args: tuple[str, ...] = ("+sv_cheats 1",)
     max_engine_starts = 3
+    restart_on_seed = False  # True where a reused engine is not reproducible (bots keep state)
 
     def __init__(self, episode_length: int = 900, maps_per_wad: int = 16, render_mode: str | None = None,
                  track_objects: bool = False, fault_on_close: bool = False):
@@ -70,8 +71,8 @@ class DoomEnv(gym.Env):
         self._cleanup = weakref.finalize(self, shutil.rmtree, self._workdir, True)
         self._engine: Engine | None = None
         self._engine_wad: str | None = None
-        self._wad_text: str | None = None
         self._wad_count = 0
+        self._wad_text: str | None = None
         self._families: list[list[Scene]] = []
         self._family_index = 0
         self._family: list[Scene] = []
@@ -82,6 +83,7 @@ class DoomEnv(gym.Env):
         self._t = 0
         self.engine_restarts = 0
         self._episode_stats: dict[str, float] = {}
+        self.rng: np.random.Generator | None = None
 
     # ---- hooks for tasks -------------------------------------------------------------------------
 
@@ -140,7 +142,7 @@ class DoomEnv(gym.Env):
         self._family_index += 1
         if self._family_index >= len(self._families):
             count = 1 if not self.procedural else self.maps_per_wad
-            self._families = [self._generate_family(self.np_random) for _ in range(count)]
+            self._families = [self._generate_family(self.rng) for _ in range(count)]
             self._family_index = 0
             maps = {}
             for f, family in enumerate(self._families):
@@ -148,7 +150,7 @@ class DoomEnv(gym.Env):
                     scene.name = f"M{f:04d}{s:02d}"
                     maps[scene.name] = scene.level
             text = "".join(level.textmap() for level in maps.values())
-            if text != self._wad_text or self._engine is None:
+            if self._engine is None or text != self._wad_text or self.restart_on_seed:
                 self._wad_count += 1
                 wad = write_wad(self._workdir / f"maps{self._wad_count}.wad", maps)
                 self._wad_text = text
@@ -158,7 +160,7 @@ class DoomEnv(gym.Env):
     def _start_engine(self, wad: str, first_map: str) -> None:
         self._close_engine()
         config = {"wad": wad, "map": first_map, "workdir": str(self._workdir), "buttons": actions.BUTTONS,
-                  "variables": VARIABLES, "seed": int(self.np_random.integers(2**31 - 1)),
+                  "variables": VARIABLES, "seed": int(self.rng.integers(2**31 - 1)),
                   "game_args": self.game_args, "respawn": self.respawn_on_death,
                   "fault_on_close": self._fault_on_close, "objects": self._track_objects}
         error = None
@@ -181,7 +183,10 @@ class DoomEnv(gym.Env):
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
-        if seed is not None:
+        if seed is not None or self.rng is None:
+            # Every random choice of the task and engine comes from ``rng``, itself drawn once per
+            # seeding, so a seed fixes the whole sequence of mazes, placements and engine seeds.
+            self.rng = np.random.default_rng(int(self.np_random.integers(2**63 - 1)))
             self._families, self._family_index = [], 0
         last_error = None
         for _ in range(self.max_engine_starts):
@@ -191,7 +196,7 @@ class DoomEnv(gym.Env):
                 self._family = self._next_family()
                 self.scene = self._family[0]
                 self._obs, self._vars, _, _ = self._engine.episode(
-                    self.scene.name, self._episode_commands(), seed=int(self.np_random.integers(2**31 - 1)))
+                    self.scene.name, self._episode_commands(), seed=int(self.rng.integers(2**31 - 1)))
                 break
             except EngineDiedError as e:
                 last_error = e

@@ -38,6 +38,7 @@ class DoomLasertagEnv(DoomEnv):
     """Deathmatch against ``bots`` built-in bots (a ``(low, high)`` pair draws the count per episode)."""
 
     respawn_on_death = True
+    restart_on_seed = True
     game_args = ("-host 1", "-deathmatch", "+sv_forcerespawn 1", "+sv_noautoaim 1", "+sv_respawnprotect 1",
                  "+sv_spawnfarthest 1", "+sv_nocrouch 1", "+viz_respawn_delay 0", "+timelimit 0",
                  "+sv_cheats 1")
@@ -76,8 +77,8 @@ class DoomLasertagEnv(DoomEnv):
     def _episode_commands(self) -> list[str]:
         low, high = self.bots
         if self.procedural_bots:
-            count = int(self.np_random.integers(low, high + 1))
-            team = [BOT_NAMES[i] for i in self.np_random.choice(len(BOT_NAMES), size=count, replace=False)]
+            count = int(self.rng.integers(low, high + 1))
+            team = [BOT_NAMES[i] for i in self.rng.choice(len(BOT_NAMES), size=count, replace=False)]
         else:
             team = list(self._fixed_team)
         self.team = tuple(team)

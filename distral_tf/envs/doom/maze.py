@@ -32,7 +32,7 @@ class GoalTask(DoomEnv):
         return self.scene.goal is not None and self.distance_to(self.scene.goal) < GOAL_RADIUS
 
     def _respawn_cell(self):
-        return far_cell(self.np_random, self.scene.layout, self.scene.goal, min_distance=3)
+        return far_cell(self.rng, self.scene.layout, self.scene.goal, min_distance=3)
 
     def _on_goal(self) -> None:
         self.warp(self._respawn_cell())

@@ -91,7 +91,7 @@ class DoomNavigationEnv(GoalTask):
 
     def _sibling(self) -> Scene:
         others = [s for s in self._family if s is not self.scene] or self._family
-        return others[int(self.np_random.integers(len(others)))]
+        return others[int(self.rng.integers(len(others)))]
 
     def reset(self, *, seed=None, options=None):
         self._carrying = False
