@@ -20,9 +20,9 @@ class TrainConfig:
     """Everything a run needs; see ``flags/training.py`` for each field's meaning."""
 
     algo: str = "kl_2col"
-    suite: str = "two_rooms_small"
+    suite: str = "doom_mazes"
     logdir: str = "runs/default"
-    total_env_steps: int = 100_000
+    total_env_steps: int = 100_000_000
     workers_per_task: int = 32
     unroll_length: int = 20
     learning_rate: float = 5e-4

@@ -46,7 +46,7 @@ DEFAULT_LEARNING_RATES = "1e-4,3e-4,1e-3"
 DEFAULT_ENTROPY_COSTS = "3e-3,1e-2,3e-2"
 DEFAULT_SEEDS = 4
 # Named --budget values: fractions of --total_env_steps.
-BUDGETS = {"full": 1.0, "small": 0.05, "tiny": 0.01}
+BUDGETS = {"full": 1.0, "small": 0.001, "tiny": 0.0002}
 
 
 def define_flags():

@@ -99,7 +99,7 @@ def test_defaults_follow_the_paper():
     specs = sweep.expand_grid("doom_mazes", algos, sweep.parse_floats(sweep.DEFAULT_ENTROPY_COSTS, "e"),
                               sweep.parse_floats(sweep.DEFAULT_LEARNING_RATES, "l"), sweep.DEFAULT_SEEDS)
     assert len(specs) == 7 * 36
-    assert sweep.parse_budget("small") == 0.05 and sweep.parse_budget("0.25") == 0.25
+    assert sweep.parse_budget("small") == 0.001 and sweep.parse_budget("0.25") == 0.25
     for bad in (lambda: sweep.parse_algos("a3c,ppo"), lambda: sweep.parse_floats("1e-3,x", "e"),
                 lambda: sweep.parse_budget("0"), lambda: sweep.parse_budget("huge")):
         with pytest.raises(ValueError):
@@ -136,7 +136,7 @@ def test_manifest_failures_and_resume_skips_finished(tmp_path, fake_run, monkeyp
 
 def _sweep_cli(out, *extra, env=None):
     return [sys.executable, "-m", "distral_tf.sweep", "--experiment=two_rooms_small", "--algos=a3c,kl_2col",
-            "--entropy_costs=1e-2", "--learning_rates=5e-4", "--seeds=2", "--total_env_steps=1000",
+            "--entropy_costs=1e-2", "--learning_rates=5e-4", "--seeds=2", "--total_env_steps=50000",
             "--budget=small", f"--out={out}", "--run_module=fake_run", *extra]
 
 
