@@ -81,8 +81,9 @@ class _Game:
             self.game.set_doom_map(map_name)
         self.game.new_episode()
         self.commands(commands)
-        if commands:  # console commands take effect on the next tic
-            self.game.advance_action(1)
+        warmup = int(self.config.get("warmup_tics", 0))
+        if commands or warmup:  # console commands take effect on the next tic
+            self.game.advance_action(max(1, warmup))
         return self.observe()
 
     def step(self, buttons, tics, commands):

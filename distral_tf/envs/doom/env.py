@@ -54,6 +54,7 @@ class DoomEnv(gym.Env):
     respawn_on_death = False
     game_args: tuple[str, ...] = ("+sv_cheats 1",)
     max_engine_starts = 3
+    warmup_tics = 0  # engine tics run after each episode start (e.g. to let spawn effects fade)
     restart_on_seed = False  # True where a reused engine is not reproducible (bots keep state)
 
     def __init__(self, episode_length: int = 900, maps_per_wad: int = 16, render_mode: str | None = None,
@@ -162,7 +163,8 @@ class DoomEnv(gym.Env):
         config = {"wad": wad, "map": first_map, "workdir": str(self._workdir), "buttons": actions.BUTTONS,
                   "variables": VARIABLES, "seed": int(self.rng.integers(2**31 - 1)),
                   "game_args": self.game_args, "respawn": self.respawn_on_death,
-                  "fault_on_close": self._fault_on_close, "objects": self._track_objects}
+                  "fault_on_close": self._fault_on_close, "objects": self._track_objects,
+                  "warmup_tics": self.warmup_tics}
         error = None
         for _ in range(self.max_engine_starts):
             try:

@@ -39,6 +39,7 @@ class DoomLasertagEnv(DoomEnv):
 
     respawn_on_death = True
     restart_on_seed = True
+    warmup_tics = 40  # lets the spawn's teleport fog (about 36 tics) fade from view
     game_args = ("-host 1", "-deathmatch", "+sv_forcerespawn 1", "+sv_noautoaim 1", "+sv_respawnprotect 1",
                  "+sv_spawnfarthest 1", "+sv_nocrouch 1", "+viz_respawn_delay 0", "+timelimit 0",
                  "+sv_cheats 1")

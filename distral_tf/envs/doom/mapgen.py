@@ -22,7 +22,7 @@ THEMES = (
     ("BROWN1", "FLOOR4_8"),
     ("GRAY1", "FLAT5_4"),
     ("BRICK7", "FLOOR5_1"),
-    ("TEKGREN2", "FLAT14"),
+    ("TEKGREN2", "FLOOR7_1"),
     ("STONE2", "FLAT1"),
     ("METAL", "FLOOR1_1"),
     ("ICKWALL1", "FLAT5_5"),
