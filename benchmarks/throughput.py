@@ -27,25 +27,103 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
-# Only light imports at the top: environment processes are spawned and import this module.
-_SUITE = flags.DEFINE_string("suite", "doom_mazes", "Task suite.")
-_ALGO = flags.DEFINE_string("algo", "a3c", "Algorithm.")
-_MODE = flags.DEFINE_enum("update_mode", "batched", ["hogwild", "batched"], "Update mode.")
-_WORKERS = flags.DEFINE_integer("workers_per_task", 32, "Workers per task.")
-_PROCESSES = flags.DEFINE_integer("num_env_processes", -1, "Environment processes (-1: one per core; 0: in-process).")
-_ACTORS = flags.DEFINE_integer("actor_threads", 2, "Actor threads (lockstep groups of workers).")
-_LEARNERS = flags.DEFINE_integer("learner_threads", 2, "Learner threads (hogwild).")
-_ACT_BATCHING = flags.DEFINE_bool("act_batching", False, "Combine the actor threads' action requests.")
-_BATCH_TIMEOUT = flags.DEFINE_float("batch_timeout_ms", 2.0, "Batching timeout (with --act_batching).")
-_INTER = flags.DEFINE_integer("tf_inter_op_threads", 0, "TensorFlow inter-op threads (0: default).")
-_INTRA = flags.DEFINE_integer("tf_intra_op_threads", 0, "TensorFlow intra-op threads (0: default).")
-_SECONDS = flags.DEFINE_float("seconds", 60.0, "Measured training time (after the warm-up).")
-_WARMUP = flags.DEFINE_float("warmup_seconds", 20.0, "Training time before measuring.")
-_CEILING_SECONDS = flags.DEFINE_float("ceiling_seconds", 15.0, "Measured time of the random-action ceiling.")
-_REPEATS = flags.DEFINE_integer("repeats", 1, "Training measurements (medians are reported).")
-_QUICK = flags.DEFINE_bool("quick", False, "Short measurement (under a minute): 4 s ceiling, 5 s warm-up, 12 s.")
-_JSON_OUT = flags.DEFINE_string("json_out", None, "Also write the results as JSON here.")
-_SEED = flags.DEFINE_integer("seed", 0, "Seed.")
+# Only light imports at the top: environment processes are spawned and import this module (as
+# "throughput", to make the ViZDoom stand-in), so the flags are defined only when it runs as a program.
+if __name__ == "__main__":
+    _SUITE = flags.DEFINE_string(
+        "suite", "doom_mazes", "Task suite, or vizdoom_my_way_home: 8 copies of ViZDoom's my_way_home maze (160x120 "
+        "RGB24 resized to 84x84, action repeat 4), a stand-in when the Doom suites are not installed.")
+    _ALGO = flags.DEFINE_string("algo", "a3c", "Algorithm.")
+    _MODE = flags.DEFINE_enum("update_mode", "batched", ["hogwild", "batched"], "Update mode.")
+    _WORKERS = flags.DEFINE_integer("workers_per_task", 32, "Workers per task.")
+    _PROCESSES = flags.DEFINE_integer("num_env_processes", -1,
+                                      "Environment processes (-1: one per core; 0: in-process).")
+    _ACTORS = flags.DEFINE_integer("actor_threads", 2, "Actor threads (lockstep groups of workers).")
+    _LEARNERS = flags.DEFINE_integer("learner_threads", 2, "Learner threads (hogwild).")
+    _ACT_BATCHING = flags.DEFINE_bool("act_batching", False, "Combine the actor threads' action requests.")
+    _BATCH_TIMEOUT = flags.DEFINE_float("batch_timeout_ms", 2.0, "Batching timeout (with --act_batching).")
+    _INTER = flags.DEFINE_integer("tf_inter_op_threads", 0, "TensorFlow inter-op threads (0: default).")
+    _INTRA = flags.DEFINE_integer("tf_intra_op_threads", 0, "TensorFlow intra-op threads (0: default).")
+    _SECONDS = flags.DEFINE_float("seconds", 60.0, "Measured training time (after the warm-up).")
+    _WARMUP = flags.DEFINE_float("warmup_seconds", 20.0, "Training time before measuring.")
+    _CEILING_SECONDS = flags.DEFINE_float("ceiling_seconds", 15.0, "Measured time of the random-action ceiling.")
+    _REPEATS = flags.DEFINE_integer("repeats", 1, "Training measurements (medians are reported).")
+    _QUICK = flags.DEFINE_bool("quick", False, "Short measurement (under a minute): 4 s ceiling, 5 s warm-up, 12 s.")
+    _JSON_OUT = flags.DEFINE_string("json_out", None, "Also write the results as JSON here.")
+    _SEED = flags.DEFINE_integer("seed", 0, "Seed.")
+
+
+# --------------------------------------------------------------------------------------------- #
+# A ViZDoom stand-in for when the project's Doom suites are not installed: ViZDoom's own
+# my_way_home maze, rendered RGB24 at 160x120, resized to 84x84, action repeat 4.
+
+PROXY_SUITE = "vizdoom_my_way_home"
+PROXY_ENV_ID = "DoomProxy-v0"
+
+
+def _register_proxy():
+    import gymnasium as gym
+    import numpy as np
+
+    class DoomProxyEnv(gym.Env):
+        def __init__(self, frame_skip: int = 4):
+            import vizdoom as vzd
+
+            game = vzd.DoomGame()
+            game.load_config(os.path.join(os.path.dirname(vzd.__file__), "scenarios", "my_way_home.cfg"))
+            game.set_screen_resolution(vzd.ScreenResolution.RES_160X120)
+            game.set_screen_format(vzd.ScreenFormat.RGB24)
+            game.set_window_visible(False)
+            game.set_sound_enabled(False)
+            game.set_mode(vzd.Mode.PLAYER)
+            game.init()
+            self._game, self._skip = game, frame_skip
+            n = game.get_available_buttons_size()
+            self._actions = [list(a) for a in np.eye(n, dtype=int)]
+            self.action_space = gym.spaces.Discrete(n)
+            self.observation_space = gym.spaces.Box(0, 255, (84, 84, 3), np.uint8)
+            self._rows = np.linspace(0, 119, 84).round().astype(int)
+            self._cols = np.linspace(0, 159, 84).round().astype(int)
+
+        def _obs(self):
+            state = self._game.get_state()
+            if state is None:
+                return np.zeros((84, 84, 3), np.uint8)
+            return state.screen_buffer[self._rows][:, self._cols]
+
+        def reset(self, *, seed=None, options=None):
+            super().reset(seed=seed)
+            if seed is not None:
+                self._game.set_seed(int(seed) % (2**31))
+            self._game.new_episode()
+            return self._obs(), {}
+
+        def step(self, action):
+            reward = self._game.make_action(self._actions[int(action)], self._skip)
+            done = self._game.is_episode_finished()
+            return self._obs(), float(reward), False, done, {}
+
+        def close(self):
+            self._game.close()
+
+    if PROXY_ENV_ID not in gym.registry:
+        gym.register(id=PROXY_ENV_ID, entry_point=DoomProxyEnv)
+
+
+def proxy_suite(num_tasks: int = 8):
+    from distral_tf.envs.suites import Suite
+
+    _register_proxy()
+    return Suite(name=PROXY_SUITE, task_names=tuple(f"my_way_home_{i}" for i in range(num_tasks)),
+                 env_ids=(f"throughput:{PROXY_ENV_ID}",) * num_tasks, env_kwargs=({},) * num_tasks,
+                 frames_per_step=4)
+
+
+if __name__ != "__main__":  # imported by environment processes (as "throughput") to make the stand-in
+    try:
+        _register_proxy()
+    except ImportError:
+        pass
 
 
 # --------------------------------------------------------------------------------------------- #
@@ -192,7 +270,11 @@ def main(argv):
     ceiling_s = 4.0 if quick else _CEILING_SECONDS.value
     warmup = 5.0 if quick else _WARMUP.value
     seconds = 12.0 if quick else _SECONDS.value
-    suite = make_suite(_SUITE.value)
+    if _SUITE.value == PROXY_SUITE:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        suite = proxy_suite()
+    else:
+        suite = make_suite(_SUITE.value)
     logdir = tempfile.mkdtemp(prefix="throughput-")
     config = TrainConfig(
         algo=_ALGO.value, suite=_SUITE.value, logdir=logdir, total_env_steps=10**10,

@@ -479,7 +479,7 @@ class Trainer:
                                 [summaries.per_task_tag("task", t, "episode_return") for t in self.suite.task_names])
         self.agent.warm_up()
         self.timings = Timings()
-        workers = self._make_actor_groups()
+        workers = self._groups = self._make_actor_groups()
         num_actors = len(workers)
         if cfg.act_batching and num_actors > 1:  # one network call for the groups acting together
             action_source = BatchedActionSource(self.agent, num_actors, cfg.batch_timeout_ms / 1000.0)
