@@ -37,7 +37,8 @@ def test_soft_value_and_policy_hand_computed():
 def _learner(alpha=1.0, beta=2.0, gamma=0.9, learning_rate=0.5, **kw):
     layout = tr.get_layout("small")
     config = tabular.SoftQConfig(alpha=alpha, beta=beta, gamma=gamma, learning_rate=learning_rate, **kw)
-    return layout, tabular.TabularLearners(layout, goals=[[9]], distral=[True], config=config, seed=0)
+    goals = [[int(layout.corridor[0])]]  # the doorway
+    return layout, tabular.TabularLearners(layout, goals=goals, distral=[True], config=config, seed=0)
 
 
 def test_soft_bellman_backup_two_states():
@@ -85,7 +86,7 @@ def test_learner_distillation_is_the_mixture_over_its_rollouts():
     """With fixed task policies (alpha = 0, no learning) pi0 is exactly eq. 5's mixture."""
     layout = tr.get_layout("small")
     config = tabular.SoftQConfig(alpha=0.0, beta=3.0, gamma=0.9, learning_rate=0.0, episode_length=20)
-    learner = tabular.TabularLearners(layout, goals=[[9, 3, 14]], distral=[True], config=config, seed=1)
+    learner = tabular.TabularLearners(layout, goals=[[6, 3, 11]], distral=[True], config=config, seed=1)
     learner.q[:] = np.random.default_rng(0).normal(size=learner.q.shape)
     states, times = [], []
     for _ in range(12):

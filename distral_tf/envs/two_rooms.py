@@ -45,13 +45,13 @@ LAYOUTS = {
         "#.....#####.....#",
         "#################",
     ),
-    # Two 3x3 rooms joined by a one-cell doorway: goals are a few steps from most starts.
+    # Two 3x2 rooms joined by a one-cell doorway: goals are a few steps from every start.
     "small": (
-        "#########",
-        "#...#...#",
-        "#...c...#",
-        "#...#...#",
-        "#########",
+        "#######",
+        "#..#..#",
+        "#..c..#",
+        "#..#..#",
+        "#######",
     ),
 }
 
