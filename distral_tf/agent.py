@@ -98,7 +98,10 @@ class Agent(tf.Module):
         self._uses_distilled = algorithm.kl or arch is Architecture.TWO_COLUMN
         trained = list(self.task_columns) + ([self.distilled] if self._uses_distilled else [])
         self.trainable = [v for column in trained for v in column.trainable_variables]
-        # Every column's variables, tracked explicitly for checkpoints (a3c's untrained pi_0 included).
+        # Per trainable variable: the task whose column it belongs to (None: used by every task).
+        per_task = len(self.task_columns) > 1
+        self._variable_task = [i if per_task and column in self.task_columns else None
+                               for i, column in enumerate(trained) for _ in column.trainable_variables]        # Every column's variables, tracked explicitly for checkpoints (a3c's untrained pi_0 included).
         self.parameters = [v for column in self.columns for v in column.variables]
         self.optimizer = SharedRMSProp(self.trainable, decay=rmsprop_decay, epsilon=rmsprop_epsilon,
                                        clip_norm=max_grad_norm)
@@ -207,7 +210,11 @@ class Agent(tf.Module):
                 terms = self._loss_terms(task_ids, obs, first, actions, rewards, dones, d_h, d_c, t_h, t_c)
             grads = tape.gradient(terms["total"], self.trainable)
             lr = linear_annealing(self.learning_rate, self.env_steps, self.total_env_steps)
-            terms["grad_norm"] = self.optimizer.apply(grads, self.trainable, lr)
+            # Columns of tasks absent from this batch keep their parameters and RMSProp statistics.
+            present = tf.math.bincount(task_ids, minlength=len(self.task_columns),
+                                       maxlength=len(self.task_columns)) > 0
+            active = [None if task is None else present[task] for task in self._variable_task]
+            terms["grad_norm"] = self.optimizer.apply(grads, self.trainable, lr, active)
             self.env_steps.assign_add(tf.cast(tf.size(actions), tf.int64))
             terms["learning_rate"] = lr
             return terms

@@ -41,24 +41,35 @@ class SharedRMSProp(tf.Module):
             self.consecutive_skipped = tf.Variable(0, dtype=tf.int64, trainable=False,
                                                    name="consecutive_skipped")
 
-    def apply(self, grads, variables, learning_rate):
+    def apply(self, grads, variables, learning_rate, active=None):
         """Clips ``grads`` by global norm and applies them; returns the pre-clipping norm.
 
         Must be called inside a ``tf.function``. ``None`` gradients are ignored.
+        ``active`` optionally gives, per variable, a scalar boolean tensor (or
+        ``None`` for always): a variable whose flag is false keeps its value and its
+        statistics, as for a task column without data in this update.
         """
-        pairs = [(g, v) for g, v in zip(grads, variables, strict=True) if g is not None]
-        if not pairs:
+        active = [None] * len(grads) if active is None else list(active)
+        triples = [(g, v, a) for g, v, a in zip(grads, variables, active, strict=True) if g is not None]
+        if not triples:
             return tf.constant(0.0)
-        gs, vs = zip(*pairs, strict=True)
+        gs, vs, flags = zip(*triples, strict=True)
         clipped, norm = tf.clip_by_global_norm(list(gs), self.clip_norm)
         if tf.math.is_finite(norm):
-            for g, v in zip(clipped, vs, strict=True):
+            for g, v, flag in zip(clipped, vs, flags, strict=True):
                 ms = self.mean_squares[self._index[id(v)]]
-                ms.assign(self.decay * ms + (1.0 - self.decay) * tf.square(g))
-                v.assign_sub(learning_rate * g / tf.sqrt(ms + self.epsilon))
+                if flag is None:
+                    self._update(g, v, ms, learning_rate)
+                else:
+                    tf.cond(flag, lambda g=g, v=v, ms=ms: self._update(g, v, ms, learning_rate), tf.no_op)
             self.num_updates.assign_add(1)
             self.consecutive_skipped.assign(0)
         else:
             self.num_skipped.assign_add(1)
             self.consecutive_skipped.assign_add(1)
         return norm
+
+    def _update(self, g, v, ms, learning_rate):
+        ms.assign(self.decay * ms + (1.0 - self.decay) * tf.square(g))
+        v.assign_sub(learning_rate * g / tf.sqrt(ms + self.epsilon))
+        return tf.no_op()

@@ -18,11 +18,15 @@ from PIL import Image
 
 from distral_tf.envs import make_suite
 
-_SUITE = flags.DEFINE_string("suite", "doom_mazes", "Suite (or comma-separated task names) to preview.")
-_OUT = flags.DEFINE_string("out", "preview", "Directory for the PNG files.")
-_FRAMES = flags.DEFINE_integer("frames", 6, "First-person frames per task.")
-_EVERY = flags.DEFINE_integer("every", 15, "Agent steps between frames.")
-_SEED = flags.DEFINE_integer("seed", 0, "Seed of the environments and the random walk.")
+
+def define_flags():
+    """Defines the command-line flags (only when run as a program, so importing defines none)."""
+    flags.DEFINE_string("suite", "doom_mazes", "Suite (or comma-separated task names) to preview.")
+    flags.DEFINE_string("out", "preview", "Directory for the PNG files.")
+    flags.DEFINE_integer("frames", 6, "First-person frames per task.")
+    flags.DEFINE_integer("every", 15, "Agent steps between frames.")
+    flags.DEFINE_integer("seed", 0, "Seed of the environments and the random walk.")
+
 
 # Forward-heavy action distribution over the shared nine actions (forward, back, strafes, turns,
 # turn+forward, fire), so that frames show more than the first corridor.
@@ -87,13 +91,15 @@ def preview_task(suite, index: int, out: Path, frames: int, every: int, seed: in
 
 def main(argv):
     del argv
-    suite = make_suite(_SUITE.value)
-    out = Path(_OUT.value)
+    values = flags.FLAGS
+    suite = make_suite(values.suite)
+    out = Path(values.out)
     out.mkdir(parents=True, exist_ok=True)
     for i in range(suite.num_tasks):
-        for path in preview_task(suite, i, out, _FRAMES.value, _EVERY.value, _SEED.value):
+        for path in preview_task(suite, i, out, values.frames, values.every, values.seed):
             print(path)
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

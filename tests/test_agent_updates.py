@@ -1,0 +1,46 @@
+"""An update changes only the columns of the tasks present in its rollouts (and pi_0)."""
+
+import numpy as np
+import pytest
+
+from distral_tf.agent import Rollout
+SMALL_AGENT = {"unroll_length": 3, "observation_shape": (36, 36, 3)}  # as built by conftest.make_agent
+
+
+def _rollout(task_ids, seed=0):
+    rng = np.random.default_rng(seed)
+    t, b = SMALL_AGENT["unroll_length"], len(task_ids)
+    zeros = np.zeros([b, 256], np.float32)
+    return Rollout(
+        task_ids=np.asarray(task_ids, np.int32),
+        observations=rng.integers(0, 255, [t + 1, b, *SMALL_AGENT["observation_shape"]], dtype=np.uint8),
+        first=np.zeros([t + 1, b], bool), actions=rng.integers(0, 3, [t, b]).astype(np.int32),
+        rewards=rng.normal(size=[t, b]).astype(np.float32), dones=np.zeros([t, b], bool),
+        distilled_state=(zeros, zeros), task_state=(zeros, zeros))
+
+
+def _snapshot(agent, column):
+    optimizer = agent.optimizer
+    params = [v.numpy().copy() for v in column.trainable_variables]
+    stats = [optimizer.mean_squares[optimizer._index[id(v)]].numpy().copy() for v in column.trainable_variables]
+    return params, stats
+
+
+def _changed(before, after):
+    return [not np.array_equal(a, b) for a, b in zip(before, after, strict=True)]
+
+
+@pytest.mark.parametrize("name", ["a3c", "kl_2col"])
+def test_absent_task_column_keeps_its_parameters_and_rmsprop_statistics(make_agent, name):
+    agent = make_agent(name)
+    present, absent = agent.task_columns
+    before_present, before_absent = _snapshot(agent, present), _snapshot(agent, absent)
+    agent.train_step(_rollout([0, 0]))
+    after_present, after_absent = _snapshot(agent, present), _snapshot(agent, absent)
+    assert any(_changed(before_present[0], after_present[0])) and all(_changed(before_present[1], after_present[1]))
+    assert not any(_changed(before_absent[0], after_absent[0]))
+    assert not any(_changed(before_absent[1], after_absent[1]))
+    if agent.algorithm.kl:
+        distilled_before = [v.numpy().copy() for v in agent.distilled.trainable_variables]
+        agent.train_step(_rollout([1], seed=1))
+        assert all(_changed(distilled_before, [v.numpy() for v in agent.distilled.trainable_variables]))
