@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from distral_tf.agent import Rollout
+
 SMALL_AGENT = {"unroll_length": 3, "observation_shape": (36, 36, 3)}  # as built by conftest.make_agent
 
 
