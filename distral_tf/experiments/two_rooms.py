@@ -30,19 +30,23 @@ from matplotlib.patches import FancyArrow, Rectangle  # noqa: E402
 from distral_tf.envs.two_rooms import ACTION_NAMES, DOWN, LEFT, RIGHT, UP, draw_goals, get_layout  # noqa: E402
 from distral_tf.tabular import SoftQConfig, TabularLearners  # noqa: E402
 
-_OUT = flags.DEFINE_string("out", None, "Output directory.")
-_NUM_TASKS = flags.DEFINE_integer("num_tasks", 8, "Tasks (goal cells) per seed.")
-_NUM_SEEDS = flags.DEFINE_integer("num_seeds", 10, "Independent seeds (each with its own goals).")
-_ENV_STEPS = flags.DEFINE_integer("env_steps", 60_000, "Environment steps per task.")
-_BETA = flags.DEFINE_float("beta", 15.0, "Inverse temperature of Distral and of the baseline.")
-_EXTRA_BETAS = flags.DEFINE_list("extra_baseline_betas", ["20", "30"],
-                                 "Further inverse temperatures of the baseline (reported in the table).")
-_LEARNING_RATE = flags.DEFINE_float("learning_rate", 0.2, "Soft Q learning step size.")
-_GAMMA = flags.DEFINE_float("gamma", 0.95, "Discount.")
-_EPISODE_LENGTH = flags.DEFINE_integer("episode_length", 50, "Steps per episode.")
-_ROLLOUT_LENGTH = flags.DEFINE_integer("rollout_length", 10, "Steps per task between distillations.")
-_LAYOUT = flags.DEFINE_enum("layout", "paper", ["paper", "small"], "Grid layout.")
-_SEED = flags.DEFINE_integer("seed", 0, "Base seed (goals and sampling).")
+
+def define_flags():
+    """Defines the command-line flags (only when run as a program, so importing defines none)."""
+    flags.DEFINE_string("out", None, "Output directory.")
+    flags.DEFINE_integer("num_tasks", 8, "Tasks (goal cells) per seed.")
+    flags.DEFINE_integer("num_seeds", 10, "Independent seeds (each with its own goals).")
+    flags.DEFINE_integer("env_steps", 60_000, "Environment steps per task.")
+    flags.DEFINE_float("beta", 15.0, "Inverse temperature of Distral and of the baseline.")
+    flags.DEFINE_list("extra_baseline_betas", ["20", "30"],
+                      "Further inverse temperatures of the baseline (reported in the table).")
+    flags.DEFINE_float("learning_rate", 0.2, "Soft Q learning step size.")
+    flags.DEFINE_float("gamma", 0.95, "Discount.")
+    flags.DEFINE_integer("episode_length", 50, "Steps per episode.")
+    flags.DEFINE_integer("rollout_length", 10, "Steps per task between distillations.")
+    flags.DEFINE_enum("layout", "paper", ["paper", "small"], "Grid layout.")
+    flags.DEFINE_integer("seed", 0, "Base seed (goals and sampling).")
+
 
 FINAL_FRACTION = 0.1  # the final return is the mean over the last 10% of episodes
 
@@ -304,13 +308,15 @@ def _report(s, layout):
 
 def main(argv):
     del argv
-    if not _OUT.value:
+    values = flags.FLAGS
+    if not values.out:
         raise app.UsageError("--out is required.")
-    run_experiment(_OUT.value, num_tasks=_NUM_TASKS.value, num_seeds=_NUM_SEEDS.value, env_steps=_ENV_STEPS.value,
-                   beta=_BETA.value, extra_baseline_betas=[float(b) for b in _EXTRA_BETAS.value],
-                   learning_rate=_LEARNING_RATE.value, gamma=_GAMMA.value, episode_length=_EPISODE_LENGTH.value,
-                   rollout_length=_ROLLOUT_LENGTH.value, layout_name=_LAYOUT.value, seed=_SEED.value)
+    run_experiment(values.out, num_tasks=values.num_tasks, num_seeds=values.num_seeds, env_steps=values.env_steps,
+                   beta=values.beta, extra_baseline_betas=[float(b) for b in values.extra_baseline_betas],
+                   learning_rate=values.learning_rate, gamma=values.gamma, episode_length=values.episode_length,
+                   rollout_length=values.rollout_length, layout_name=values.layout, seed=values.seed)
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)
