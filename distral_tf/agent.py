@@ -101,7 +101,8 @@ class Agent(tf.Module):
         # Per trainable variable: the task whose column it belongs to (None: used by every task).
         per_task = len(self.task_columns) > 1
         self._variable_task = [i if per_task and column in self.task_columns else None
-                               for i, column in enumerate(trained) for _ in column.trainable_variables]        # Every column's variables, tracked explicitly for checkpoints (a3c's untrained pi_0 included).
+                               for i, column in enumerate(trained) for _ in column.trainable_variables]
+        # Every column's variables, tracked explicitly for checkpoints (a3c's untrained pi_0 included).
         self.parameters = [v for column in self.columns for v in column.variables]
         self.optimizer = SharedRMSProp(self.trainable, decay=rmsprop_decay, epsilon=rmsprop_epsilon,
                                        clip_norm=max_grad_norm)
