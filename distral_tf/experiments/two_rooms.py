@@ -273,6 +273,17 @@ def _report(s, layout):
         f"Distral's AUC is higher than the single-task baseline's (same beta) on "
         f"**{cmp_['seeds_distral_auc_higher']} of {cmp_['num_seeds']} seeds**; its mean final return differs by "
         f"{cmp_['final_return_difference']:+.2f}.",
+    ]
+    baselines = [a for a in agents.values() if not a["distral"]]
+    best = max(baselines, key=lambda a: a["auc_mean"])
+    if len(baselines) > 1:
+        lines += [
+            "",
+            f"Against the baseline's best inverse temperature among those run (by AUC: beta = {best['beta']:g}), "
+            f"Distral's mean AUC differs by {agents['distral']['auc_mean'] - best['auc_mean']:+.2f} and its mean "
+            f"final return by {agents['distral']['final_return_mean'] - best['final_return_mean']:+.2f}.",
+        ]
+    lines += [
         "",
         "| seed | AUC Distral | AUC single-task | final Distral | final single-task |",
         "|---|---|---|---|---|",
