@@ -502,7 +502,10 @@ class Trainer:
         try:
             while any(t.is_alive() for t in threads[:num_actors]):
                 time.sleep(0.2)
-                self.monitor.progress(int(self.task_steps.sum()), self.task_steps)
+                if self.monitor.progress(int(self.task_steps.sum()), self.task_steps):
+                    restarts = self.env_restarts_base + self._restarts_per_task(workers)
+                    for task, count in enumerate(restarts):
+                        self.monitor.task_scalars(task, int(self.task_steps[task]), {"env_restarts": float(count)})
                 if time.time() - last_checkpoint >= cfg.checkpoint_every_secs and not self._stop.is_set():
                     self._save_checkpoint(workers)
                     last_checkpoint = time.time()
