@@ -245,7 +245,10 @@ class EnvPool:
             for proc in self._procs:
                 self._launch(proc)
             for proc in self._procs:
-                self._await_ready(proc, first=True)
+                try:
+                    self._await_ready(proc, first=True)
+                except EnvFault as e:  # a process that dies while starting is started again
+                    self._restart(proc, str(e))
         except BaseException:
             self.close()
             raise

@@ -26,6 +26,7 @@ from absl import app, flags  # noqa: E402
 
 _CRASHES = flags.DEFINE_integer("crashes", 100, "Environment processes to kill.")
 _INTERVAL = flags.DEFINE_float("interval", 0.5, "Seconds between kills.")
+_MIN_AGE = flags.DEFINE_float("min_age", 3.0, "Only kill processes alive for at least this many seconds.")
 _LOGDIR = flags.DEFINE_string("logdir", "/tmp/distral_env_crashes", "Run directory (emptied first).")
 _SUITE = flags.DEFINE_string("suite", "two_rooms_small", "Suite of the run.")
 _STEPS = flags.DEFINE_integer("total_env_steps", 150_000, "Budget of the run (all tasks).")
@@ -46,10 +47,18 @@ def main(argv):
     rng = np.random.default_rng(0)
     kills = []
 
+    first_seen = {}
+
     def killer():
         while len(kills) < _CRASHES.value and not trainer._stop.is_set():
             time.sleep(_INTERVAL.value)
-            children = [p for p in multiprocessing.active_children() if p.is_alive()]
+            now = time.time()
+            for p in multiprocessing.active_children():
+                first_seen.setdefault(p.pid, now)
+            # Only processes that had time to start their environments: a process killed
+            # again and again while starting is a broken environment, which ends the run.
+            children = [p for p in multiprocessing.active_children()
+                        if p.is_alive() and now - first_seen[p.pid] >= _MIN_AGE.value]
             if not children:
                 continue
             victim = children[int(rng.integers(len(children)))]
