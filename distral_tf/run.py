@@ -48,7 +48,7 @@ def main(argv):
     signal.signal(signal.SIGTERM, on_signal)
     try:
         summary = trainer.run()
-    except (TrainingError, CheckpointError, OSError) as e:
+    except (TrainingError, CheckpointError, OSError, ImportError) as e:
         sys.exit(f"error: {e}")
     logging.info("Run %s: %s after %s agent steps (%.0f frames/s).", config.logdir, summary["state"],
                  f"{summary['env_steps']:,}", summary["env_frames_per_second"])

@@ -239,15 +239,18 @@ class Trainer:
             **extra,
         })
 
+    def _probe_environment(self):
+        """Reads the observation and action spaces from task 0 (raising if the environment cannot start)."""
+        probe = self.suite.make_env(0)
+        self._obs_space, self._act_space = probe.observation_space, probe.action_space
+        close_quietly(probe)
+        if len(self._obs_space.shape) != 3:
+            raise TrainingError(f"Suite {self.suite.name!r}: observations must be images [H, W, C], "
+                                f"got shape {self._obs_space.shape}.")
+
     def _build(self):
         cfg = self.config
-        probe = self.suite.make_env(0)
-        obs_space, act_space = probe.observation_space, probe.action_space
-        close_quietly(probe)
-        self._obs_space = obs_space
-        if len(obs_space.shape) != 3:
-            raise TrainingError(f"Suite {self.suite.name!r}: observations must be images [H, W, C], "
-                                f"got shape {obs_space.shape}.")
+        obs_space, act_space = self._obs_space, self._act_space
         self.agent = Agent(self.algorithm, self.coeffs, self.suite.num_tasks, obs_space.shape, act_space.n,
                            unroll_length=cfg.unroll_length, learning_rate=cfg.learning_rate,
                            total_env_steps=self.steps_per_task * self.suite.num_tasks,
@@ -464,6 +467,7 @@ class Trainer:
     def run(self) -> dict:
         """Trains until every task's budget is spent (or ``request_stop``); returns the final status."""
         cfg = self.config
+        self._probe_environment()  # before anything is written: a missing engine leaves no run directory
         self._prepare_logdir()
         self._build()
         if int(self.task_steps.min()) >= self.steps_per_task:

@@ -93,3 +93,13 @@ def test_command_line_trains_and_writes_a_run_directory(tmp_path):
     assert json.loads((logdir / "config.json").read_text())["config"]["algo"] == "kl_2col"
     assert any(name.startswith("events.out.tfevents") for name in os.listdir(logdir))
     assert "steps 120/120" in result.stderr
+
+
+def test_command_line_missing_deepmind_lab_says_how_to_build_it(tmp_path):
+    logdir = tmp_path / "run"
+    result = _run(["--suite=dmlab_mazes", f"--logdir={logdir}", "--total_env_steps=100"], tmp_path)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "deepmind_lab" in last and "Bazel" in last
+    assert not logdir.exists()
