@@ -21,20 +21,9 @@ from distral_tf.agent import Agent, Rollout
 from distral_tf.config import REWARD_CLIPPING
 
 
-def clip_reward(reward: float, mode: str) -> float:
-    """``none``; ``abs_one``: clip to [-1, 1] (A3C on Atari); ``soft_asymmetric``: IMPALA's DMLab squashing."""
-    if mode == "none":
-        return reward
-    if mode == "abs_one":
-        return float(np.clip(reward, -1.0, 1.0))
-    if mode == "soft_asymmetric":
-        squeezed = np.tanh(reward / 5.0)
-        return float(0.3 * min(squeezed, 0.0) + max(squeezed, 0.0)) * 5.0
-    raise ValueError(f"Unknown reward clipping {mode!r}; choose one of {', '.join(REWARD_CLIPPING)}.")
-
-
 def clip_rewards(rewards: np.ndarray, mode: str) -> np.ndarray:
-    """:func:`clip_reward` of an array (float32)."""
+    """Rewards for learning (float32): ``none``; ``abs_one``: clipped to [-1, 1] (A3C on Atari);
+    ``soft_asymmetric``: IMPALA's DMLab squashing."""
     rewards = np.asarray(rewards, np.float32)
     if mode == "none":
         return rewards
@@ -90,7 +79,6 @@ class BatchedActionSource:
         self._timeout_s = timeout_s
         self._queue: queue.Queue[_Request | None] = queue.Queue()
         self._closed = False
-        self.batch_sizes: list[int] = []
         self._thread = threading.Thread(target=self._serve, name="batched-actions", daemon=True)
         self._thread.start()
 
@@ -103,9 +91,6 @@ class BatchedActionSource:
         if request.error is not None:
             raise request.error
         return request.result
-
-    def set_max_batch(self, max_batch: int):
-        self._max_batch = max(1, int(max_batch))
 
     def _gather(self) -> list[_Request]:
         first = self._queue.get()
@@ -140,7 +125,6 @@ class BatchedActionSource:
                     r.error = e
                     r.done.set()
                 continue
-            self.batch_sizes.append(len(batch))
             start = 0
             for r, n in zip(batch, sizes, strict=True):
                 sl = slice(start, start + n)
