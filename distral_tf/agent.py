@@ -39,22 +39,6 @@ class Rollout:
     distilled_state: tuple[np.ndarray, np.ndarray]  # ([B, 256], [B, 256])
     task_state: tuple[np.ndarray, np.ndarray]
 
-    @staticmethod
-    def concatenate(rollouts: list[Rollout]) -> Rollout:
-        """Joins rollouts along the batch axis."""
-        cat = lambda name, axis: np.concatenate([getattr(r, name) for r in rollouts], axis=axis)
-        state = lambda name, k: np.concatenate([getattr(r, name)[k] for r in rollouts], axis=0)
-        return Rollout(
-            task_ids=cat("task_ids", 0),
-            observations=cat("observations", 1),
-            first=cat("first", 1),
-            actions=cat("actions", 1),
-            rewards=cat("rewards", 1),
-            dones=cat("dones", 1),
-            distilled_state=(state("distilled_state", 0), state("distilled_state", 1)),
-            task_state=(state("task_state", 0), state("task_state", 1)),
-        )
-
 
 def _drop_value(step_output):
     logits, _, (h, c) = step_output
@@ -202,10 +186,6 @@ class Agent(tf.Module):
         ]
 
         @tf.function(input_signature=rollout_spec)
-        def loss_terms(task_ids, obs, first, actions, rewards, dones, d_h, d_c, t_h, t_c):
-            return self._loss_terms(task_ids, obs, first, actions, rewards, dones, d_h, d_c, t_h, t_c)
-
-        @tf.function(input_signature=rollout_spec)
         def train_step(task_ids, obs, first, actions, rewards, dones, d_h, d_c, t_h, t_c):
             with tf.GradientTape() as tape:
                 terms = self._loss_terms(task_ids, obs, first, actions, rewards, dones, d_h, d_c, t_h, t_c)
@@ -222,7 +202,6 @@ class Agent(tf.Module):
 
         self._act = act
         self._act_distilled = act_distilled
-        self._loss_terms_fn = loss_terms
         self._train_step = train_step
         # Trace everything now, in one thread: tracing Keras layers concurrently from
         # several worker threads is not safe, calling traced functions is.
@@ -275,9 +254,6 @@ class Agent(tf.Module):
         return (np.asarray(r.task_ids, np.int32), r.observations, np.asarray(r.first, bool),
                 np.asarray(r.actions, np.int32), np.asarray(r.rewards, np.float32), np.asarray(r.dones, bool),
                 *r.distilled_state, *r.task_state)
-
-    def loss_terms(self, rollout: Rollout) -> dict[str, tf.Tensor]:
-        return self._loss_terms_fn(*self._rollout_args(rollout))
 
     def train_step(self, rollout: Rollout) -> dict[str, float]:
         """One (Hogwild) update from ``rollout``; returns the loss terms and diagnostics as floats."""
