@@ -202,8 +202,8 @@ def measure_ceiling(suite, config, seconds: float) -> dict:
     probe.close()
     tasks = [t for t in range(suite.num_tasks) for _ in range(config.workers_per_task)]
     layout = group_layout(len(tasks), config.actor_threads, resolve_num_processes(config.num_env_processes))
-    groups = [make_envs(suite.make_env, tasks[lo:hi], list(range(lo, hi)), obs_space.shape, obs_space.dtype,
-                        num_processes=p, timeout_s=config.env_timeout_secs) for lo, hi, p in layout]
+    groups = [make_envs(suite.env_factory(in_pool=p > 0), tasks[lo:hi], list(range(lo, hi)), obs_space.shape,
+                        obs_space.dtype, num_processes=p, timeout_s=config.env_timeout_secs) for lo, hi, p in layout]
     counts = [0] * len(groups)
     stop = threading.Event()
 

@@ -104,8 +104,8 @@ class _EnvSlots:
         self.envs = []
         self.rngs = [np.random.default_rng(s) for s in seeds]
         try:
-            for task, rng in zip(tasks, self.rngs, strict=True):
-                self.envs.append(make_env(int(task), int(rng.integers(2**31 - 1))))
+            for task in tasks:
+                self.envs.append(make_env(int(task), None))  # seeded by the first reset
         except BaseException:
             self.close()
             raise
@@ -199,7 +199,8 @@ class EnvPool:
     """``len(tasks)`` environments in ``num_processes`` processes; see the module docstring.
 
     Args:
-      make_env: picklable ``make_env(task, seed) -> gymnasium.Env`` (e.g. ``Suite.make_env``).
+      make_env: picklable ``make_env(task, seed) -> gymnasium.Env`` (e.g. ``Suite.make_env``); the pool passes
+        ``seed=None`` and seeds each environment with its first ``reset``.
       tasks, seeds: one task index and one seed per environment.
       observation_shape, observation_dtype: of every environment's observations.
       num_processes: processes (at most one per environment).

@@ -296,8 +296,9 @@ class Trainer:
         groups = []
         try:
             for lo, hi, processes in layout:
-                envs = make_envs(self.suite.make_env, tasks[lo:hi], seeds[lo:hi], self._obs_space.shape,
-                                 self._obs_space.dtype, num_processes=processes, timeout_s=cfg.env_timeout_secs)
+                envs = make_envs(self.suite.env_factory(in_pool=processes > 0), tasks[lo:hi], seeds[lo:hi],
+                                 self._obs_space.shape, self._obs_space.dtype, num_processes=processes,
+                                 timeout_s=cfg.env_timeout_secs)
                 groups.append(ActorGroup(tasks[lo:hi], envs, self.agent, cfg.unroll_length, cfg.reward_clipping))
         except BaseException:
             for group in groups:

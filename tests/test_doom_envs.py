@@ -225,6 +225,37 @@ def test_engine_death_truncates_episode_and_next_reset_restarts(victim):
 
 
 @pytest.mark.faults
+def test_inline_engine_death_truncates_episode_and_next_reset_restarts():
+    env = DoomMazeEnv(maze=0, episode_length=50, maps_per_wad=2, isolate_engine=False)
+    env.reset(seed=0)
+    engine = env.unwrapped._engine
+    assert engine.pid == os.getpid()
+    engine.crash()  # kills the engine binary, a child of this process
+    obs, reward, terminated, truncated, info = env.step(FORWARD)
+    assert truncated and not terminated and reward == 0.0 and "engine" in info["engine_error"]
+    obs, info = env.reset()
+    assert info["engine_restarts"] == 1 and env.step(FORWARD)[1] == 0.0
+    env.close()
+
+
+def test_inline_and_isolated_engines_give_the_same_episode():
+    suite = make_suite("doom_mazes")
+    envs = [suite.make_env(1, in_pool=in_pool) for in_pool in (False, True)]
+    assert [type(e.unwrapped._engine).__name__ for e in envs] == ["NoneType", "NoneType"]
+    first = [e.reset(seed=3)[0] for e in envs]
+    assert [type(e.unwrapped._engine).__name__ for e in envs] == ["Engine", "InlineEngine"]
+    np.testing.assert_array_equal(first[0], first[1])
+    rng = np.random.default_rng(0)
+    for _ in range(60):
+        action = int(rng.integers(NUM_ACTIONS))
+        a, b = (e.step(action) for e in envs)
+        np.testing.assert_array_equal(a[0], b[0])
+        assert a[1:4] == b[1:4]
+    for e in envs:
+        e.close()
+
+
+@pytest.mark.faults
 def test_segfault_in_close_does_not_reach_the_caller():
     env = DoomMazeEnv(maze=0, episode_length=50, maps_per_wad=2, fault_on_close=True)
     env.reset(seed=0)

@@ -9,6 +9,7 @@ example, ViZDoom is only imported when a Doom suite is asked for).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -27,6 +28,9 @@ class Suite:
       env_kwargs: keyword arguments passed to ``gymnasium.make`` for each task.
       frames_per_step: engine frames per agent step (the action repeat), used to
         report frames per second.
+      pool_env_kwargs: extra keyword arguments for environments built inside an
+        environment-pool process, which already isolates crashes (e.g. Doom then runs
+        its engine in that process instead of a child of its own).
     """
 
     name: str
@@ -34,6 +38,7 @@ class Suite:
     env_ids: tuple[str, ...]
     env_kwargs: tuple[Mapping[str, Any], ...]
     frames_per_step: int = 1
+    pool_env_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
         n = len(self.task_names)
@@ -45,15 +50,22 @@ class Suite:
     def num_tasks(self) -> int:
         return len(self.task_names)
 
-    def make_env(self, task_index: int, seed: int | None = None, **overrides) -> gym.Env:
-        """Builds the environment of task ``task_index`` (and seeds it if ``seed`` is given)."""
+    def make_env(self, task_index: int, seed: int | None = None, *, in_pool: bool = False, **overrides) -> gym.Env:
+        """Builds the environment of task ``task_index`` (and seeds it if ``seed`` is given).
+
+        ``in_pool=True`` adds :attr:`pool_env_kwargs` (for environments built inside a pool process).
+        """
         if not 0 <= task_index < self.num_tasks:
             raise IndexError(f"Suite {self.name!r} has {self.num_tasks} tasks; no task {task_index}.")
-        kwargs = {**self.env_kwargs[task_index], **overrides}
+        kwargs = {**self.env_kwargs[task_index], **(self.pool_env_kwargs if in_pool else {}), **overrides}
         env = gym.make(self.env_ids[task_index], disable_env_checker=True, **kwargs)
         if seed is not None:
             env.reset(seed=seed)
         return env
+
+    def env_factory(self, in_pool: bool) -> Callable[[int, int], gym.Env]:
+        """A picklable ``make_env(task, seed)``; ``in_pool`` as in :meth:`make_env`."""
+        return functools.partial(self.make_env, in_pool=in_pool)
 
     def subset(self, task_names: list[str]) -> Suite:
         idx = [self.task_names.index(t) for t in task_names]
@@ -63,6 +75,7 @@ class Suite:
             env_ids=tuple(self.env_ids[i] for i in idx),
             env_kwargs=tuple(self.env_kwargs[i] for i in idx),
             frames_per_step=self.frames_per_step,
+            pool_env_kwargs=self.pool_env_kwargs,
         )
 
 

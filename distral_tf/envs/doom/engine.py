@@ -1,9 +1,14 @@
-"""Parent-side handle on a ViZDoom game running in a child process.
+"""Handles on a ViZDoom game: in a child process (:class:`Engine`) or in this process (:class:`InlineEngine`).
 
 :class:`Engine` starts ``engine_process.py`` in its own session (process group), so
 the game and the engine binary it spawns can always be torn down together. Any death
 of the game — a crash, a kill, an engine exception — surfaces as
 :class:`EngineDiedError`; closing never raises and never waits more than a few seconds.
+
+:class:`InlineEngine` has the same interface without the child process (no pipe
+round trip and no copy of the frame per step, about four times faster). A crash
+of the engine then ends the calling process, so it is meant for environments that
+already run in an isolated process, such as those of :class:`distral_tf.env_pool.EnvPool`.
 """
 
 from __future__ import annotations
@@ -16,8 +21,6 @@ import sys
 import time
 from multiprocessing.connection import Connection
 from pathlib import Path
-
-import numpy as np
 
 _SCRIPT = Path(__file__).with_name("engine_process.py")
 OBS_SHAPE = (84, 84, 3)
@@ -87,7 +90,7 @@ class Engine:
 
     def _unpack(self, reply):
         obs, variables, dead, finished, self.objects = reply
-        return np.frombuffer(obs, np.uint8).reshape(OBS_SHAPE), np.asarray(variables), dead, finished
+        return obs, variables, dead, finished
 
     def episode(self, map_name: str | None = None, commands=(), seed: int | None = None):
         """Starts a new episode (on ``map_name`` if given); returns ``(obs, variables, dead, finished)``."""
@@ -129,3 +132,60 @@ class Engine:
     def __del__(self):
         if not getattr(self, "_closed", True):
             self.close(grace_s=0.5)
+
+
+class InlineEngine:
+    """One ViZDoom game in this process; the interface of :class:`Engine`.
+
+    The engine's own exceptions (its binary exited, a signal, an error) surface as
+    :class:`EngineDiedError`; ``crash()`` kills the engine binary (fault injection).
+    """
+
+    def __init__(self, config: dict, timeout_s: float = 60.0):
+        from distral_tf.envs.doom.engine_process import Game
+
+        del timeout_s  # ViZDoom's own timeouts apply in-process
+        self._closed = False
+        self.objects: list[tuple[str, float, float]] | None = None
+        try:
+            self._game = Game(config)
+        except Exception as e:
+            self._closed = True
+            raise EngineDiedError(f"The engine failed to start: {type(e).__name__}: {e}") from e
+
+    @property
+    def pid(self) -> int:
+        return os.getpid()
+
+    def _call(self, name: str, *args):
+        if self._closed:
+            raise EngineDiedError("The engine was closed.")
+        try:
+            obs, variables, dead, finished, self.objects = getattr(self._game, name)(*args)
+        except Exception as e:  # ViZDoomUnexpectedExitException, SignalException, ViZDoomErrorException
+            self.close()
+            raise EngineDiedError(f"The engine failed during {name!r}: {type(e).__name__}: {e}") from e
+        return obs, variables, dead, finished
+
+    def episode(self, map_name: str | None = None, commands=(), seed: int | None = None):
+        """Starts a new episode (on ``map_name`` if given); returns ``(obs, variables, dead, finished)``."""
+        return self._call("episode", map_name, list(commands), seed)
+
+    def step(self, buttons, tics: int, commands=()):
+        """Runs console ``commands``, then holds ``buttons`` for ``tics`` tics."""
+        return self._call("step", buttons, tics, list(commands))
+
+    def crash(self) -> None:
+        """Kills the engine binary abruptly (fault injection for tests)."""
+        self._game.kill_engine()
+
+    def close(self, grace_s: float = 3.0) -> None:
+        """Closes the game. Never raises."""
+        del grace_s
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._game.game.close()
+        except Exception:
+            pass

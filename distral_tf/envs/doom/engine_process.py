@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 from multiprocessing.connection import Connection
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -27,7 +28,9 @@ def resize(frame: np.ndarray, size: int = OBS_SIZE) -> np.ndarray:
     return np.asarray(Image.fromarray(frame).resize((size, size), Image.BOX))
 
 
-class _Game:
+class Game:
+    """A configured ViZDoom game; ``episode`` and ``step`` return ``(obs, variables, dead, finished, objects)``."""
+
     def __init__(self, config: dict):
         import vizdoom as vzd
 
@@ -67,8 +70,7 @@ class _Game:
             self.last_vars = np.asarray(state.game_variables, np.float64)
             if state.objects is not None:
                 objects = [(o.name, o.position_x, o.position_y) for o in state.objects]
-        return (self.last_obs.tobytes(), self.last_vars.tolist(), self.game.is_player_dead(),
-                self.game.is_episode_finished(), objects)
+        return self.last_obs, self.last_vars, self.game.is_player_dead(), self.game.is_episode_finished(), objects
 
     def commands(self, commands):
         for command in commands:
@@ -93,6 +95,15 @@ class _Game:
             self.game.respawn_player()
         return self.observe()
 
+    def kill_engine(self):
+        """Kills the engine binary that ViZDoom started as a child of this process (fault injection)."""
+        for child in Path("/proc/self/task").glob("*/children"):
+            for pid in child.read_text().split():
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
     def close(self):
         if self.config.get("fault_on_close"):  # fault injection for tests
             os.kill(os.getpid(), signal.SIGSEGV)
@@ -109,7 +120,7 @@ def serve(conn: Connection) -> None:
         command, args = request[0], request[1:]
         try:
             if command == "init":
-                game = _Game(*args)
+                game = Game(*args)
                 reply = None
             elif command == "close":
                 conn.send(("ok", None))

@@ -43,4 +43,5 @@ def suite(name: str) -> Suite:
         raise ValueError(f"Unknown Doom suite {name!r}; choose from {', '.join(_SUITES)}.")
     env_id, tasks = _SUITES[name]
     return Suite(name=name, task_names=tuple(t for t, _ in tasks), env_ids=(env_id,) * len(tasks),
-                 env_kwargs=tuple(dict(kw) for _, kw in tasks), frames_per_step=ACTION_REPEAT)
+                 env_kwargs=tuple(dict(kw) for _, kw in tasks), frames_per_step=ACTION_REPEAT,
+                 pool_env_kwargs={"isolate_engine": False})
