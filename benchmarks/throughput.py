@@ -48,7 +48,9 @@ if __name__ == "__main__":
     _WARMUP = flags.DEFINE_float("warmup_seconds", 20.0, "Training time before measuring.")
     _CEILING_SECONDS = flags.DEFINE_float("ceiling_seconds", 15.0, "Measured time of the random-action ceiling.")
     _REPEATS = flags.DEFINE_integer("repeats", 1, "Training measurements (medians are reported).")
-    _QUICK = flags.DEFINE_bool("quick", False, "Short measurement (under a minute): 4 s ceiling, 5 s warm-up, 12 s.")
+    _QUICK = flags.DEFINE_bool("quick", False, "Short measurement (under a minute): 4 s ceiling, 5 s warm-up, 12 s, "
+                               "and 4 workers per task unless --workers_per_task is given (starting 256 Doom "
+                               "engines alone takes about a minute on 2 cores).")
     _JSON_OUT = flags.DEFINE_string("json_out", None, "Also write the results as JSON here.")
     _SEED = flags.DEFINE_integer("seed", 0, "Seed.")
 
@@ -270,6 +272,7 @@ def main(argv):
     ceiling_s = 4.0 if quick else _CEILING_SECONDS.value
     warmup = 5.0 if quick else _WARMUP.value
     seconds = 12.0 if quick else _SECONDS.value
+    workers_per_task = 4 if quick and not flags.FLAGS["workers_per_task"].present else _WORKERS.value
     if _SUITE.value == PROXY_SUITE:
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
         suite = proxy_suite()
@@ -278,7 +281,7 @@ def main(argv):
     logdir = tempfile.mkdtemp(prefix="throughput-")
     config = TrainConfig(
         algo=_ALGO.value, suite=_SUITE.value, logdir=logdir, total_env_steps=10**10,
-        workers_per_task=_WORKERS.value, update_mode=_MODE.value, num_env_processes=_PROCESSES.value,
+        workers_per_task=workers_per_task, update_mode=_MODE.value, num_env_processes=_PROCESSES.value,
         actor_threads=_ACTORS.value, learner_threads=_LEARNERS.value, act_batching=_ACT_BATCHING.value,
         batch_timeout_ms=_BATCH_TIMEOUT.value, tf_inter_op_threads=_INTER.value, tf_intra_op_threads=_INTRA.value,
         entropy_cost=0.01, eval_episodes=0, checkpoint_every_secs=10**6, log_every_secs=10**6,
@@ -301,7 +304,8 @@ def main(argv):
 
         shutil.rmtree(logdir, ignore_errors=True)
         runs.append(measure_training(suite, config, warmup, seconds))
-        print(f"training run {r + 1}: {runs[-1]['env_frames_per_second']:,.0f} env frames/s", flush=True)
+        print(f"training run {r + 1}: {runs[-1]['env_frames_per_second']:,.0f} env frames/s "
+              f"(started in {runs[-1]['startup_seconds']:.0f} s)", flush=True)
     memory.close()
     fps = statistics.median(r["env_frames_per_second"] for r in runs)
     sps = statistics.median(r["agent_steps_per_second"] for r in runs)

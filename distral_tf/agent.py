@@ -156,8 +156,10 @@ class Agent(tf.Module):
         state_spec = tf.TensorSpec([None, LSTM_SIZE], tf.float32)
         t1 = self.unroll_length + 1
 
-        @tf.function(input_signature=[tf.TensorSpec([None], tf.int32), obs_spec, tf.TensorSpec([None], tf.bool),
-                                      state_spec, state_spec, state_spec, state_spec])
+        # autograph=False: the code below has no Python control flow on tensors, and tracing is faster.
+        @tf.function(autograph=False, input_signature=[
+            tf.TensorSpec([None], tf.int32), obs_spec, tf.TensorSpec([None], tf.bool),
+            state_spec, state_spec, state_spec, state_spec])
         def act(task_ids, obs, first, d_h, d_c, t_h, t_c):
             f_logits, _, (t_h, t_c) = self._task_columns_step(task_ids, obs, first, (t_h, t_c))
             if self._uses_distilled:
@@ -167,8 +169,8 @@ class Agent(tf.Module):
             logits = objective.task_policy_logits(self.algorithm, self.coeffs, f_logits, h0_logits)
             return _gumbel_sample(self.rng, logits), logits, d_h, d_c, t_h, t_c
 
-        @tf.function(input_signature=[obs_spec, tf.TensorSpec([None], tf.bool), state_spec, state_spec,
-                                      tf.TensorSpec([], tf.bool)])
+        @tf.function(autograph=False, input_signature=[
+            obs_spec, tf.TensorSpec([None], tf.bool), state_spec, state_spec, tf.TensorSpec([], tf.bool)])
         def act_distilled(obs, first, h, c, greedy):
             logits, _, (h, c) = self.distilled_column().step(obs, first, (h, c))
             sampled = _gumbel_sample(self.rng, logits)
@@ -185,7 +187,7 @@ class Agent(tf.Module):
             state_spec, state_spec, state_spec, state_spec,
         ]
 
-        @tf.function(input_signature=rollout_spec)
+        @tf.function(autograph=False, input_signature=rollout_spec)
         def train_step(task_ids, obs, first, actions, rewards, dones, d_h, d_c, t_h, t_c):
             with tf.GradientTape() as tape:
                 terms = self._loss_terms(task_ids, obs, first, actions, rewards, dones, d_h, d_c, t_h, t_c)

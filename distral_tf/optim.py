@@ -55,7 +55,8 @@ class SharedRMSProp(tf.Module):
             return tf.constant(0.0)
         gs, vs, flags = zip(*triples, strict=True)
         clipped, norm = tf.clip_by_global_norm(list(gs), self.clip_norm)
-        if tf.math.is_finite(norm):
+
+        def update():
             for g, v, flag in zip(clipped, vs, flags, strict=True):
                 ms = self.mean_squares[self._index[id(v)]]
                 if flag is None:
@@ -64,9 +65,14 @@ class SharedRMSProp(tf.Module):
                     tf.cond(flag, lambda g=g, v=v, ms=ms: self._update(g, v, ms, learning_rate), tf.no_op)
             self.num_updates.assign_add(1)
             self.consecutive_skipped.assign(0)
-        else:
+            return tf.no_op()
+
+        def skip():
             self.num_skipped.assign_add(1)
             self.consecutive_skipped.assign_add(1)
+            return tf.no_op()
+
+        tf.cond(tf.math.is_finite(norm), update, skip)
         return norm
 
     def _update(self, g, v, ms, learning_rate):
