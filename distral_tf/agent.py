@@ -9,6 +9,7 @@ by the batched update mode).
 from __future__ import annotations
 
 import dataclasses
+import threading
 
 import keras
 import numpy as np
@@ -187,34 +188,58 @@ class Agent(tf.Module):
             state_spec, state_spec, state_spec, state_spec,
         ]
 
-        @tf.function(autograph=False, input_signature=rollout_spec)
-        def train_step(task_ids, obs, first, actions, rewards, dones, d_h, d_c, t_h, t_c):
-            with tf.GradientTape() as tape:
-                terms = self._loss_terms(task_ids, obs, first, actions, rewards, dones, d_h, d_c, t_h, t_c)
-            grads = tape.gradient(terms["total"], self.trainable)
-            lr = linear_annealing(self.learning_rate, self.env_steps, self.total_env_steps)
-            # Columns of tasks absent from this batch keep their parameters and RMSProp statistics.
-            present = tf.math.bincount(task_ids, minlength=len(self.task_columns),
-                                       maxlength=len(self.task_columns)) > 0
-            active = [None if task is None else present[task] for task in self._variable_task]
-            terms["grad_norm"] = self.optimizer.apply(grads, self.trainable, lr, active)
-            self.env_steps.assign_add(tf.cast(tf.size(actions), tf.int64))
-            terms["learning_rate"] = lr
-            return terms
-
+        self._rollout_spec = rollout_spec
+        train_step = self._make_train_function(None)
         self._act = act
         self._act_distilled = act_distilled
         self._train_step = train_step
+        # One training function per task, for batches of a single task (every Hogwild update):
+        # only that column is unrolled and updated. Traced on first use, under a lock.
+        self._task_train_steps: dict[int, tf.types.experimental.ConcreteFunction] = {}
+        self._trace_lock = threading.Lock()
         # Trace everything now, in one thread: tracing Keras layers concurrently from
         # several worker threads is not safe, calling traced functions is.
         for fn in (act, act_distilled, train_step):
             fn.get_concrete_function()
 
-    def warm_up(self):
+    def _make_train_function(self, task: int | None):
+        """The update for a batch of any tasks (``task=None``) or of task ``task`` only."""
+        if task is None or len(self.task_columns) == 1:
+            variables, variable_task = self.trainable, self._variable_task
+        else:
+            keep = [t is None or t == task for t in self._variable_task]
+            variables = [v for v, k in zip(self.trainable, keep, strict=True) if k]
+            variable_task = [None] * len(variables)
+
+        @tf.function(autograph=False, input_signature=self._rollout_spec)
+        def train_step(task_ids, obs, first, actions, rewards, dones, d_h, d_c, t_h, t_c):
+            with tf.GradientTape() as tape:
+                terms = self._loss_terms(task_ids, obs, first, actions, rewards, dones, d_h, d_c, t_h, t_c, task)
+            grads = tape.gradient(terms["total"], variables)
+            lr = linear_annealing(self.learning_rate, self.env_steps, self.total_env_steps)
+            # Columns of tasks absent from this batch keep their parameters and RMSProp statistics.
+            present = tf.math.bincount(task_ids, minlength=len(self.task_columns),
+                                       maxlength=len(self.task_columns)) > 0
+            active = [None if t is None else present[t] for t in variable_task]
+            terms["grad_norm"] = self.optimizer.apply(grads, variables, lr, active)
+            self.env_steps.assign_add(tf.cast(tf.size(actions), tf.int64))
+            terms["learning_rate"] = lr
+            return terms
+
+        return train_step
+
+    def _task_train_step(self, task: int):
+        with self._trace_lock:
+            if task not in self._task_train_steps:
+                self._task_train_steps[task] = self._make_train_function(task).get_concrete_function()
+            return self._task_train_steps[task]
+
+    def warm_up(self, single_task_updates: bool = False):
         """Runs every function once on dummy data, leaving all state as it was.
 
         The first execution of a traced function optimises its graph; done here,
         it is done once instead of concurrently by every worker thread.
+        ``single_task_updates`` also prepares each task's own update function (Hogwild).
         """
         state = list(self.parameters) + list(self.optimizer.variables)
         state += [self.env_steps, self.rng.state]
@@ -224,15 +249,22 @@ class Agent(tf.Module):
         self.act(np.zeros(1, np.int32), obs, np.ones(1, bool), d_state, t_state)
         self.act_distilled(obs, np.ones(1, bool), d_state, greedy=False)
         t = self.unroll_length
-        self.train_step(Rollout(
+        rollout = Rollout(
             task_ids=np.zeros(1, np.int32), observations=np.zeros([t + 1, 1, *self.observation_shape], np.uint8),
             first=np.ones([t + 1, 1], bool), actions=np.zeros([t, 1], np.int32), rewards=np.zeros([t, 1], np.float32),
-            dones=np.zeros([t, 1], bool), distilled_state=d_state, task_state=t_state))
+            dones=np.zeros([t, 1], bool), distilled_state=d_state, task_state=t_state)
+        self._train_step(*self._rollout_args(rollout))
+        for task in range(len(self.task_columns) if single_task_updates and len(self.task_columns) > 1 else 0):
+            rollout.task_ids[:] = task
+            self._task_train_step(task)(*self._rollout_args(rollout))
         for v, value in zip(state, saved, strict=True):
             v.assign(value)
 
-    def _loss_terms(self, task_ids, obs, first, actions, rewards, dones, d_h, d_c, t_h, t_c):
-        f_logits, values, _ = self._task_columns_unroll(task_ids, obs, first, (t_h, t_c))
+    def _loss_terms(self, task_ids, obs, first, actions, rewards, dones, d_h, d_c, t_h, t_c, task=None):
+        if task is None or len(self.task_columns) == 1:
+            f_logits, values, _ = self._task_columns_unroll(task_ids, obs, first, (t_h, t_c))
+        else:  # every element belongs to ``task``
+            f_logits, values, _ = self.task_columns[task].unroll(obs, first, (t_h, t_c))
         h0_logits = self.distilled.unroll(obs, first, (d_h, d_c))[0] if self._uses_distilled else None
         logits = objective.task_policy_logits(self.algorithm, self.coeffs, f_logits, h0_logits)
         return objective.loss_terms(self.algorithm, self.coeffs, task_logits=logits, values=values,
@@ -258,8 +290,16 @@ class Agent(tf.Module):
                 *r.distilled_state, *r.task_state)
 
     def train_step(self, rollout: Rollout) -> dict[str, float]:
-        """One (Hogwild) update from ``rollout``; returns the loss terms and diagnostics as floats."""
-        terms = self._train_step(*self._rollout_args(rollout))
+        """One (Hogwild) update from ``rollout``; returns the loss terms and diagnostics as floats.
+
+        A rollout batch of a single task runs that task's own function (no routing).
+        """
+        args = self._rollout_args(rollout)
+        task_ids = args[0]
+        if len(self.task_columns) > 1 and len(task_ids) and (task_ids == task_ids[0]).all():
+            terms = self._task_train_step(int(task_ids[0]))(*args)
+        else:
+            terms = self._train_step(*args)
         return {k: float(v) for k, v in terms.items()}
 
     def trace_loss_terms(self, rollout: Rollout):

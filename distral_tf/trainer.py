@@ -483,7 +483,7 @@ class Trainer:
             ["episode_return", "episode_length", "kl_task_distilled", "entropy_task", "entropy_distilled"])
         summaries.write_hparams(cfg.logdir, {**cfg.to_json(), "suite": self.suite.name},
                                 [summaries.per_task_tag("task", t, "episode_return") for t in self.suite.task_names])
-        self.agent.warm_up()
+        self.agent.warm_up(single_task_updates=self.config.update_mode == "hogwild")
         self.timings = Timings()
         workers = self._groups = self._make_actor_groups()
         num_actors = len(workers)

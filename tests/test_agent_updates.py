@@ -45,3 +45,25 @@ def test_absent_task_column_keeps_its_parameters_and_rmsprop_statistics(make_age
         distilled_before = [v.numpy().copy() for v in agent.distilled.trainable_variables]
         agent.train_step(_rollout([1], seed=1))
         assert all(_changed(distilled_before, [v.numpy() for v in agent.distilled.trainable_variables]))
+
+
+@pytest.mark.parametrize("name", ["a3c", "kl_2col", "klent_1col"])
+def test_single_task_update_equals_the_routed_update(name):
+    """A batch of one task runs that task's own function; it must update exactly as the routed one."""
+    from distral_tf import algorithms
+    from distral_tf.agent import Agent
+
+    algorithm = algorithms.get(name)
+    routed, direct = (Agent(algorithm, algorithm.coefficients(0.05), 2, SMALL_AGENT["observation_shape"], 3,
+                            unroll_length=SMALL_AGENT["unroll_length"], learning_rate=1e-3, total_env_steps=10_000,
+                            seed=0) for _ in range(2))
+    for a, b in zip(routed.parameters, direct.parameters, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    rollout = _rollout([1, 1, 1], seed=2)
+    terms_routed = routed._train_step(*routed._rollout_args(rollout))
+    terms_direct = direct.train_step(rollout)
+    assert 1 in direct._task_train_steps and not routed._task_train_steps
+    np.testing.assert_allclose(float(terms_routed["total"]), terms_direct["total"], rtol=1e-5)
+    for a, b in zip(routed.parameters + routed.optimizer.mean_squares,
+                    direct.parameters + direct.optimizer.mean_squares, strict=True):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-6)
