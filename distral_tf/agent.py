@@ -41,6 +41,23 @@ class Rollout:
     task_state: tuple[np.ndarray, np.ndarray]
 
 
+class _FunctionCache:
+    """Traced functions by key, traced once under a lock (a plain object: checkpoints do not track it)."""
+
+    def __init__(self):
+        self._functions = {}
+        self._lock = threading.Lock()
+
+    def __contains__(self, key) -> bool:
+        return key in self._functions
+
+    def get(self, key, trace):
+        with self._lock:
+            if key not in self._functions:
+                self._functions[key] = trace()
+            return self._functions[key]
+
+
 def _drop_value(step_output):
     logits, _, (h, c) = step_output
     return logits, h, c
@@ -195,8 +212,7 @@ class Agent(tf.Module):
         self._train_step = train_step
         # One training function per task, for batches of a single task (every Hogwild update):
         # only that column is unrolled and updated. Traced on first use, under a lock.
-        self._task_train_steps: dict[int, tf.types.experimental.ConcreteFunction] = {}
-        self._trace_lock = threading.Lock()
+        self._task_functions = _FunctionCache()
         # Trace everything now, in one thread: tracing Keras layers concurrently from
         # several worker threads is not safe, calling traced functions is.
         for fn in (act, act_distilled, train_step):
@@ -229,10 +245,7 @@ class Agent(tf.Module):
         return train_step
 
     def _task_train_step(self, task: int):
-        with self._trace_lock:
-            if task not in self._task_train_steps:
-                self._task_train_steps[task] = self._make_train_function(task).get_concrete_function()
-            return self._task_train_steps[task]
+        return self._task_functions.get(task, lambda: self._make_train_function(task).get_concrete_function())
 
     def warm_up(self, single_task_updates: bool = False):
         """Runs every function once on dummy data, leaving all state as it was.

@@ -62,7 +62,7 @@ def test_single_task_update_equals_the_routed_update(name):
     rollout = _rollout([1, 1, 1], seed=2)
     terms_routed = routed._train_step(*routed._rollout_args(rollout))
     terms_direct = direct.train_step(rollout)
-    assert 1 in direct._task_train_steps and not routed._task_train_steps
+    assert 1 in direct._task_functions and 1 not in routed._task_functions
     np.testing.assert_allclose(float(terms_routed["total"]), terms_direct["total"], rtol=1e-5)
     for a, b in zip(routed.parameters + routed.optimizer.mean_squares,
                     direct.parameters + direct.optimizer.mean_squares, strict=True):
