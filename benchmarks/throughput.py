@@ -43,7 +43,9 @@ if __name__ == "__main__":
     _ACT_BATCHING = flags.DEFINE_bool("act_batching", False, "Combine the actor threads' action requests.")
     _BATCH_TIMEOUT = flags.DEFINE_float("batch_timeout_ms", 2.0, "Batching timeout (with --act_batching).")
     _INTER = flags.DEFINE_integer("tf_inter_op_threads", 0, "TensorFlow inter-op threads (0: default).")
-    _INTRA = flags.DEFINE_integer("tf_intra_op_threads", 0, "TensorFlow intra-op threads (0: default).")
+    _INTRA = flags.DEFINE_integer("tf_intra_op_threads", 1, "TensorFlow intra-op threads (0: TensorFlow's default).")
+    _TORSO_DTYPE = flags.DEFINE_enum("torso_dtype", "float32", ["float32", "bfloat16"],
+                                     "Compute dtype of the convolutional torso.")
     _SECONDS = flags.DEFINE_float("seconds", 60.0, "Measured training time (after the warm-up).")
     _WARMUP = flags.DEFINE_float("warmup_seconds", 20.0, "Training time before measuring.")
     _CEILING_SECONDS = flags.DEFINE_float("ceiling_seconds", 15.0, "Measured time of the random-action ceiling.")
@@ -284,6 +286,7 @@ def main(argv):
         workers_per_task=workers_per_task, update_mode=_MODE.value, num_env_processes=_PROCESSES.value,
         actor_threads=_ACTORS.value, learner_threads=_LEARNERS.value, act_batching=_ACT_BATCHING.value,
         batch_timeout_ms=_BATCH_TIMEOUT.value, tf_inter_op_threads=_INTER.value, tf_intra_op_threads=_INTRA.value,
+        torso_dtype=_TORSO_DTYPE.value,
         entropy_cost=0.01, eval_episodes=0, checkpoint_every_secs=10**6, log_every_secs=10**6,
         summary_every_updates=20, seed=_SEED.value)
     from distral_tf.env_pool import resolve_num_processes
@@ -292,7 +295,9 @@ def main(argv):
     workers = config.workers_per_task * suite.num_tasks
     print(f"suite={suite.name} algo={config.algo} update_mode={config.update_mode} "
           f"workers={suite.num_tasks}x{config.workers_per_task} env_processes={processes} "
-          f"actor_threads={config.actor_threads} action_repeat={suite.frames_per_step} cores={os.cpu_count()}",
+          f"actor_threads={config.actor_threads} tf_threads(inter,intra)=({config.tf_inter_op_threads},"
+          f"{config.tf_intra_op_threads}) torso_dtype={config.torso_dtype} action_repeat={suite.frames_per_step} "
+          f"cores={os.cpu_count()}",
           flush=True)
     memory = MemorySampler()
     ceiling = measure_ceiling(suite, config, ceiling_s)

@@ -74,7 +74,8 @@ class Agent(tf.Module):
     def __init__(self, algorithm: Algorithm, coeffs: Coefficients, num_tasks: int,
                  observation_shape: tuple[int, ...], num_actions: int, *, unroll_length: int,
                  learning_rate: float, total_env_steps: int, rmsprop_decay: float = 0.99,
-                 rmsprop_epsilon: float = 0.1, max_grad_norm: float = 40.0, seed: int = 0):
+                 rmsprop_epsilon: float = 0.1, max_grad_norm: float = 40.0, seed: int = 0,
+                 torso_dtype: str = "float32"):
         super().__init__(name="agent")
         self.algorithm = algorithm
         self.coeffs = coeffs
@@ -88,11 +89,12 @@ class Agent(tf.Module):
         keras.utils.set_random_seed(seed)
         arch = algorithm.architecture
         if arch is Architecture.MULTITASK:
-            self.task_columns = [Column(num_actions, with_value=True, name="shared")]
+            self.task_columns = [Column(num_actions, with_value=True, name="shared", torso_dtype=torso_dtype)]
             self.distilled = None
         else:
-            self.task_columns = [Column(num_actions, with_value=True, name=f"task_{i}") for i in range(num_tasks)]
-            self.distilled = Column(num_actions, with_value=False, name="distilled")
+            self.task_columns = [Column(num_actions, with_value=True, name=f"task_{i}", torso_dtype=torso_dtype)
+                                 for i in range(num_tasks)]
+            self.distilled = Column(num_actions, with_value=False, name="distilled", torso_dtype=torso_dtype)
         for column in self.columns:
             column.build_for(self.observation_shape)
 

@@ -8,6 +8,7 @@ from typing import Any
 
 REWARD_CLIPPING = ("none", "abs_one", "soft_asymmetric")
 UPDATE_MODES = ("hogwild", "batched")
+TORSO_DTYPES = ("float32", "bfloat16")
 
 # Fields that define the model and its training problem: a run may only resume
 # with the same values (other fields, e.g. logging intervals, may change).
@@ -51,7 +52,8 @@ class TrainConfig:
     learner_threads: int = 2
     act_batching: bool = False
     tf_inter_op_threads: int = 0
-    tf_intra_op_threads: int = 0
+    tf_intra_op_threads: int = 1
+    torso_dtype: str = "float32"
     force: bool = False
 
     def to_json(self) -> dict[str, Any]:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from distral_tf.config import TORSO_DTYPES
+
 LSTM_SIZE = 256
 
 
@@ -18,17 +20,24 @@ class Column(keras.Model):
 
     Observations are uint8 images ``[..., H, W, C]`` scaled to ``[0, 1]``. The LSTM
     state is reset wherever ``first`` is true (the observation starts an episode).
+
+    ``torso_dtype="bfloat16"`` computes the convolutions and the fc layer in bfloat16
+    (Keras mixed precision: variables stay float32); the LSTM, the heads and
+    everything downstream stay in float32.
     """
 
-    def __init__(self, num_actions: int, with_value: bool, name: str = "column"):
+    def __init__(self, num_actions: int, with_value: bool, name: str = "column", torso_dtype: str = "float32"):
         super().__init__(name=name)
+        if torso_dtype not in TORSO_DTYPES:
+            raise ValueError(f"torso_dtype must be one of {TORSO_DTYPES}, got {torso_dtype!r}.")
         num_actions = int(num_actions)
         self.num_actions = num_actions
         self.with_value = with_value
-        self.conv1 = keras.layers.Conv2D(16, 8, strides=4, activation="relu", name="conv1")
-        self.conv2 = keras.layers.Conv2D(32, 4, strides=2, activation="relu", name="conv2")
-        self.flatten = keras.layers.Flatten(name="flatten")
-        self.fc = keras.layers.Dense(256, activation="relu", name="fc")
+        policy = "mixed_bfloat16" if torso_dtype == "bfloat16" else "float32"
+        self.conv1 = keras.layers.Conv2D(16, 8, strides=4, activation="relu", name="conv1", dtype=policy)
+        self.conv2 = keras.layers.Conv2D(32, 4, strides=2, activation="relu", name="conv2", dtype=policy)
+        self.flatten = keras.layers.Flatten(name="flatten", dtype=policy)
+        self.fc = keras.layers.Dense(256, activation="relu", name="fc", dtype=policy)
         self.lstm = keras.layers.LSTMCell(LSTM_SIZE, name="lstm")
         self.policy_head = keras.layers.Dense(num_actions, name="policy")
         self.value_head = keras.layers.Dense(1, name="value") if with_value else None
@@ -47,7 +56,7 @@ class Column(keras.Model):
     def torso(self, obs: tf.Tensor) -> tf.Tensor:
         """``[N, H, W, C]`` uint8 -> ``[N, 256]`` features."""
         x = tf.cast(obs, tf.float32) * (1.0 / 255.0)
-        return self.fc(self.flatten(self.conv2(self.conv1(x))))
+        return tf.cast(self.fc(self.flatten(self.conv2(self.conv1(x)))), tf.float32)
 
     def _heads(self, core_out: tf.Tensor):
         logits = self.policy_head(core_out)

@@ -256,7 +256,7 @@ class Trainer:
                            unroll_length=cfg.unroll_length, learning_rate=cfg.learning_rate,
                            total_env_steps=self.steps_per_task * self.suite.num_tasks,
                            rmsprop_decay=cfg.rmsprop_decay, rmsprop_epsilon=cfg.rmsprop_epsilon,
-                           max_grad_norm=cfg.max_grad_norm, seed=cfg.seed)
+                           max_grad_norm=cfg.max_grad_norm, seed=cfg.seed, torso_dtype=cfg.torso_dtype)
         n = self.suite.num_tasks
         self._task_steps_var = tf.Variable(np.zeros(n, np.int64), name="task_steps")
         self._task_episodes_var = tf.Variable(np.zeros(n, np.int64), name="task_episodes")

@@ -11,7 +11,7 @@ import os
 from absl import flags
 
 from distral_tf import algorithms
-from distral_tf.config import REWARD_CLIPPING, UPDATE_MODES, TrainConfig
+from distral_tf.config import REWARD_CLIPPING, TORSO_DTYPES, UPDATE_MODES, TrainConfig
 from distral_tf.envs import suites
 
 _D = TrainConfig()
@@ -84,7 +84,13 @@ ENV_TIMEOUT_SECS = flags.DEFINE_float(
 TF_INTER_OP_THREADS = flags.DEFINE_integer(
     "tf_inter_op_threads", _D.tf_inter_op_threads, "TensorFlow inter-op threads (0: TensorFlow's default).")
 TF_INTRA_OP_THREADS = flags.DEFINE_integer(
-    "tf_intra_op_threads", _D.tf_intra_op_threads, "TensorFlow intra-op threads (0: TensorFlow's default).")
+    "tf_intra_op_threads", _D.tf_intra_op_threads,
+    "TensorFlow intra-op threads (0: TensorFlow's default). 1 (the default) leaves the cores to the concurrent "
+    "actor and learner threads and the environments; see docs/throughput.md.")
+TORSO_DTYPE = flags.DEFINE_enum(
+    "torso_dtype", _D.torso_dtype, TORSO_DTYPES,
+    "Compute dtype of the convolutional torso (variables stay float32; LSTM, heads and losses run in float32). "
+    "bfloat16 is faster on CPUs with bfloat16 instructions.")
 FORCE = flags.DEFINE_bool("force", _D.force, "Resume a run even if model-defining flags changed.")
 
 
@@ -169,5 +175,5 @@ def config_from_flags() -> TrainConfig:
         num_env_processes=NUM_ENV_PROCESSES.value, actor_threads=ACTOR_THREADS.value,
         learner_threads=LEARNER_THREADS.value, act_batching=ACT_BATCHING.value,
         env_timeout_secs=ENV_TIMEOUT_SECS.value, tf_inter_op_threads=TF_INTER_OP_THREADS.value,
-        tf_intra_op_threads=TF_INTRA_OP_THREADS.value,
+        tf_intra_op_threads=TF_INTRA_OP_THREADS.value, torso_dtype=TORSO_DTYPE.value,
     )

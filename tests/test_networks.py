@@ -179,3 +179,27 @@ def test_sampled_actions_follow_the_task_policy(make_agent):
     p = tf.nn.softmax(logits[0]).numpy()
     freq = np.bincount(actions, minlength=agent.num_actions) / n
     np.testing.assert_allclose(freq, p, atol=4 * np.sqrt(0.25 / n))
+
+
+def test_bfloat16_torso_keeps_float32_variables_and_outputs_close_to_float32():
+    full = Column(4, with_value=True, name="f32").build_for(OBS)
+    half = Column(4, with_value=True, name="bf16", torso_dtype="bfloat16").build_for(OBS)
+    assert all(v.dtype == "float32" for v in half.trainable_variables)
+    half.set_weights(full.get_weights())
+    rng = np.random.default_rng(3)
+    obs, first, state = random_obs(rng, 6, 2), np.zeros((6, 2), bool), random_state(rng, 2)
+    (la, va, sa), (lb, vb, sb) = (c.unroll(tf.constant(obs), tf.constant(first), state) for c in (full, half))
+    assert lb.dtype == vb.dtype == sb[0].dtype == tf.float32
+    np.testing.assert_allclose(lb.numpy(), la.numpy(), atol=0.05 * float(np.abs(la.numpy()).max()) + 1e-3)
+    np.testing.assert_allclose(vb.numpy(), va.numpy(), atol=0.05 * float(np.abs(va.numpy()).max()) + 1e-3)
+    with tf.GradientTape() as tape:
+        logits, values, _ = half.unroll(tf.constant(obs), tf.constant(first), state)
+        loss = tf.reduce_sum(logits**2) + tf.reduce_sum(values**2)
+    grads = tape.gradient(loss, half.trainable_variables)
+    assert all(g.dtype == tf.float32 and np.isfinite(g.numpy()).all() for g in grads)
+    assert float(tf.linalg.global_norm(grads)) > 0
+
+
+def test_unknown_torso_dtype_is_rejected():
+    with pytest.raises(ValueError, match="torso_dtype must be one of"):
+        Column(4, with_value=True, torso_dtype="float16")
