@@ -39,7 +39,7 @@ if __name__ == "__main__":
     _PROCESSES = flags.DEFINE_integer("num_env_processes", -1,
                                       "Environment processes (-1: one per core; 0: in-process).")
     _ACTORS = flags.DEFINE_integer("actor_threads", 2, "Actor threads (lockstep groups of workers).")
-    _LEARNERS = flags.DEFINE_integer("learner_threads", 2, "Learner threads (hogwild).")
+    _LEARNERS = flags.DEFINE_integer("learner_threads", 3, "Learner threads (hogwild).")
     _ACT_BATCHING = flags.DEFINE_bool("act_batching", False, "Combine the actor threads' action requests.")
     _BATCH_TIMEOUT = flags.DEFINE_float("batch_timeout_ms", 2.0, "Batching timeout (with --act_batching).")
     _INTER = flags.DEFINE_integer("tf_inter_op_threads", 0, "TensorFlow inter-op threads (0: default).")

@@ -49,7 +49,7 @@ class TrainConfig:
     env_timeout_secs: float = 60.0
     num_env_processes: int = -1
     actor_threads: int = 2
-    learner_threads: int = 2
+    learner_threads: int = 3
     act_batching: bool = False
     tf_inter_op_threads: int = 0
     tf_intra_op_threads: int = 1
