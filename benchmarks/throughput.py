@@ -249,14 +249,25 @@ def measure_training(suite, config, warmup: float, seconds: float) -> dict:
         time.sleep(0.1)
     startup = time.monotonic() - wall_start
     time.sleep(warmup)
-    steps0, timings0, t0 = int(trainer.task_steps.sum()), trainer.timings.snapshot(), time.monotonic()
-    time.sleep(seconds)
-    steps1, timings1, t1 = int(trainer.task_steps.sum()), trainer.timings.snapshot(), time.monotonic()
+    # Steps are counted per finished rollout (a whole group's at once in batched mode), so the
+    # rate is taken between the first and the last change of the count seen in the window.
+    timings0, deadline = trainer.timings.snapshot(), time.monotonic() + seconds
+    changes, last = [], int(trainer.task_steps.sum())
+    while time.monotonic() < deadline:
+        now = int(trainer.task_steps.sum())
+        if now != last:
+            changes.append((time.monotonic(), now))
+            last = now
+        time.sleep(0.01)
+    timings1 = trainer.timings.snapshot()
     trainer.request_stop()
     runner.join()
     summary = result.get("summary", {})
     if "error" in summary:
         raise RuntimeError(f"training failed: {summary['error']}")
+    if len(changes) < 2:
+        raise RuntimeError(f"fewer than two updates in {seconds:g} s; measure for longer (--seconds)")
+    (t0, steps0), (t1, steps1) = changes[0], changes[-1]
     rate = (steps1 - steps0) / (t1 - t0)
     split = {k: timings1[k] - timings0[k] for k in timings1}
     total = sum(split.values()) or 1.0
