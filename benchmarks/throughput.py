@@ -34,23 +34,29 @@ if __name__ == "__main__":
         "suite", "doom_mazes", "Task suite, or vizdoom_my_way_home: 8 copies of ViZDoom's my_way_home maze (160x120 "
         "RGB24 resized to 84x84, action repeat 4), a stand-in when the Doom suites are not installed.")
     _ALGO = flags.DEFINE_string("algo", "a3c", "Algorithm.")
-    _MODE = flags.DEFINE_enum("update_mode", "batched", ["hogwild", "batched"], "Update mode.")
-    _WORKERS = flags.DEFINE_integer("workers_per_task", 32, "Workers per task.")
-    _PROCESSES = flags.DEFINE_integer("num_env_processes", -1,
+    from distral_tf.config import TORSO_DTYPES, UPDATE_MODES, TrainConfig
+
+    _D = TrainConfig()  # the trainer's defaults, except batched updates
+    _MODE = flags.DEFINE_enum("update_mode", "batched", UPDATE_MODES, "Update mode.")
+    _WORKERS = flags.DEFINE_integer("workers_per_task", _D.workers_per_task, "Workers per task.")
+    _PROCESSES = flags.DEFINE_integer("num_env_processes", _D.num_env_processes,
                                       "Environment processes (-1: one per core; 0: in-process).")
-    _ACTORS = flags.DEFINE_integer("actor_threads", 2, "Actor threads (lockstep groups of workers).")
-    _LEARNERS = flags.DEFINE_integer("learner_threads", 3, "Learner threads (hogwild).")
-    _ACT_BATCHING = flags.DEFINE_bool("act_batching", False, "Combine the actor threads' action requests.")
-    _BATCH_TIMEOUT = flags.DEFINE_float("batch_timeout_ms", 2.0, "Batching timeout (with --act_batching).")
-    _INTER = flags.DEFINE_integer("tf_inter_op_threads", 0, "TensorFlow inter-op threads (0: default).")
-    _INTRA = flags.DEFINE_integer("tf_intra_op_threads", 1, "TensorFlow intra-op threads (0: TensorFlow's default).")
-    _TORSO_DTYPE = flags.DEFINE_enum("torso_dtype", "float32", ["float32", "bfloat16"],
+    _ACTORS = flags.DEFINE_integer("actor_threads", _D.actor_threads, "Actor threads (lockstep groups of workers).")
+    _LEARNERS = flags.DEFINE_integer("learner_threads", _D.learner_threads, "Learner threads (hogwild).")
+    _ACT_BATCHING = flags.DEFINE_bool("act_batching", _D.act_batching, "Combine the actor threads' action requests.")
+    _BATCH_TIMEOUT = flags.DEFINE_float("batch_timeout_ms", _D.batch_timeout_ms,
+                                        "Batching timeout (with --act_batching).")
+    _INTER = flags.DEFINE_integer("tf_inter_op_threads", _D.tf_inter_op_threads,
+                                  "TensorFlow inter-op threads (0: TensorFlow's default).")
+    _INTRA = flags.DEFINE_integer("tf_intra_op_threads", _D.tf_intra_op_threads,
+                                  "TensorFlow intra-op threads (0: TensorFlow's default).")
+    _TORSO_DTYPE = flags.DEFINE_enum("torso_dtype", _D.torso_dtype, TORSO_DTYPES,
                                      "Compute dtype of the convolutional torso.")
     _SECONDS = flags.DEFINE_float("seconds", 60.0, "Measured training time (after the warm-up).")
     _WARMUP = flags.DEFINE_float("warmup_seconds", 20.0, "Training time before measuring.")
     _CEILING_SECONDS = flags.DEFINE_float("ceiling_seconds", 15.0, "Measured time of the random-action ceiling.")
     _REPEATS = flags.DEFINE_integer("repeats", 1, "Training measurements (medians are reported).")
-    _QUICK = flags.DEFINE_bool("quick", False, "Short measurement (under a minute): 4 s ceiling, 5 s warm-up, 12 s, "
+    _QUICK = flags.DEFINE_bool("quick", False, "Short measurement (about a minute): 4 s ceiling, 5 s warm-up, 12 s, "
                                "and 4 workers per task unless --workers_per_task is given (starting 256 Doom "
                                "engines alone takes about a minute on 2 cores).")
     _JSON_OUT = flags.DEFINE_string("json_out", None, "Also write the results as JSON here.")

@@ -222,11 +222,10 @@ class Agent(tf.Module):
 
     def _make_train_function(self, task: int | None):
         """The update for a batch of any tasks (``task=None``) or of task ``task`` only."""
-        if task is None or len(self.task_columns) == 1:
+        if task is None:
             variables, variable_task = self.trainable, self._variable_task
         else:
-            keep = [t is None or t == task for t in self._variable_task]
-            variables = [v for v, k in zip(self.trainable, keep, strict=True) if k]
+            variables = [v for v, t in zip(self.trainable, self._variable_task, strict=True) if t in (None, task)]
             variable_task = [None] * len(variables)
 
         @tf.function(autograph=False, input_signature=self._rollout_spec)
@@ -236,9 +235,11 @@ class Agent(tf.Module):
             grads = tape.gradient(terms["total"], variables)
             lr = linear_annealing(self.learning_rate, self.env_steps, self.total_env_steps)
             # Columns of tasks absent from this batch keep their parameters and RMSProp statistics.
-            present = tf.math.bincount(task_ids, minlength=len(self.task_columns),
-                                       maxlength=len(self.task_columns)) > 0
-            active = [None if t is None else present[t] for t in variable_task]
+            active = None
+            if any(t is not None for t in variable_task):
+                present = tf.math.bincount(task_ids, minlength=len(self.task_columns),
+                                           maxlength=len(self.task_columns)) > 0
+                active = [None if t is None else present[t] for t in variable_task]
             terms["grad_norm"] = self.optimizer.apply(grads, variables, lr, active)
             self.env_steps.assign_add(tf.cast(tf.size(actions), tf.int64))
             terms["learning_rate"] = lr
@@ -269,14 +270,15 @@ class Agent(tf.Module):
             first=np.ones([t + 1, 1], bool), actions=np.zeros([t, 1], np.int32), rewards=np.zeros([t, 1], np.float32),
             dones=np.zeros([t, 1], bool), distilled_state=d_state, task_state=t_state)
         self._train_step(*self._rollout_args(rollout))
-        for task in range(len(self.task_columns) if single_task_updates and len(self.task_columns) > 1 else 0):
-            rollout.task_ids[:] = task
-            self._task_train_step(task)(*self._rollout_args(rollout))
+        if single_task_updates and len(self.task_columns) > 1:
+            for task in range(len(self.task_columns)):
+                rollout.task_ids[:] = task
+                self._task_train_step(task)(*self._rollout_args(rollout))
         for v, value in zip(state, saved, strict=True):
             v.assign(value)
 
     def _loss_terms(self, task_ids, obs, first, actions, rewards, dones, d_h, d_c, t_h, t_c, task=None):
-        if task is None or len(self.task_columns) == 1:
+        if task is None:
             f_logits, values, _ = self._task_columns_unroll(task_ids, obs, first, (t_h, t_c))
         else:  # every element belongs to ``task``
             f_logits, values, _ = self.task_columns[task].unroll(obs, first, (t_h, t_c))

@@ -226,16 +226,20 @@ def test_engine_death_truncates_episode_and_next_reset_restarts(victim):
 
 @pytest.mark.faults
 def test_inline_engine_death_truncates_episode_and_next_reset_restarts():
-    env = DoomMazeEnv(maze=0, episode_length=50, maps_per_wad=2, isolate_engine=False)
+    env, neighbour = (DoomMazeEnv(maze=0, episode_length=50, maps_per_wad=2, isolate_engine=False)
+                      for _ in range(2))
     env.reset(seed=0)
+    neighbour.reset(seed=1)
     engine = env.unwrapped._engine
     assert engine.pid == os.getpid()
-    engine.crash()  # kills the engine binary, a child of this process
+    engine.crash()  # kills this game's engine binary, a child of this process
     obs, reward, terminated, truncated, info = env.step(FORWARD)
     assert truncated and not terminated and reward == 0.0 and "engine" in info["engine_error"]
+    assert not neighbour.step(FORWARD)[3]  # the other game in this process is untouched
     obs, info = env.reset()
     assert info["engine_restarts"] == 1 and env.step(FORWARD)[1] == 0.0
     env.close()
+    neighbour.close()
 
 
 def test_inline_and_isolated_engines_give_the_same_episode():

@@ -28,6 +28,11 @@ def resize(frame: np.ndarray, size: int = OBS_SIZE) -> np.ndarray:
     return np.asarray(Image.fromarray(frame).resize((size, size), Image.BOX))
 
 
+def _child_pids() -> set[int]:
+    """Process ids of this process's live children."""
+    return {int(pid) for path in Path("/proc/self/task").glob("*/children") for pid in path.read_text().split()}
+
+
 class Game:
     """A configured ViZDoom game; ``episode`` and ``step`` return ``(obs, variables, dead, finished, objects)``."""
 
@@ -57,7 +62,9 @@ class Game:
         game.set_episode_timeout(0)
         game.set_seed(int(config["seed"]))
         game.add_game_args(" ".join(config.get("game_args", ())))
+        children = _child_pids()
         game.init()
+        self.engine_pids = _child_pids() - children  # the engine binary this game started
         self.game = game
         self.last_obs = np.zeros((OBS_SIZE, OBS_SIZE, 3), np.uint8)
         self.last_vars = np.zeros(len(config["variables"]), np.float64)
@@ -96,13 +103,12 @@ class Game:
         return self.observe()
 
     def kill_engine(self):
-        """Kills the engine binary that ViZDoom started as a child of this process (fault injection)."""
-        for child in Path("/proc/self/task").glob("*/children"):
-            for pid in child.read_text().split():
-                try:
-                    os.kill(int(pid), signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+        """Kills the engine binary that ViZDoom started for this game (fault injection)."""
+        for pid in self.engine_pids & _child_pids():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
     def close(self):
         if self.config.get("fault_on_close"):  # fault injection for tests
