@@ -17,6 +17,7 @@ pytest.importorskip("vizdoom")
 
 from distral_tf.envs import make_suite  # noqa: E402
 from distral_tf.envs.doom.actions import NUM_ACTIONS  # noqa: E402
+from distral_tf.envs.doom.engine_process import resize  # noqa: E402
 from distral_tf.envs.doom.lasertag import DoomLasertagEnv  # noqa: E402
 from distral_tf.envs.doom.mapgen import Layout, cell_center  # noqa: E402
 from distral_tf.envs.doom.maze import DoomMazeEnv  # noqa: E402
@@ -255,6 +256,46 @@ def test_inline_and_isolated_engines_give_the_same_episode():
         a, b = (e.step(action) for e in envs)
         np.testing.assert_array_equal(a[0], b[0])
         assert a[1:4] == b[1:4]
+    for e in envs:
+        e.close()
+
+
+def test_nearest_resize_samples_pixel_centres_and_area_resize_averages():
+    rows, cols = np.meshgrid(np.arange(120), np.arange(160), indexing="ij")
+    frame = np.stack([rows, cols, (rows + cols) % 256], axis=-1).astype(np.uint8)
+    out = resize(frame, 84, "nearest")
+    assert out.shape == (84, 84, 3) and out.dtype == np.uint8
+    for i, j in [(0, 0), (41, 17), (83, 83)]:
+        # Output pixel centre (i + 0.5, j + 0.5) lies in source pixel floor((i + 0.5) * 120 / 84).
+        assert tuple(out[i, j]) == tuple(frame[int((i + 0.5) * 120 / 84), int((j + 0.5) * 160 / 84)])
+    assert np.all(np.diff(out[:, 0, 0].astype(int)) > 0) and np.all(np.diff(out[0, :, 1].astype(int)) > 0)
+    # Four 0/255 blocks whose border falls inside an output row: area averaging keeps each block's
+    # colour in its interior and blends at the border; sampling never invents a colour.
+    board = np.zeros((120, 160, 3), np.uint8)
+    board[:58, :79] = board[58:, 79:] = 255
+    area, nearest = resize(board, 84, "area"), resize(board, 84, "nearest")
+    assert area[10, 10, 0] == 255 and area[10, 70, 0] == 0
+    blended = (area > 0) & (area < 255)
+    assert blended[:, 10, 0].any() and blended[10, :, 0].any()
+    assert set(np.unique(nearest)) == {0, 255}
+    assert abs(area.mean() - board.mean()) < 2 and abs(nearest.mean() - board.mean()) < 2
+    with pytest.raises(ValueError, match="Unknown resize method 'bicubic'"):
+        resize(board, 84, "bicubic")
+
+
+def test_frame_resize_option_changes_only_the_filter():
+    with pytest.raises(ValueError, match="Unknown frame_resize 'bilinear'"):
+        DoomMazeEnv(maze=0, frame_resize="bilinear")
+    envs = [DoomMazeEnv(maze=0, maps_per_wad=2, frame_resize=f, isolate_engine=False) for f in ("nearest", "area")]
+    obs = [e.reset(seed=5)[0] for e in envs]
+    for _ in range(20):
+        steps = [e.step(FORWARD) for e in envs]
+        assert steps[0][1:4] == steps[1][1:4] and envs[0].position == envs[1].position
+        obs = [s[0] for s in steps]
+    assert obs[0].shape == obs[1].shape == (84, 84, 3)
+    assert not np.array_equal(obs[0], obs[1])
+    # Same view, two filters: the images agree closely on average.
+    assert np.abs(obs[0].astype(float) - obs[1].astype(float)).mean() < 12
     for e in envs:
         e.close()
 

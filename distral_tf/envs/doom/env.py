@@ -9,7 +9,8 @@ the default: an engine crash cannot take the caller down) or, inside an environm
 process that is itself isolated, in the same process (about four times faster); see
 :mod:`distral_tf.envs.doom.engine`.
 
-Observations are 84x84 RGB frames (rendered at 160x120, area-resized); each agent
+Observations are 84x84 RGB frames (rendered at 160x120 and sampled at the centres of an
+84x84 grid, as a renderer at 84x84 would; ``frame_resize="area"`` averages instead); each agent
 step holds one of the shared actions for ``ACTION_REPEAT`` engine frames; episodes
 end by truncation after ``episode_length`` agent steps.
 """
@@ -27,6 +28,7 @@ import numpy as np
 
 from distral_tf.envs.doom import actions, topdown
 from distral_tf.envs.doom.engine import OBS_SHAPE, Engine, EngineDiedError, InlineEngine
+from distral_tf.envs.doom.engine_process import RESIZE_FILTERS
 from distral_tf.envs.doom.mapgen import CELL_SIZE, Layout, cell_center, world_to_cell
 from distral_tf.envs.doom.wad import UdmfMap, write_wad
 
@@ -61,9 +63,13 @@ class DoomEnv(gym.Env):
     restart_on_seed = False  # True where a reused engine is not reproducible (bots keep state)
 
     def __init__(self, episode_length: int = 900, maps_per_wad: int = 16, render_mode: str | None = None,
-                 track_objects: bool = False, fault_on_close: bool = False, isolate_engine: bool = True):
+                 track_objects: bool = False, fault_on_close: bool = False, isolate_engine: bool = True,
+                 frame_resize: str = "nearest"):
         if episode_length < 1 or maps_per_wad < 1:
             raise ValueError("episode_length and maps_per_wad must be positive.")
+        if frame_resize not in RESIZE_FILTERS:
+            raise ValueError(f"Unknown frame_resize {frame_resize!r}; expected one of {RESIZE_FILTERS}.")
+        self.frame_resize = frame_resize
         self.episode_length = int(episode_length)
         self.maps_per_wad = int(maps_per_wad)
         self.render_mode = render_mode
@@ -168,7 +174,7 @@ class DoomEnv(gym.Env):
                   "variables": VARIABLES, "seed": int(self.rng.integers(2**31 - 1)),
                   "game_args": self.game_args, "respawn": self.respawn_on_death,
                   "fault_on_close": self._fault_on_close, "objects": self._track_objects,
-                  "warmup_tics": self.warmup_tics}
+                  "warmup_tics": self.warmup_tics, "resize": self.frame_resize}
         error = None
         for _ in range(self.max_engine_starts):
             try:
