@@ -76,21 +76,40 @@ class Column(keras.Model):
         return logits, value, tuple(new_state)
 
     def unroll(self, obs, first, state):
-        """Unrolls over time: ``obs [T, B, H, W, C]``, ``first [T, B]`` -> ``([T,B,A], [T,B], state)``."""
+        """Unrolls over time: ``obs [T, B, H, W, C]``, ``first [T, B]`` -> ``([T,B,A], [T,B], state)``.
+
+        The same LSTM as :meth:`step` (Keras ``LSTMCell``: gates i, f, c, o), with the input
+        projection of all ``T * B`` steps computed in one product. A static ``T`` (the
+        rollout's) is unrolled in the graph, which for short rollouts costs far less per call,
+        forward and backward, than a while loop.
+        """
         obs_shape = tf.shape(obs)
         t, b = obs_shape[0], obs_shape[1]
-        features = tf.reshape(self.torso(tf.reshape(obs, tf.concat([[t * b], obs_shape[2:]], 0))), [t, b, -1])
-        def lstm_step(carry, inputs):
-            x, is_first = inputs
-            h, c = self._reset(carry[1:], is_first)
-            out, (h, c) = self.lstm(x, [h, c])
-            return out, h, c
+        features = self.torso(tf.reshape(obs, tf.concat([[t * b], obs_shape[2:]], 0)))
+        lstm = self.lstm
+        projected = tf.reshape(tf.matmul(features, lstm.kernel) + lstm.bias, [t, b, 4 * LSTM_SIZE])
+        keep = 1.0 - tf.cast(first, tf.float32)[..., None]
+        recurrent_kernel = tf.convert_to_tensor(lstm.recurrent_kernel)
 
-        zeros = tf.zeros_like(state[0])
-        core, h, c = tf.scan(lstm_step, (features, first), initializer=(zeros, *state))
-        state = (h[-1], c[-1])
+        def cell(h, c, x, keep):
+            h, c = h * keep, c * keep
+            i, f, g, o = tf.split(x + tf.matmul(h, recurrent_kernel), 4, axis=1)
+            c = tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(g)
+            return tf.sigmoid(o) * tf.tanh(c), c
+
+        h, c = state
+        if obs.shape[0] is not None:
+            outputs = []
+            for x, k in zip(tf.unstack(projected, obs.shape[0]), tf.unstack(keep, obs.shape[0]), strict=True):
+                h, c = cell(h, c, x, k)
+                outputs.append(h)
+            core = tf.stack(outputs)
+        else:
+            core, cs = tf.scan(lambda carry, inputs: cell(carry[0], carry[1], *inputs), (projected, keep),
+                               initializer=(h, c))
+            h, c = core[-1], cs[-1]
         logits, value = self._heads(core)
-        return logits, value, state
+        return logits, value, (h, c)
 
     def call(self, obs, first, state):
         return self.step(obs, first, state)

@@ -79,17 +79,68 @@ def test_unroll_equals_repeated_steps(column, distilled_column, which):
     first = np.zeros((t, b), bool)
     first[0, 0] = first[2, 1] = first[4, 2] = True
     state0 = random_state(rng, b)
-    logits, values, state = col.unroll(tf.constant(obs), tf.constant(first), state0)
+    weights = rng.normal(size=(t, b, 4)).astype(np.float32)
+
+    def loss(logits, values, state):  # touches every output, so every variable gets a gradient
+        total = tf.reduce_sum(logits * weights) + tf.reduce_sum(state[0] * state[1])
+        return total if values is None else total + tf.reduce_sum(values ** 2)
+
+    with tf.GradientTape() as tape:
+        logits, values, state = col.unroll(tf.constant(obs), tf.constant(first), state0)
+        unrolled_loss = loss(logits, values, state)
+    unrolled_grads = tape.gradient(unrolled_loss, col.trainable_variables)
     assert logits.shape == (t, b, 4)
     assert values is None if which == "distilled" else values.shape == (t, b)
-    s = state0
-    for i in range(t):
-        lg, v, s = col.step(obs[i], first[i], s)
+    with tf.GradientTape() as tape:  # the same computation through the Keras LSTM cell, step by step
+        s, steps = state0, []
+        for i in range(t):
+            lg, v, s = col.step(obs[i], first[i], s)
+            steps.append((lg, v))
+        stepped_loss = loss(tf.stack([lg for lg, _ in steps]),
+                            None if values is None else tf.stack([v for _, v in steps]), s)
+    stepped_grads = tape.gradient(stepped_loss, col.trainable_variables)
+    for i, (lg, v) in enumerate(steps):
         np.testing.assert_allclose(logits[i].numpy(), lg.numpy(), atol=1e-5)
         if v is not None:
             np.testing.assert_allclose(values[i].numpy(), v.numpy(), atol=1e-5)
     for a, e in zip(state, s, strict=True):
         np.testing.assert_allclose(a.numpy(), e.numpy(), atol=1e-5)
+    assert all(g is not None for g in unrolled_grads)
+    for a, e in zip(unrolled_grads, stepped_grads, strict=True):
+        np.testing.assert_allclose(a.numpy(), e.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_static_and_dynamic_length_unrolls_agree_with_gradients(column):
+    """A rollout of known length is unrolled in the graph; an unknown length uses a while loop."""
+    rng = np.random.default_rng(5)
+    t, b = 6, 2
+    obs, first = tf.constant(random_obs(rng, t, b)), np.zeros((t, b), bool)
+    first[3, 0] = True
+    first, state0 = tf.constant(first), random_state(rng, b)
+    weights = tf.constant(rng.normal(size=(t, b, 4)).astype(np.float32))
+
+    def loss_and_grads(obs, first, h, c):
+        with tf.GradientTape() as tape:
+            logits, values, (h1, c1) = column.unroll(obs, first, (h, c))
+            loss = tf.reduce_sum(logits * weights) + tf.reduce_sum(values ** 2) + tf.reduce_sum(h1 * c1)
+        return logits, values, h1, c1, tape.gradient(loss, column.trainable_variables)
+
+    obs_spec = tf.TensorSpec([None, None, *OBS], tf.uint8)
+    state_spec = tf.TensorSpec([None, LSTM_SIZE], tf.float32)
+    dynamic = tf.function(loss_and_grads, autograph=False, input_signature=[
+        obs_spec, tf.TensorSpec([None, None], tf.bool), state_spec, state_spec])
+    static = tf.function(loss_and_grads, autograph=False)
+    a, b_ = static(obs, first, *state0), dynamic(obs, first, *state0)
+    assert len(a[4]) == len(b_[4]) == len(column.trainable_variables)
+    for x, y in zip(a[:4], b_[:4], strict=True):
+        np.testing.assert_allclose(x.numpy(), y.numpy(), rtol=1e-5, atol=1e-5)
+    for gx, gy in zip(a[4], b_[4], strict=True):
+        np.testing.assert_allclose(gx.numpy(), gy.numpy(), rtol=1e-4, atol=1e-5)
+    def has_while_loop(function):
+        return any(op.type in ("While", "StatelessWhile") for op in function.get_concrete_function(
+            obs, first, *state0).graph.get_operations())
+
+    assert has_while_loop(dynamic) and not has_while_loop(static)
 
 
 def test_lstm_state_resets_where_first(column):
