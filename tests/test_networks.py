@@ -110,39 +110,6 @@ def test_unroll_equals_repeated_steps(column, distilled_column, which):
         np.testing.assert_allclose(a.numpy(), e.numpy(), rtol=1e-4, atol=1e-5)
 
 
-def test_static_and_dynamic_length_unrolls_agree_with_gradients(column):
-    """A rollout of known length is unrolled in the graph; an unknown length uses a while loop."""
-    rng = np.random.default_rng(5)
-    t, b = 6, 2
-    obs, first = tf.constant(random_obs(rng, t, b)), np.zeros((t, b), bool)
-    first[3, 0] = True
-    first, state0 = tf.constant(first), random_state(rng, b)
-    weights = tf.constant(rng.normal(size=(t, b, 4)).astype(np.float32))
-
-    def loss_and_grads(obs, first, h, c):
-        with tf.GradientTape() as tape:
-            logits, values, (h1, c1) = column.unroll(obs, first, (h, c))
-            loss = tf.reduce_sum(logits * weights) + tf.reduce_sum(values ** 2) + tf.reduce_sum(h1 * c1)
-        return logits, values, h1, c1, tape.gradient(loss, column.trainable_variables)
-
-    obs_spec = tf.TensorSpec([None, None, *OBS], tf.uint8)
-    state_spec = tf.TensorSpec([None, LSTM_SIZE], tf.float32)
-    dynamic = tf.function(loss_and_grads, autograph=False, input_signature=[
-        obs_spec, tf.TensorSpec([None, None], tf.bool), state_spec, state_spec])
-    static = tf.function(loss_and_grads, autograph=False)
-    a, b_ = static(obs, first, *state0), dynamic(obs, first, *state0)
-    assert len(a[4]) == len(b_[4]) == len(column.trainable_variables)
-    for x, y in zip(a[:4], b_[:4], strict=True):
-        np.testing.assert_allclose(x.numpy(), y.numpy(), rtol=1e-5, atol=1e-5)
-    for gx, gy in zip(a[4], b_[4], strict=True):
-        np.testing.assert_allclose(gx.numpy(), gy.numpy(), rtol=1e-4, atol=1e-5)
-    def has_while_loop(function):
-        return any(op.type in ("While", "StatelessWhile") for op in function.get_concrete_function(
-            obs, first, *state0).graph.get_operations())
-
-    assert has_while_loop(dynamic) and not has_while_loop(static)
-
-
 def test_lstm_state_resets_where_first(column):
     rng = np.random.default_rng(3)
     obs = random_obs(rng, 2)
