@@ -56,7 +56,7 @@ if __name__ == "__main__":
     _WARMUP = flags.DEFINE_float("warmup_seconds", 20.0, "Training time before measuring.")
     _CEILING_SECONDS = flags.DEFINE_float("ceiling_seconds", 15.0, "Measured time of the random-action ceiling.")
     _REPEATS = flags.DEFINE_integer("repeats", 1, "Training measurements (medians are reported).")
-    _QUICK = flags.DEFINE_bool("quick", False, "Short measurement (about a minute): 4 s ceiling, 5 s warm-up, 12 s, "
+    _QUICK = flags.DEFINE_bool("quick", False, "Short measurement (under a minute): 3 s ceiling, 4 s warm-up, 10 s, "
                                "and 4 workers per task unless --workers_per_task is given (starting 256 Doom "
                                "engines alone takes about a minute on 2 cores).")
     _JSON_OUT = flags.DEFINE_string("json_out", None, "Also write the results as JSON here.")
@@ -75,6 +75,8 @@ def _register_proxy():
     import gymnasium as gym
     import numpy as np
 
+    from distral_tf.envs.doom.engine_process import resize
+
     class DoomProxyEnv(gym.Env):
         def __init__(self, frame_skip: int = 4):
             import vizdoom as vzd
@@ -92,14 +94,12 @@ def _register_proxy():
             self._actions = [list(a) for a in np.eye(n, dtype=int)]
             self.action_space = gym.spaces.Discrete(n)
             self.observation_space = gym.spaces.Box(0, 255, (84, 84, 3), np.uint8)
-            self._rows = np.linspace(0, 119, 84).round().astype(int)
-            self._cols = np.linspace(0, 159, 84).round().astype(int)
 
         def _obs(self):
             state = self._game.get_state()
             if state is None:
                 return np.zeros((84, 84, 3), np.uint8)
-            return state.screen_buffer[self._rows][:, self._cols]
+            return resize(state.screen_buffer)
 
         def reset(self, *, seed=None, options=None):
             super().reset(seed=seed)
@@ -288,9 +288,9 @@ def main(argv):
     from distral_tf.envs import make_suite
 
     quick = _QUICK.value
-    ceiling_s = 4.0 if quick else _CEILING_SECONDS.value
-    warmup = 5.0 if quick else _WARMUP.value
-    seconds = 12.0 if quick else _SECONDS.value
+    ceiling_s = 3.0 if quick else _CEILING_SECONDS.value
+    warmup = 4.0 if quick else _WARMUP.value
+    seconds = 10.0 if quick else _SECONDS.value
     workers_per_task = 4 if quick and not flags.FLAGS["workers_per_task"].present else _WORKERS.value
     if _SUITE.value == PROXY_SUITE:
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
