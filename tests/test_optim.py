@@ -1,5 +1,7 @@
 """Shared RMSProp (spec section 6) against a NumPy reference, clipping, skipped updates, annealing."""
 
+import threading
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -127,6 +129,35 @@ def test_non_finite_gradients_skip_the_update(bad):
     assert int(opt.consecutive_skipped.numpy()) == 0
     assert int(opt.num_skipped.numpy()) == 2
     assert int(opt.num_updates.numpy()) == 2
+
+
+def test_concurrent_updates_of_a_variable_never_mix():
+    """Hogwild threads: each variable's update is applied whole (the fused kernel's step slot is
+    shared), so with the same gradient everywhere the result is that of sequential updates."""
+    rng = np.random.default_rng(5)
+    shapes = [(1024, 512), (512,)]  # large enough for concurrent kernels to overlap
+    init = [rng.normal(size=s) for s in shapes]
+    variables = [tf.Variable(p.astype(np.float32)) for p in init]
+    opt = SharedRMSProp(variables, decay=0.9, epsilon=0.01, clip_norm=1e6)
+    apply = tf.function(lambda grads, lr: opt.apply(grads, variables, lr))
+    ref = NumpyRMSProp(init, 0.9, 0.01, 1e6)
+    grads = [rng.normal(size=s) for s in shapes]
+    tensors, lr = as_tensors(grads), tf.constant(0.01)
+    apply(tensors, lr)  # trace once before the threads start
+    threads, per_thread = 4, 25
+    workers = [threading.Thread(target=lambda: [apply(tensors, lr) for _ in range(per_thread)])
+               for _ in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    for _ in range(1 + threads * per_thread):
+        ref.apply(grads, 0.01)
+    assert int(opt.num_updates.numpy()) == 1 + threads * per_thread
+    for v, p in zip(variables, ref.params, strict=True):
+        np.testing.assert_allclose(v.numpy(), p, rtol=1e-4, atol=1e-5)
+    for ms, m in zip(opt.mean_squares, ref.ms, strict=True):
+        np.testing.assert_allclose(ms.numpy(), m, rtol=1e-4, atol=1e-6)
 
 
 def test_linear_annealing():
