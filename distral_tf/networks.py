@@ -79,8 +79,8 @@ class Column(keras.Model):
         """Unrolls over time: ``obs [T, B, H, W, C]``, ``first [T, B]`` -> ``([T,B,A], [T,B], state)``.
 
         The same LSTM as :meth:`step` (Keras ``LSTMCell``: gates i, f, c, o), with the input
-        projection of all ``T * B`` steps computed in one product outside the loop (a 20-step
-        update of one rollout costs about a third less than stepping the Keras cell).
+        projection of all ``T * B`` steps computed in one product outside the loop instead of
+        one product per step.
         """
         obs_shape = tf.shape(obs)
         t, b = obs_shape[0], obs_shape[1]
