@@ -64,9 +64,7 @@ class Game:
 
         self.vzd = vzd
         self.config = config
-        self.resize_method = config.get("resize", "nearest")
-        if self.resize_method not in RESIZE_FILTERS:
-            raise ValueError(f"Unknown resize method {self.resize_method!r}; expected one of {RESIZE_FILTERS}.")
+        self.resize_method = config["resize"]  # checked by DoomEnv, the only maker of configs
         game = vzd.DoomGame()
         package = os.path.dirname(vzd.__file__)
         game.set_doom_game_path(os.path.join(package, "freedoom2.wad"))
