@@ -223,8 +223,9 @@ def test_batch_gradient_is_the_sum_of_per_task_gradients(make_agent, name):
                                         ("kl_2col", ("policy_gradient",)),
                                         ("klent_2col", ("policy_gradient",))])
 def test_two_column_mixture_weights(make_agent, name, terms):
-    """With logits ``alpha h0 + beta f_i`` (eq. 8), d/d h0 = alpha d/dlogits and d/d f_i = beta d/dlogits,
-    so the policy-head bias gradients satisfy ``g(h0) = (alpha/beta) sum_i g(f_i)``."""
+    """With logits ``alpha h0 + beta f_i`` (eq. 8), d/d h0 = alpha d/dlogits and d/d f_i = beta d/dlogits;
+    f_i's policy layer is scaled by ``s`` (1/beta with the default unit scaling), so the policy-head bias
+    gradients satisfy ``g(h0) = (alpha/(beta s)) sum_i g(f_i)``."""
     agent = make_agent(name)
     alpha, beta = agent.coeffs.alpha, agent.coeffs.beta
     if name == "a3c_2col":
@@ -235,7 +236,8 @@ def test_two_column_mixture_weights(make_agent, name, terms):
         with tf.GradientTape() as tape:
             values = agent.trace_loss_terms(rollout)
         *g_tasks, g_h0 = [g.numpy() for g in tape.gradient(values[term], biases)]
-        np.testing.assert_allclose(g_h0, (alpha / beta) * np.sum(g_tasks, axis=0), rtol=1e-4, atol=1e-6)
+        scale = agent.task_columns[0].policy_scale
+        np.testing.assert_allclose(g_h0, alpha / (beta * scale) * np.sum(g_tasks, axis=0), rtol=1e-4, atol=1e-6)
         assert np.any(g_h0 != 0)
 
 
