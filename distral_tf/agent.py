@@ -164,7 +164,8 @@ class _Network:
         h0_logits = self.distilled.unroll(obs, first, (d_h, d_c))[0] if self.uses_distilled else None
         logits = objective.task_policy_logits(self.algorithm, self.coeffs, f_logits, h0_logits)
         return objective.loss_terms(self.algorithm, self.coeffs, task_logits=logits, values=values,
-                                    distilled_logits=h0_logits, actions=actions, rewards=rewards, dones=dones)
+                                    distilled_logits=h0_logits, actions=actions, rewards=rewards, dones=dones,
+                                    task_column_logits=f_logits)
 
 
 class _Functions:
