@@ -1,4 +1,6 @@
-"""Learning on the small task family: kl_2col and a3c (and kl_2col with a bfloat16 torso) beat the random policy."""
+"""Learning on the small task family with the defaults a user gets (hogwild updates, the default
+learning rate and entropy cost): kl_2col and a3c (and kl_2col with a bfloat16 torso) beat the
+random policy within a small budget."""
 
 import json
 
@@ -43,14 +45,12 @@ def late_training_return(logdir, suite, fraction=0.25):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("algo,entropy_cost,torso_dtype", [
-    ("a3c", 0.01, "float32"), ("kl_2col", 0.05, "float32"), ("kl_2col", 0.05, "bfloat16")])
-def test_beats_the_random_policy(tmp_path, algo, entropy_cost, torso_dtype):
+@pytest.mark.parametrize("algo,torso_dtype", [("a3c", "float32"), ("kl_2col", "float32"), ("kl_2col", "bfloat16")])
+def test_beats_the_random_policy(tmp_path, algo, torso_dtype):
     suite = make_suite(SUITE)
     baseline = random_policy_return(suite)
     config = TrainConfig(algo=algo, suite=SUITE, logdir=str(tmp_path), total_env_steps=48_000, workers_per_task=8,
-                         update_mode="batched", learning_rate=1e-3, entropy_cost=entropy_cost, eval_episodes=0,
-                         seed=1, log_every_secs=30.0, torso_dtype=torso_dtype)
+                         eval_episodes=0, seed=1, log_every_secs=30.0, torso_dtype=torso_dtype)
     assert Trainer(config, suite).run()["state"] == "finished"
     trained = late_training_return(tmp_path, suite)
     print(f"{algo} ({torso_dtype}): random policy {baseline:.2f}, trained (last quarter) {trained:.2f}")
