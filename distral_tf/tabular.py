@@ -9,8 +9,12 @@ With ``pi0`` fixed, each task is soft Q learning with the prior ``pi0^alpha``:
 With the task policies fixed, ``pi0`` maximises eq. 5, whose solution is the mixture
 ``pi0(a|s) = sum_i w_i(s) pi_i(a|s)`` with ``w_i(s)`` proportional to the
 gamma-discounted visitation of ``s`` under ``pi_i``. The Distral agent alternates a
-rollout of length 10 per task plus its soft Q updates with a refit of ``pi0``; the
-baseline is the same soft Q learning with a uniform prior and no distillation.
+rollout of length 10 per task plus its soft Q updates with a refit of ``pi0``
+towards the mixture of the *current* task policies, whose visitations are computed
+exactly from the known grid dynamics (:func:`discounted_visitation`). The refit is a
+step ``pi0 <- (1 - eta) pi0 + eta mixture`` (``SoftQConfig.distill_rate``; ``eta = 1``
+is eq. 5's exact solution). The baseline is the same soft Q learning with a uniform
+prior and no distillation.
 
 Everything is vectorised over a batch of independent runs (``R``) of ``N`` tasks
 each; arrays are float64 numpy. :func:`soft_value` and :func:`soft_policy_log_probs`
@@ -68,6 +72,47 @@ def discounted_visits(states, times, gamma, num_states):
     return out
 
 
+def discounted_visitation(layout: Layout, goals, task_log_probs, gamma, horizon):
+    """Exact ``sum_{t < horizon} gamma^t P(s_t = s)`` of each task policy on the grid (eq. 5's weights).
+
+    An episode starts at a uniform free cell other than the goal with no previous action
+    and reward; reaching the goal gives a new such start (previous reward 1), and the
+    episode ends by truncation after ``horizon`` steps. The state distribution is
+    propagated step by step through these known dynamics; nothing is sampled.
+
+    Args:
+      layout: the grid.
+      goals: ``[...]`` goal cell of each task.
+      task_log_probs: ``[..., S, A]`` log-probabilities of each task's policy.
+      gamma: discount.
+      horizon: steps per episode.
+
+    Returns:
+      ``[..., S]`` discounted visitation; each row sums to ``sum_{t < horizon} gamma^t``.
+    """
+    goals = np.asarray(goals, np.int64)
+    batch_shape = goals.shape
+    C, P, A = layout.num_cells, NUM_ACTIONS + 1, NUM_ACTIONS
+    goals = goals.reshape(-1)
+    B = goals.shape[0]
+    pi = np.exp(np.asarray(task_log_probs, np.float64)).reshape(B, C, P * 2, A)
+    start = np.where(np.arange(C)[None, :] == goals[:, None], 0.0, 1.0 / (C - 1))  # [B, C]
+    hit = layout.next_cell[None] == goals[:, None, None]  # [B, C, A]
+    # Flat index of (run, next cell, action) for the moves that do not reach the goal.
+    dest = (np.arange(B)[:, None, None] * C + layout.next_cell[None]) * A + np.arange(A)
+    mu = np.zeros((B, C, P, 2))
+    mu[:, :, NO_ACTION, 0] = start
+    visits = np.zeros_like(mu)
+    for t in range(int(horizon)):
+        visits += gamma ** t * mu
+        flow = (mu.reshape(B, C, 1, P * 2) @ pi)[:, :, 0]  # probability of (cell, action) at step t
+        mu = np.zeros_like(mu)
+        mu[:, :, :A, 0] = np.bincount(dest.ravel(), weights=np.where(hit, 0.0, flow).ravel(),
+                                      minlength=B * C * A).reshape(B, C, A)
+        mu[:, :, :A, 1] = start[:, :, None] * np.where(hit, flow, 0.0).sum(1)[:, None, :]
+    return visits.reshape(*batch_shape, C * P * 2)
+
+
 def distill(task_log_probs, visits):
     """Refit ``log pi0`` from the task policies (eq. 5): their visitation-weighted mixture.
 
@@ -99,8 +144,8 @@ class SoftQConfig:
       learning_rate: step size of the sampled soft Bellman update.
       rollout_length: steps per task between distillations (10 in the paper).
       episode_length: steps per episode (episodes end by truncation).
-      visit_decay: per-iteration decay of the sums that define ``pi0`` (1: every
-        rollout so far counts, the maximum-likelihood fit of eq. 5 to all data).
+      distill_rate: step ``eta`` of each refit of ``pi0`` towards the mixture of eq. 5,
+        ``pi0 <- (1 - eta) pi0 + eta sum_i w_i pi_i`` (1: ``pi0`` becomes the mixture).
     """
 
     alpha: float = 1.0
@@ -109,7 +154,11 @@ class SoftQConfig:
     learning_rate: float = 0.2
     rollout_length: int = 10
     episode_length: int = 50
-    visit_decay: float = 1.0
+    distill_rate: float = 0.01
+
+    def __post_init__(self):
+        if not 0 < self.distill_rate <= 1:
+            raise ValueError(f"distill_rate must be in (0, 1], got {self.distill_rate}.")
 
 
 class TabularLearners:
@@ -132,7 +181,6 @@ class TabularLearners:
         self.beta = beta[:, None, None]  # broadcasts against [R, N, A]
         self.q = np.zeros((R, N, S, A))
         self.log_pi0 = np.full((R, S, A), -np.log(A))
-        self.pi0_counts = np.zeros((R, S, A))  # discounted sums of task policies, see distill()
         self._run = np.broadcast_to(np.arange(R)[:, None], (R, N))
         self._task = np.broadcast_to(np.arange(N)[None, :], (R, N))
         self.env_steps = 0
@@ -206,27 +254,28 @@ class TabularLearners:
         """``[R, N, S, A]`` log-probabilities of every task policy (eq. 4)."""
         return soft_policy_log_probs(self.q, self.log_pi0[:, None], self.config.alpha, self.beta[..., None])
 
-    def distill(self, states, times, log_probs):
-        """Refits ``pi0`` of the Distral runs from the task rollouts (eq. 5).
+    def distill(self):
+        """Moves ``pi0`` of the Distral runs towards the mixture of their current task policies (eq. 5).
 
-        ``pi0(.|s)`` is proportional to ``sum gamma^t pi_i(.|s_t)`` over the visits
-        ``s_t = s`` of every task's rollouts: the visitation-weighted mixture of
-        :func:`distill`, each task policy taken as it was when it visited ``s``. The sums
-        decay by ``visit_decay`` per iteration, so ``pi0`` follows the current task policies.
+        The mixture is ``sum_i w_i(s) pi_i(a|s)`` with ``w_i(s)`` proportional to the
+        gamma-discounted visitation of ``s`` under ``pi_i`` over an episode, computed
+        exactly from the grid dynamics (:func:`discounted_visitation`; uniform at states
+        no task can reach), and ``pi0 <- (1 - eta) pi0 + eta mixture`` with
+        ``eta = config.distill_rate``. The task policies are those of eq. 4 with the
+        current ``Q`` and ``pi0``; the refit changes ``pi0`` and with it (for
+        ``alpha > 0``) the task policies of the next rollout.
         """
-        cfg = self.config
         d = self.distral
         if not d.any():
             return
-        if cfg.visit_decay != 1.0:
-            self.pi0_counts *= cfg.visit_decay
-        weights = np.power(cfg.gamma, times.astype(np.float64))[..., None] * np.exp(log_probs)
-        run = np.broadcast_to(self._run, states.shape)
-        np.add.at(self.pi0_counts, (run[:, d], states[:, d]), weights[:, d])
-        total = self.pi0_counts[d].sum(-1, keepdims=True)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            log_pi0 = np.log(self.pi0_counts[d]) - np.log(total)
-        self.log_pi0[d] = np.where(total > 0, log_pi0, -np.log(NUM_ACTIONS))
+        cfg = self.config
+        log_pi = soft_policy_log_probs(self.q[d], self.log_pi0[d][:, None], cfg.alpha, self.beta[d][..., None])
+        visits = discounted_visitation(self.layout, self.goals[d], log_pi, cfg.gamma, cfg.episode_length)
+        mixture = distill(log_pi, visits)
+        eta = cfg.distill_rate
+        if eta < 1:
+            mixture = np.logaddexp(np.log1p(-eta) + self.log_pi0[d], np.log(eta) + mixture)
+        self.log_pi0[d] = mixture
 
     def iteration(self):
         """One alternation: rollouts and soft Q learning for every task, then distillation.
@@ -235,5 +284,5 @@ class TabularLearners:
         """
         batch, finished = self.rollout()
         self.soft_q_update(batch["states"], batch["actions"], batch["rewards"], batch["next_states"])
-        self.distill(batch["states"], batch["times"], batch["log_probs"])
+        self.distill()
         return finished

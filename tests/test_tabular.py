@@ -82,23 +82,74 @@ def test_discounted_visits_and_distillation_hand_computed():
     np.testing.assert_allclose(np.exp(batched[0]), pi0)
 
 
-def test_learner_distillation_is_the_mixture_over_its_rollouts():
-    """With fixed task policies (alpha = 0, no learning) pi0 is exactly eq. 5's mixture."""
+def test_exact_visitation_matches_sampled_episodes():
+    """Fixed random task policies: the visitation from the grid dynamics equals the Monte Carlo one."""
     layout = tr.get_layout("small")
-    config = tabular.SoftQConfig(alpha=0.0, beta=3.0, gamma=0.9, learning_rate=0.0, episode_length=20)
-    learner = tabular.TabularLearners(layout, goals=[[6, 3, 11]], distral=[True], config=config, seed=1)
-    learner.q[:] = np.random.default_rng(0).normal(size=learner.q.shape)
-    states, times = [], []
-    for _ in range(12):
+    config = tabular.SoftQConfig(alpha=0.0, beta=3.0, gamma=0.9, learning_rate=0.0, episode_length=20,
+                                 rollout_length=20)
+    runs, goals = 200, [6, 3, 11]
+    learner = tabular.TabularLearners(layout, goals=[goals] * runs, distral=[False] * runs, config=config, seed=1)
+    learner.q[:] = np.random.default_rng(0).normal(size=learner.q[:1].shape)  # the same policies in every run
+    sampled = np.zeros((len(goals), layout.num_states))
+    episodes = 20
+    for _ in range(episodes):  # one episode per rollout
         batch, _ = learner.rollout()
-        learner.distill(batch["states"], batch["times"], batch["log_probs"])
-        states.append(batch["states"][:, 0])  # [T, N]
-        times.append(batch["times"][:, 0])
-    states, times = np.concatenate(states).T, np.concatenate(times).T
-    visits = tabular.discounted_visits(states, times, config.gamma, layout.num_states)  # [N, S]
-    expected = tabular.distill(learner.task_log_probs()[0], visits)
-    np.testing.assert_allclose(learner.log_pi0[0], expected, atol=1e-12)
-    assert np.any(visits.sum(0) == 0) and np.any(np.abs(expected + np.log(4)) > 1e-3)
+        states, times = (batch[k].transpose(1, 2, 0).reshape(runs * len(goals), -1) for k in ("states", "times"))
+        sampled += tabular.discounted_visits(states, times, config.gamma, layout.num_states).reshape(
+            runs, len(goals), -1).sum(0)
+    sampled /= runs * episodes
+    exact = tabular.discounted_visitation(layout, goals, learner.task_log_probs()[0], config.gamma, 20)
+    horizon_mass = (1 - config.gamma ** 20) / (1 - config.gamma)
+    np.testing.assert_allclose(exact.sum(-1), horizon_mass)
+    starts_at_goal = layout.state_index(np.array(goals), tr.NO_ACTION, 0)
+    assert np.all(exact[np.arange(3), starts_at_goal] == 0)  # no episode starts at the goal
+    assert np.all(np.abs(sampled - exact).sum(-1) < 0.05 * horizon_mass)
+    # States after a reward (a new start) are reached, and as often as sampled.
+    after_reward = np.arange(layout.num_states) % 2 == 1
+    np.testing.assert_allclose(exact[:, after_reward].sum(-1), sampled[:, after_reward].sum(-1), rtol=0.1)
+
+
+def test_distillation_fits_the_mixture_of_the_current_task_policies():
+    """After training, pi0 is the visitation-weighted mixture of the current task policies (eq. 5)."""
+    layout = tr.get_layout("paper")
+    config = tabular.SoftQConfig(alpha=1.0, beta=15.0, gamma=0.95, learning_rate=0.2, distill_rate=1.0)
+    goals = tr.draw_goals(layout, 4, seed=0)
+    learner = tabular.TabularLearners(layout, goals=[goals], distral=[True], config=config, seed=0)
+    for _ in range(300):
+        learner.iteration()
+    # One refit: pi0 becomes exactly the mixture of the policies it was fitted to.
+    fitted = learner.task_log_probs()[0]
+    learner.distill()
+    visits = tabular.discounted_visitation(layout, goals, fitted, config.gamma, config.episode_length)
+    np.testing.assert_allclose(learner.log_pi0[0], tabular.distill(fitted, visits), atol=1e-10)
+    # The refit also changes the task policies (eq. 4 with alpha = 1); pi0 stays close to their mixture.
+    current = learner.task_log_probs()[0]
+    visits = tabular.discounted_visitation(layout, goals, current, config.gamma, config.episode_length)
+    mixture = np.exp(tabular.distill(current, visits))
+    visited = visits.sum(0) > 1e-3
+    tv = 0.5 * np.abs(np.exp(learner.log_pi0[0]) - mixture).sum(-1)
+    assert visited.sum() > layout.num_cells and tv[visited].max() < 0.05
+    # Unreachable states (no previous action after the start, say) keep the uniform pi0.
+    np.testing.assert_allclose(learner.log_pi0[0, visits.sum(0) == 0], -np.log(4))
+
+
+def test_damped_distillation_steps_towards_the_mixture():
+    """``pi0 <- (1 - eta) pi0 + eta mixture`` with the mixture of the current task policies."""
+    layout = tr.get_layout("small")
+    config = tabular.SoftQConfig(alpha=1.0, beta=5.0, gamma=0.9, learning_rate=0.3, distill_rate=0.2)
+    goals = [[6, 3], [1, 9]]
+    learner = tabular.TabularLearners(layout, goals=goals, distral=[True, False], config=config, seed=3)
+    for _ in range(30):
+        learner.iteration()
+    before, log_pi = np.exp(learner.log_pi0.copy()), learner.task_log_probs()
+    learner.distill()
+    visits = tabular.discounted_visitation(layout, goals[0], log_pi[0], config.gamma, config.episode_length)
+    target = np.exp(tabular.distill(log_pi[0], visits))
+    np.testing.assert_allclose(np.exp(learner.log_pi0[0]), 0.8 * before[0] + 0.2 * target, atol=1e-12)
+    assert np.abs(before[0] - target).max() > 0.05  # the step moved pi0
+    np.testing.assert_allclose(learner.log_pi0[1], -np.log(4))  # the baseline run keeps its uniform prior
+    with pytest.raises(ValueError, match="distill_rate"):
+        tabular.SoftQConfig(distill_rate=0.0)
 
 
 def test_rollouts_follow_the_environment_dynamics():

@@ -14,7 +14,7 @@ def test_reduced_command_line_run_writes_the_report(tmp_path):
     cmd = [sys.executable, "-m", "distral_tf.experiments.two_rooms", f"--out={out}", "--num_tasks=3",
            "--num_seeds=2", "--env_steps=600", "--extra_baseline_betas=25"]
     subprocess.run(cmd, check=True, capture_output=True, timeout=120)
-    for name in ("learning_curves.png", "corridor_policy.png", "summary.json", "README.md"):
+    for name in ("learning_curves.png", "corridor_policy.png", "summary.json", "report.md"):
         assert (out / name).stat().st_size > 0
     assert (out / "learning_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     s = json.loads((out / "summary.json").read_text())
@@ -25,14 +25,19 @@ def test_reduced_command_line_run_writes_the_report(tmp_path):
         assert {"auc_per_seed", "final_return_per_seed", "auc_mean", "final_return_mean"} <= set(agent)
         assert len(agent["auc_per_seed"]) == 2
         assert np.mean(agent["auc_per_seed"]) == agent["auc_mean"] > 0
-    assert set(s["comparison"]) == {"seeds_distral_auc_higher", "num_seeds", "final_return_difference"}
+    assert set(s["comparison"]) == {"seeds_distral_auc_higher", "num_seeds", "final_return_difference",
+                                    "best_baseline", "seeds_distral_auc_higher_than_best_baseline"}
+    baselines = {n: a["auc_mean"] for n, a in s["agents"].items() if not a["distral"]}
+    assert s["comparison"]["best_baseline"] == max(baselines, key=baselines.get)
     for key in ("prev_left", "prev_right"):
         c = s["corridor"][key]
         assert 0 <= c["continue"] <= 1 and 0 <= c["up_down"] <= 1
         assert abs(c["continue"] + c["reverse"] + c["up_down"] - 1) < 1e-9
     assert len(np.array(s["goals"])) == 2 and all(len(set(g)) == 3 for g in s["goals"])
-    report = (out / "README.md").read_text()
+    report = (out / "report.md").read_text()
     assert "| agent | beta | AUC | final return |" in report and "corridor" in report
+    assert ("python -m distral_tf.experiments.two_rooms --out=DIR --num_tasks=3 --num_seeds=2 --env_steps=600 "
+            "--beta=15 --extra_baseline_betas=25 ") in report
 
 
 def test_distral_learns_faster_and_keeps_direction_in_the_corridor(tmp_path):

@@ -7,10 +7,11 @@ Each seed draws ``num_tasks`` distinct goal cells; on those tasks it runs Distra
 distillation of eq. 5 after every rollout of 10 steps) and the single-task baseline
 (the same soft Q learning with a uniform prior, no distillation) at the same
 inverse temperature beta. The baseline is also run at the inverse temperatures of
-``--extra_baseline_betas`` (table only). All runs are vectorised in one batch.
+``--extra_baseline_betas``; the figure shows it at Distral's beta and at its best
+beta by AUC. All runs are vectorised in one batch.
 
 Writes into DIR: ``learning_curves.png``, ``corridor_policy.png``, ``summary.json``
-and ``README.md``.
+and ``report.md``.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ def define_flags():
     flags.DEFINE_float("gamma", 0.95, "Discount.")
     flags.DEFINE_integer("episode_length", 50, "Steps per episode.")
     flags.DEFINE_integer("rollout_length", 10, "Steps per task between distillations.")
+    flags.DEFINE_float("distill_rate", 0.01, "Step of each refit of pi0 towards the mixture of eq. 5 "
+                       "(1: pi0 becomes the mixture of the current task policies).")
     flags.DEFINE_enum("layout", "paper", ["paper", "small"], "Grid layout.")
     flags.DEFINE_integer("seed", 0, "Base seed (goals and sampling).")
 
@@ -93,22 +96,35 @@ def corridor_stats(probs):
     return stats
 
 
-def plot_learning_curves(path, steps, curves, arms, title):
-    """Mean return per episode vs. environment steps per task; band = std over seeds."""
+def best_baseline(agents):
+    """Name of the baseline arm with the highest mean AUC (the first one on ties)."""
+    baselines = [name for name, a in agents.items() if not a["distral"]]
+    return max(baselines, key=lambda name: agents[name]["auc_mean"])
+
+
+def plot_learning_curves(path, steps, curves, arms, title, best):
+    """Mean return per episode vs. environment steps per task; band = std over seeds.
+
+    Draws Distral, the baseline at Distral's beta and, if another beta was better, the
+    baseline at ``best`` (the arm with the best AUC).
+    """
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    colours = {"distral": "tab:blue", "single_task": "tab:red"}
+    styles = {"distral": ("tab:blue", "-", ""), "single_task": ("tab:red", "-", "")}
+    if best != "single_task":
+        styles[best] = ("tab:green", "--", ", best AUC of the baselines")
     for arm in arms:
-        if arm["name"] not in colours:
+        if arm["name"] not in styles:
             continue
+        colour, line, suffix = styles[arm["name"]]
         c = curves[arm["name"]]  # [bins, seeds]
         mean, std = c.mean(1), c.std(1)
-        ax.plot(steps, mean, color=colours[arm["name"]], label=arm["label"])
-        ax.fill_between(steps, mean - std, mean + std, color=colours[arm["name"]], alpha=0.2)
+        ax.plot(steps, mean, color=colour, linestyle=line, label=arm["label"] + suffix)
+        ax.fill_between(steps, mean - std, mean + std, color=colour, alpha=0.15)
     ax.set_xlabel("environment steps per task")
     ax.set_ylabel("return per episode (mean over tasks)")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
+    ax.legend(loc="lower right", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -158,13 +174,13 @@ def _bin_curves(returns, bin_episodes):
 
 def run_experiment(out, num_tasks=8, num_seeds=10, env_steps=60_000, beta=15.0, extra_baseline_betas=(20.0, 30.0),
                    learning_rate=0.2, gamma=0.95, episode_length=50, rollout_length=10, layout_name="paper",
-                   seed=0, log_every_s=5.0):
+                   seed=0, log_every_s=5.0, distill_rate=0.01):
     """Runs every agent on every seed's tasks and writes the figures and the report into ``out``."""
     start = time.time()
     os.makedirs(out, exist_ok=True)
     layout = get_layout(layout_name)
     config = SoftQConfig(alpha=1.0, beta=beta, gamma=gamma, learning_rate=learning_rate,
-                         rollout_length=rollout_length, episode_length=episode_length)
+                         rollout_length=rollout_length, episode_length=episode_length, distill_rate=distill_rate)
     arms = _arms(beta, [float(b) for b in extra_baseline_betas])
     goals = np.stack([draw_goals(layout, num_tasks, seed=10_000 * seed + s) for s in range(num_seeds)])
     learners = TabularLearners(
@@ -199,10 +215,13 @@ def run_experiment(out, num_tasks=8, num_seeds=10, env_steps=60_000, beta=15.0, 
             "final_return_mean": float(final.mean()), "final_return_std": float(final.std()),
         }
     d_auc, b_auc = np.array(agents["distral"]["auc_per_seed"]), np.array(agents["single_task"]["auc_per_seed"])
+    best = best_baseline(agents)
     comparison = {
         "seeds_distral_auc_higher": int((d_auc > b_auc).sum()),
         "num_seeds": num_seeds,
         "final_return_difference": agents["distral"]["final_return_mean"] - agents["single_task"]["final_return_mean"],
+        "best_baseline": best,
+        "seeds_distral_auc_higher_than_best_baseline": int((d_auc > np.array(agents[best]["auc_per_seed"])).sum()),
     }
     probs = corridor_policy(layout, learners.log_pi0[:num_seeds])
     corridor = corridor_stats(probs)
@@ -211,7 +230,7 @@ def run_experiment(out, num_tasks=8, num_seeds=10, env_steps=60_000, beta=15.0, 
     curves = {a["name"]: _bin_curves(returns[:, k], bin_episodes) for k, a in enumerate(arms)}
     steps = (np.arange(1, num_episodes // bin_episodes + 1) * bin_episodes * episode_length)
     plot_learning_curves(os.path.join(out, "learning_curves.png"), steps, curves, arms,
-                         f"Two-room grid world: {num_tasks} tasks, mean +- std over {num_seeds} seeds")
+                         f"Two-room grid world: {num_tasks} tasks, mean +- std over {num_seeds} seeds", best)
     plot_corridor_policy(os.path.join(out, "corridor_policy.png"), layout, probs)
 
     summary = {
@@ -219,6 +238,7 @@ def run_experiment(out, num_tasks=8, num_seeds=10, env_steps=60_000, beta=15.0, 
                    "episode_length": episode_length, "rollout_length": rollout_length, "alpha": 1.0,
                    "beta": beta, "extra_baseline_betas": [float(b) for b in extra_baseline_betas],
                    "gamma": gamma, "learning_rate": learning_rate, "layout": layout_name, "seed": seed,
+                   "distill_rate": distill_rate,
                    "final_fraction": FINAL_FRACTION},
         "goals": goals.tolist(),
         "num_episodes": num_episodes,
@@ -229,7 +249,7 @@ def run_experiment(out, num_tasks=8, num_seeds=10, env_steps=60_000, beta=15.0, 
     }
     with open(os.path.join(out, "summary.json"), "w") as f:
         json.dump(summary, f, indent=1)
-    with open(os.path.join(out, "README.md"), "w") as f:
+    with open(os.path.join(out, "report.md"), "w") as f:
         f.write(_report(summary, layout))
     logging.info("Done in %.1f s: Distral AUC higher on %d/%d seeds; final return %.2f vs %.2f; corridor "
                  "continue %.2f, up+down %.3f. Wrote %s.", summary["wall_time_s"],
@@ -239,10 +259,28 @@ def run_experiment(out, num_tasks=8, num_seeds=10, env_steps=60_000, beta=15.0, 
     return summary
 
 
+def command_line(cfg, out="DIR"):
+    """The command that reruns the experiment of ``cfg`` (a summary's ``config``), every flag explicit."""
+    flags_ = {"num_tasks": cfg["num_tasks"], "num_seeds": cfg["num_seeds"], "env_steps": cfg["env_steps_per_task"],
+              "beta": f"{cfg['beta']:g}",
+              "extra_baseline_betas": ",".join(f"{b:g}" for b in cfg["extra_baseline_betas"]),
+              "learning_rate": f"{cfg['learning_rate']:g}", "gamma": f"{cfg['gamma']:g}",
+              "episode_length": cfg["episode_length"], "rollout_length": cfg["rollout_length"],
+              "distill_rate": f"{cfg['distill_rate']:g}", "layout": cfg["layout"], "seed": cfg["seed"]}
+    return " ".join(["python -m distral_tf.experiments.two_rooms", f"--out={out}",
+                     *(f"--{k}={v}" for k, v in flags_.items())])
+
+
 def _report(s, layout):
     cfg, agents, cmp_, cor = s["config"], s["agents"], s["comparison"], s["corridor"]
     lines = [
         "# Two-room grid world: tabular Distral vs. single-task soft Q learning",
+        "",
+        "Made by (the defaults, written out):",
+        "",
+        "```",
+        command_line(cfg),
+        "```",
         "",
         "Reproduces Figure 3 of Teh et al. (2017), section 4.1. Grid:",
         "",
@@ -254,8 +292,9 @@ def _report(s, layout):
         f"every agent on them for {cfg['env_steps_per_task']} environment steps per task "
         f"({s['num_episodes']} episodes of {cfg['episode_length']} steps; reward 1 at the goal, then a new "
         "random start). Distral: KL only (alpha = 1), soft Q learning with prior pi0 (eqs. 2-4) alternating "
-        f"with the distillation of pi0 (eq. 5) after every rollout of {cfg['rollout_length']} steps per task. "
-        "Baseline: the same soft Q learning with a uniform prior and no distillation. "
+        f"with the distillation of pi0 after every rollout of {cfg['rollout_length']} steps per task: a step "
+        f"of size {cfg['distill_rate']:g} towards the visitation-weighted mixture of the current task policies "
+        "(eq. 5). Baseline: the same soft Q learning with a uniform prior and no distillation. "
         f"gamma = {cfg['gamma']}, learning rate = {cfg['learning_rate']}. Wall time {s['wall_time_s']:.1f} s.",
         "",
         "AUC is the mean return per episode over the whole run (area under the learning curve divided by "
@@ -274,13 +313,13 @@ def _report(s, layout):
         f"**{cmp_['seeds_distral_auc_higher']} of {cmp_['num_seeds']} seeds**; its mean final return differs by "
         f"{cmp_['final_return_difference']:+.2f}.",
     ]
-    baselines = [a for a in agents.values() if not a["distral"]]
-    best = max(baselines, key=lambda a: a["auc_mean"])
-    if len(baselines) > 1:
+    best = agents[cmp_["best_baseline"]]
+    if sum(not a["distral"] for a in agents.values()) > 1:
         lines += [
             "",
             f"Against the baseline's best inverse temperature among those run (by AUC: beta = {best['beta']:g}), "
-            f"Distral's mean AUC differs by {agents['distral']['auc_mean'] - best['auc_mean']:+.2f} and its mean "
+            f"Distral's mean AUC differs by {agents['distral']['auc_mean'] - best['auc_mean']:+.2f} (higher on "
+            f"{cmp_['seeds_distral_auc_higher_than_best_baseline']} of {cmp_['num_seeds']} seeds) and its mean "
             f"final return by {agents['distral']['final_return_mean'] - best['final_return_mean']:+.2f}.",
         ]
     lines += [
@@ -325,7 +364,8 @@ def main(argv):
     run_experiment(values.out, num_tasks=values.num_tasks, num_seeds=values.num_seeds, env_steps=values.env_steps,
                    beta=values.beta, extra_baseline_betas=[float(b) for b in values.extra_baseline_betas],
                    learning_rate=values.learning_rate, gamma=values.gamma, episode_length=values.episode_length,
-                   rollout_length=values.rollout_length, layout_name=values.layout, seed=values.seed)
+                   rollout_length=values.rollout_length, layout_name=values.layout, seed=values.seed,
+                   distill_rate=values.distill_rate)
 
 
 if __name__ == "__main__":
