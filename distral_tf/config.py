@@ -30,7 +30,7 @@ class TrainConfig:
     total_env_steps: int = 100_000_000
     workers_per_task: int = 32
     unroll_length: int = 20
-    learning_rate: float = 5e-4
+    learning_rate: float = 1e-3
     entropy_cost: float = 0.01
     alpha: float | None = None
     discount: float = 0.99
