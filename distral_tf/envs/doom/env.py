@@ -176,10 +176,10 @@ class DoomEnv(gym.Env):
                   "fault_on_close": self._fault_on_close, "objects": self._track_objects,
                   "warmup_tics": self.warmup_tics, "resize": self.frame_resize}
         error = None
+        self._engine_wad = wad  # a retry after a failed start uses this WAD
         for _ in range(self.max_engine_starts):
             try:
                 self._engine = self._engine_class(config)
-                self._engine_wad = wad
                 return
             except EngineDiedError as e:
                 error = e
