@@ -8,12 +8,15 @@ are never pickled. Episodes reset automatically: an environment whose episode
 ended reports ``done`` and its slot already holds the first observation of the
 next episode.
 
-Faults never end a run: a process that dies (a segfaulting engine, ``kill -9``),
-does not answer within ``timeout_s``, raises, or returns a non-finite reward or
+Faults never end a run: a process that dies (a segfaulting engine, ``kill -9``;
+noticed at once through its process sentinel, not by a timeout), does not answer
+within ``timeout_s``, raises, or returns a non-finite reward or
 observation is killed (with its process group, so engine subprocesses go too)
 and started afresh; its environments are recreated, their episodes are cut
 (``done`` and ``cut`` set, reward 0) and ``restarts`` counts one restart per
-recreated environment.
+recreated environment. Each process leads its own process group (its engines
+included) and ends that group when the pool's owner dies
+(:func:`distral_tf.process_guard.die_with_parent`).
 
 :class:`LocalEnvs` offers the same interface with the environments stepped in
 the calling thread (``--num_env_processes=0``; fast for small tests).
@@ -36,6 +39,8 @@ from multiprocessing.connection import wait as wait_connections
 
 import numpy as np
 from absl import logging
+
+from distral_tf import process_guard
 
 _MAX_START_ATTEMPTS = 5
 
@@ -138,13 +143,15 @@ def _as_array(raw, dtype, shape):
     return np.frombuffer(raw, dtype=dtype).reshape(shape)
 
 
-def _process_main(conn, make_env, tasks, seeds, lo, buffers, obs_dtype, obs_shape):
+def _process_main(conn, make_env, tasks, seeds, lo, buffers, obs_dtype, obs_shape, parent_pid):
     """The loop of one pool process: steps environments ``lo:lo+len(tasks)`` on each command."""
     try:
         os.setpgrp()  # the parent can kill this process with its engine subprocesses
     except OSError:
         pass
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the trainer's to handle
+    process_guard.close_inherited_descriptors()
+    process_guard.die_with_parent(parent_pid)
     n_total = len(buffers["actions"]) // 4
     obs = _as_array(buffers["obs"], obs_dtype, (n_total, *obs_shape))
     actions = _as_array(buffers["actions"], np.int32, (n_total,))
@@ -173,7 +180,7 @@ def _process_main(conn, make_env, tasks, seeds, lo, buffers, obs_dtype, obs_shap
             elif command == "close":
                 break
     except (EOFError, OSError, KeyboardInterrupt):
-        pass  # the parent went away
+        process_guard.end_process_group()  # the parent went away: no engine of ours may outlive it
     except BaseException as e:
         try:
             conn.send(("fault", f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=3)}"))
@@ -273,7 +280,7 @@ class EnvPool:
         process = self._ctx.Process(
             target=_process_main, name=f"env-pool-{proc.lo}-{proc.hi}", daemon=True,
             args=(child_conn, self._make_env, [int(t) for t in self.tasks[proc.lo:proc.hi]], seeds, proc.lo,
-                  self._buffers, self._obs_dtype, self._obs_shape))
+                  self._buffers, self._obs_dtype, self._obs_shape, os.getpid()))
         process.start()
         child_conn.close()
         proc.process, proc.conn = process, parent_conn
@@ -285,9 +292,14 @@ class EnvPool:
             raise EnvFault(message[1])
 
     def _receive(self, proc: _Proc, timeout: float):
+        """The process's next message; ``EnvFault`` if it dies first (seen at once) or ``timeout`` passes."""
         try:
-            if not proc.conn.poll(timeout):
-                raise EnvFault(f"no answer within {timeout:.0f} s")
+            if not proc.conn.poll(0):
+                ready = wait_connections([proc.conn, proc.process.sentinel], timeout=timeout)
+                if not ready:
+                    raise EnvFault(f"no answer within {timeout:.0f} s")
+                if proc.conn not in ready:
+                    raise EOFError("the process exited")
             return proc.conn.recv()
         except (EOFError, OSError) as e:
             code = proc.process.exitcode if proc.process is not None else None
@@ -359,12 +371,16 @@ class EnvPool:
                 self._restart(proc, f"could not send a command ({e})")
         deadline = time.monotonic() + self._timeout_s
         while pending:
-            ready = wait_connections(list(pending), timeout=max(deadline - time.monotonic(), 0.0))
+            # A process's sentinel is ready once it has exited: a death is seen at once, not at the timeout.
+            sentinels = {proc.process.sentinel: conn for conn, proc in pending.items()}
+            ready = wait_connections([*pending, *sentinels], timeout=max(deadline - time.monotonic(), 0.0))
             if not ready:
                 for proc in list(pending.values()):
                     self._restart(proc, f"no answer within {self._timeout_s:g} s (--env_timeout_secs)")
                 break
-            for conn in ready:
+            for conn in {sentinels.get(r, r) for r in ready}:
+                if conn not in pending:
+                    continue
                 proc = pending.pop(conn)
                 try:
                     message = self._receive(proc, 0.0)

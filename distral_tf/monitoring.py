@@ -11,7 +11,9 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-METRICS_FILE = "metrics.jsonl"
+from distral_tf import rundir
+from distral_tf.rundir import METRICS_FILE
+
 PER_TASK_PREFIXES = ("task/", "loss/", "distilled/")
 
 
@@ -81,17 +83,25 @@ class Monitor:
         self.total_env_steps = total_env_steps
         self.log_every_secs = log_every_secs
         self._lock = threading.Lock()
-        if resume_task_steps is not None:
-            steps = {n: int(s) for n, s in zip(self.task_names, resume_task_steps, strict=True)}
-            dropped = rewind_event_files(logdir, steps, int(sum(steps.values())))
-            if dropped:
-                logging.info("Dropped %d TensorBoard events written after the restored checkpoint.", dropped)
-        self._writer = tf.summary.create_file_writer(logdir, flush_millis=10_000)
         path = os.path.join(logdir, METRICS_FILE)
-        if metrics_offset is not None and os.path.exists(path) and os.path.getsize(path) > metrics_offset:
-            # Rows written after the restored checkpoint would be duplicated by the resumed run.
-            with open(path, "r+b") as f:
-                f.truncate(metrics_offset)
+        # Steps at or before which scalars were already written by the attempt that made the restored
+        # checkpoint: progress scalars at those steps are not written again.
+        self._resume_task_steps = None
+        self._resume_total_steps = -1
+        if resume_task_steps is not None:
+            # Everything written after the restored checkpoint is repeated by the resumed run: it is cut.
+            steps = {n: int(s) for n, s in zip(self.task_names, resume_task_steps, strict=True)}
+            self._resume_task_steps = [int(s) for s in resume_task_steps]
+            self._resume_total_steps = int(sum(steps.values()))
+            rows, partial = rundir.rewind_metrics(path, int(metrics_offset or 0))
+            events = rewind_event_files(logdir, steps, self._resume_total_steps)
+            log = logging.warning if rows or events else logging.info
+            log("Resuming at %s agent steps: dropped %d metrics.jsonl rows%s and %d TensorBoard events written "
+                "after the checkpoint.", f"{self._resume_total_steps:,}", rows,
+                " (the last one cut short)" if partial else "", events)
+        elif rundir.drop_partial_last_line(path):
+            logging.warning("Dropped a line cut short at the end of %s.", path)
+        self._writer = tf.summary.create_file_writer(logdir, flush_millis=10_000)
         self._metrics = open(path, "a", buffering=1)
         self._recent_returns = [[] for _ in self.task_names]
         self._start_time = time.time()
@@ -115,12 +125,16 @@ class Monitor:
                 del recent[:-20]
 
     def task_scalars(self, task_index: int, env_steps: int, values: dict[str, float], prefix: str = "task"):
+        if self._resume_task_steps is not None and env_steps <= self._resume_task_steps[task_index]:
+            return  # this step's scalars were written before the restored checkpoint
         name = self.task_names[task_index]
         with self._lock, self._writer.as_default():
             for key, value in values.items():
                 tf.summary.scalar(f"{prefix}/{name}/{key}", value, step=env_steps)
 
     def run_scalars(self, env_steps: int, values: dict[str, float]):
+        if env_steps <= self._resume_total_steps:
+            return  # this step's scalars were written before the restored checkpoint
         with self._lock, self._writer.as_default():
             for key, value in values.items():
                 tf.summary.scalar(f"train/{key}", value, step=env_steps)

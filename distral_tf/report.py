@@ -20,13 +20,13 @@ import json
 import math
 import os
 import re
-import sys
 
 from absl import app, flags
 
 from distral_tf.reporting import document as doc
 from distral_tf.reporting import metrics, style
 from distral_tf.reporting.runs import Run, load_runs
+from flags import cli
 
 FLAGS = flags.FLAGS
 
@@ -322,16 +322,16 @@ def build_report(runs_dir: str, out_dir: str, options: Options = Options()) -> d
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    cli.refuse_positional(argv)
     if not FLAGS.runs or not FLAGS.out:
-        raise app.UsageError("--runs and --out are required.")
+        cli.fail("--runs and --out are required.")
+    if FLAGS.threshold is not None and not math.isfinite(FLAGS.threshold):
+        cli.fail(f"--threshold must be a finite number, got {FLAGS.threshold}.")
     try:
         options = Options(FLAGS.num_bins, FLAGS.final_fraction, FLAGS.threshold, FLAGS.threshold_fraction)
         summary = build_report(FLAGS.runs, FLAGS.out, options)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except (OSError, ValueError) as e:
+        cli.fail(str(e))
     print(f"Report written to {os.path.join(os.path.abspath(FLAGS.out), 'index.html')} "
           f"({len(summary['experiments'])} experiment(s)).")
     return 0
@@ -339,4 +339,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    app.run(main, flags_parser=cli.parse_flags_or_exit)

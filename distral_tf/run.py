@@ -17,24 +17,18 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, logging  # noqa: E402
 from absl import flags as absl_flags  # noqa: E402
 
+from flags import cli  # noqa: E402
 from flags import training as training_flags  # noqa: E402
 
-
-def parse_flags_or_exit(argv):
-    """Parses flags; an invalid value ends the program with one line naming the flag (exit status 2)."""
-    try:
-        return absl_flags.FLAGS(argv)
-    except absl_flags.Error as e:
-        sys.stderr.write(f"error: {e}\n")
-        sys.exit(2)
+absl_flags.adopt_module_key_flags(training_flags)  # --help lists the training flags
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    cli.refuse_positional(argv)
     # TensorFlow is imported only once the flags are valid, so that a bad flag costs nothing.
     from distral_tf.checkpointing import CheckpointError
     from distral_tf.envs import make_suite
+    from distral_tf.rundir import RunDirError
     from distral_tf.trainer import Trainer, TrainingError
 
     config = training_flags.config_from_flags()
@@ -48,13 +42,16 @@ def main(argv):
     signal.signal(signal.SIGTERM, on_signal)
     try:
         summary = trainer.run()
-    except (TrainingError, CheckpointError, OSError, ImportError) as e:
+    except (TrainingError, CheckpointError, RunDirError, OSError, ImportError) as e:
         sys.exit(f"error: {e}")
+    if summary.get("already_finished"):
+        print(f"{config.logdir}: already finished ({summary.get('env_steps', 0):,} agent steps); nothing to do.")
+        return
     logging.info("Run %s: %s after %s agent steps (%.0f frames/s).", config.logdir, summary["state"],
-                 f"{summary['env_steps']:,}", summary["env_frames_per_second"])
+                 f"{summary['env_steps']:,}", summary.get("env_frames_per_second", 0.0))
     if summary["state"] == "interrupted":
         sys.exit(130)
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=parse_flags_or_exit)
+    app.run(main, flags_parser=cli.parse_flags_or_exit)

@@ -31,8 +31,9 @@ from collections.abc import Callable, Sequence
 
 from absl import app, flags
 
-from distral_tf import __version__
+from distral_tf import __version__, rundir
 from distral_tf.reporting.style import ALGORITHMS
+from flags import cli
 
 FLAGS = flags.FLAGS
 
@@ -171,12 +172,8 @@ def run_command(spec: RunSpec, logdir: str, run_module: str = "distral_tf.run",
 
 
 def read_state(logdir: str) -> str | None:
-    """The ``state`` of a run's status.json, or None if it has none (yet)."""
-    try:
-        with open(os.path.join(logdir, "status.json")) as f:
-            return json.load(f).get("state")
-    except (OSError, ValueError, AttributeError):
-        return None
+    """The state of a run's status.json ("crashed" for a dead run that says running), or None without one."""
+    return rundir.read_state(logdir)
 
 
 def _read_progress(logdir: str) -> str:
@@ -277,14 +274,20 @@ class Sweep:
     # -- running --------------------------------------------------------------------------------
 
     def to_run(self) -> list[RunSpec]:
-        """Runs not finished according to their status.json (others are marked finished)."""
+        """Runs not finished according to their status.json (others are marked finished).
+
+        A run whose status says running but whose process is gone is marked "crashed" (it resumes).
+        """
         todo = []
         for spec in self.specs:
             entry = self.entries[spec.run_id]
-            if read_state(self.logdir(spec)) == "finished":
+            state = read_state(self.logdir(spec))
+            if state == "finished":
                 entry["state"] = "finished"
             else:
-                if entry["state"] in ("running", "finished"):  # finished per manifest, not per run
+                if state == "crashed":
+                    entry["state"] = "crashed"
+                elif entry["state"] in ("running", "finished"):  # finished per manifest, not per run
                     entry["state"] = "pending"
                 todo.append(spec)
         return todo
@@ -431,18 +434,35 @@ def _default_total_env_steps() -> int:
     return TrainConfig().total_env_steps
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    if not FLAGS.experiment or not FLAGS.out:
-        raise app.UsageError("--experiment and --out are required.")
+def check_experiment(name: str) -> None:
+    """Raises ``ValueError`` unless ``name`` is a suite (or task list) the runs can train on."""
+    from distral_tf.envs import suites
+
     try:
+        suites.make_suite(name)
+    except ImportError as e:
+        raise ValueError(f"--experiment={name} needs a module that is not installed: {e}") from None
+    except ValueError as e:
+        raise ValueError(f"--experiment: {e}") from None
+
+
+def main(argv):
+    cli.refuse_positional(argv)
+    if not FLAGS.experiment or not FLAGS.out:
+        cli.fail("--experiment and --out are required.")
+    if not math.isfinite(FLAGS.grace_secs) or FLAGS.grace_secs < 0:
+        cli.fail(f"--grace_secs must be a finite number >= 0, got {FLAGS.grace_secs}.")
+    if not math.isfinite(FLAGS.progress_every_secs) or FLAGS.progress_every_secs <= 0:
+        cli.fail(f"--progress_every_secs must be a finite number > 0, got {FLAGS.progress_every_secs}.")
+    try:
+        check_experiment(FLAGS.experiment)
         algos = parse_algos(FLAGS.algos)
         entropy_costs = parse_floats(FLAGS.entropy_costs, "entropy_costs")
         learning_rates = parse_floats(FLAGS.learning_rates, "learning_rates")
         budget = parse_budget(FLAGS.budget)
+        shlex.split(FLAGS.run_flags)
     except ValueError as e:
-        raise app.UsageError(str(e)) from e
+        cli.fail(str(e))
     base_steps = FLAGS.total_env_steps or _default_total_env_steps()
     total_env_steps = max(1, round(base_steps * budget))
     extra = {"workers_per_task": FLAGS.workers_per_task} if FLAGS.workers_per_task else {}
@@ -458,7 +478,8 @@ def main(argv):
         todo = sweep.to_run()
         print(f"# {len(specs)} runs, {len(specs) - len(todo)} finished, {len(todo)} to run")
         for spec in todo:
-            print(shlex.join(sweep.entries[spec.run_id]["command"]))
+            crashed = "  # crashed: resumes" if sweep.entries[spec.run_id]["state"] == "crashed" else ""
+            print(shlex.join(sweep.entries[spec.run_id]["command"]) + crashed)
         return 0
     print(f"[sweep] {FLAGS.experiment}: {len(specs)} runs ({len(algos)} algorithms x {len(learning_rates)} "
           f"learning rates x {len(entropy_costs)} entropy costs x {FLAGS.seeds} seeds), "
@@ -470,4 +491,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    app.run(main, flags_parser=cli.parse_flags_or_exit)

@@ -16,7 +16,6 @@ thread logs progress and checkpoints; another thread evaluates pi_0.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import queue
@@ -28,7 +27,7 @@ import tensorflow as tf
 from absl import logging
 
 import distral_tf
-from distral_tf import algorithms, summaries
+from distral_tf import algorithms, rundir, summaries
 from distral_tf.actors import ActorGroup, close_quietly, split_rollout
 from distral_tf.agent import Agent, Replica, Rollout
 from distral_tf.algorithm_spec import Architecture
@@ -37,22 +36,11 @@ from distral_tf.config import TrainConfig
 from distral_tf.env_pool import group_layout, make_envs, resolve_num_processes
 from distral_tf.envs.suites import Suite
 from distral_tf.monitoring import Monitor
-
-CONFIG_FILE = "config.json"
-STATUS_FILE = "status.json"
+from distral_tf.rundir import CONFIG_FILE, STATUS_FILE, RunLock, write_json_atomically
 
 
 class TrainingError(RuntimeError):
     """A run cannot continue (bad configuration on resume, repeated non-finite updates, ...)."""
-
-
-def write_json_atomically(path: str, payload: dict):
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(payload, f, indent=2, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 class _PauseGate:
@@ -201,20 +189,27 @@ class Trainer:
         """Asks the run to stop; it writes a final checkpoint before ``run()`` returns."""
         self._stop.set()
 
-    def _prepare_logdir(self):
+    def _open_logdir(self) -> RunLock:
+        """Creates the run directory if needed and locks it against other runs."""
         logdir = self.config.logdir
         try:
             os.makedirs(logdir, exist_ok=True)
-            probe = os.path.join(logdir, ".write_test")
+            probe = os.path.join(logdir, f".write_test.{os.getpid()}")
             with open(probe, "w") as f:
                 f.write("ok")
             os.remove(probe)
         except OSError as e:
             raise TrainingError(f"--logdir={logdir} is not a writable directory ({e.strerror}).") from None
+        return RunLock(logdir).acquire()
+
+    def _check_saved_config(self):
+        """Refuses to resume a run whose saved model-defining configuration differs (unless ``--force``)."""
+        logdir = self.config.logdir
         path = os.path.join(logdir, CONFIG_FILE)
         if os.path.exists(path):
-            with open(path) as f:
-                saved = json.load(f).get("config", {})
+            saved = rundir.read_json_object(path).get("config", {})
+            if not isinstance(saved, dict):
+                raise rundir.RunDirError(f"{path}: its \"config\" entry is not an object")
             # The two-column scaling only defines the model of the two-column algorithms.
             ignore = () if self.algorithm.architecture is Architecture.TWO_COLUMN else ("two_column_scaling",)
             diffs = self.config.model_differences(saved, ignore=ignore)
@@ -222,6 +217,34 @@ class Trainer:
                 raise TrainingError(
                     f"{logdir} holds a run with a different configuration ({'; '.join(diffs)}); "
                     "use another --logdir, or --force to resume it with the new values.")
+
+    def _finished_status(self) -> dict | None:
+        """The status of an earlier attempt that already spent this run's budget, else None."""
+        path = os.path.join(self.config.logdir, STATUS_FILE)
+        if not os.path.exists(path):
+            return None
+        try:
+            status = rundir.read_json_object(path)
+        except rundir.RunDirError:
+            return None
+        steps = status.get("env_steps_per_task")
+        if (status.get("state") == "finished" and isinstance(steps, list)
+                and len(steps) == self.suite.num_tasks and status.get("budget_per_task") == self.steps_per_task
+                and all(isinstance(s, int) and s >= self.steps_per_task for s in steps)):
+            return status
+        return None
+
+    def _set_aside_attempt_without_checkpoint(self):
+        """An earlier attempt that left data but no checkpoint: its files go aside, the run starts clean."""
+        if rundir.checkpoint_numbers(os.path.join(self.config.logdir, "checkpoints")):
+            return
+        moved = rundir.move_attempt_aside(self.config.logdir)
+        if moved:
+            logging.warning("An earlier attempt in %s stopped before its first checkpoint; moved its files to %s "
+                            "and starting from step 0.", self.config.logdir, moved)
+
+    def _prepare_logdir(self):
+        path = os.path.join(self.config.logdir, CONFIG_FILE)
         write_json_atomically(path, {
             "version": distral_tf.__version__,
             "config": self.config.to_json(),
@@ -242,8 +265,18 @@ class Trainer:
             "env_steps_per_task": [int(s) for s in self.task_steps],
             "budget_per_task": self.steps_per_task,
             "time": time.time(),
+            "heartbeat": time.time(),
+            "pid": os.getpid(),
+            "host": rundir.hostname(),
             **extra,
         })
+
+    def _heartbeat(self):
+        """Rewrites ``status.json`` ("running", current steps); a failed write is only logged."""
+        try:
+            self._write_status("running")
+        except OSError as e:
+            logging.warning("%s", e)
 
     def _probe_environment(self):
         """Reads the observation and action spaces from task 0 (raising if the environment cannot start)."""
@@ -463,7 +496,9 @@ class Trainer:
 
     def _save_checkpoint(self, workers):
         """Parks the workers, saves a consistent checkpoint, lets them go on."""
+        start = time.perf_counter()
         self._gate.pause()
+        parked = time.perf_counter()
         try:
             restarts = self.env_restarts_base + self._restarts_per_task(workers)
             self._task_steps_var.assign(self.task_steps)
@@ -471,7 +506,9 @@ class Trainer:
             self._env_restarts_var.assign(restarts)
             self._metrics_offset_var.assign(self.monitor.flush())
             path = self.checkpointer.save(int(self.task_steps.sum()))
-            logging.info("Saved checkpoint %s.", path)
+            end = time.perf_counter()
+            logging.info("Saved checkpoint %s in %.2f s (%.2f s parking the workers, %.2f s writing).", path,
+                         end - start, parked - start, end - parked)
             return path
         finally:
             self._gate.resume()
@@ -483,10 +520,27 @@ class Trainer:
         return counts
 
     def run(self) -> dict:
-        """Trains until every task's budget is spent (or ``request_stop``); returns the final status."""
-        cfg = self.config
+        """Trains until every task's budget is spent (or ``request_stop``); returns the final status.
+
+        The run directory is locked for the whole run. A run whose budget is already
+        spent returns its recorded status (with ``already_finished``) and writes nothing.
+        """
         self._probe_environment()  # before anything is written: a missing engine leaves no run directory
-        self._prepare_logdir()
+        lock = self._open_logdir()
+        try:
+            self._check_saved_config()
+            finished = self._finished_status()
+            if finished is not None:
+                logging.info("The run in %s is already finished; nothing to do.", self.config.logdir)
+                return {**finished, "already_finished": True}
+            self._prepare_logdir()
+            self._set_aside_attempt_without_checkpoint()
+            return self._run_locked()
+        finally:
+            lock.release()
+
+    def _run_locked(self) -> dict:
+        cfg = self.config
         self._build()
         if int(self.task_steps.min()) >= self.steps_per_task:
             logging.info("The run in %s is already complete.", cfg.logdir)
@@ -526,6 +580,7 @@ class Trainer:
                     restarts = self.env_restarts_base + self._restarts_per_task(workers)
                     for task, count in enumerate(restarts):
                         self.monitor.task_scalars(task, int(self.task_steps[task]), {"env_restarts": float(count)})
+                    self._heartbeat()
                 if time.time() - last_checkpoint >= cfg.checkpoint_every_secs and not self._stop.is_set():
                     self._save_checkpoint(workers)
                     last_checkpoint = time.time()
@@ -540,8 +595,14 @@ class Trainer:
             self._stop.set()
             if learner is not None:
                 learner.close()
+            save_error = None
             if state != "failed":
-                self._save_checkpoint(workers)
+                try:
+                    self._save_checkpoint(workers)
+                except Exception as e:  # reported after the cleanup below, which must still happen
+                    save_error, state = e, "failed"
+                    if self._error is None:
+                        self._error = e
             restarts = self.env_restarts_base + self._restarts_per_task(workers)
             for w in workers:
                 w.close()
@@ -560,6 +621,14 @@ class Trainer:
             }
             if self._error is not None:
                 summary["error"] = f"{type(self._error).__name__}: {self._error}"
-            self._write_status(state, **{k: v for k, v in summary.items() if k not in ("state", "env_steps")})
-            self.monitor.close()
+            try:
+                self._write_status(state, **{k: v for k, v in summary.items() if k not in ("state", "env_steps")})
+            except OSError as e:  # a full disk: the error that stopped the run matters more
+                logging.error("%s", e)
+            try:
+                self.monitor.close()
+            except OSError as e:
+                logging.error("Could not flush the metrics of %s: %s", cfg.logdir, e)
+            if save_error is not None:
+                raise save_error
         return summary

@@ -1,14 +1,22 @@
 """Kill -9 / resume cycles of one small run, then checks that nothing was lost or counted twice.
 
     python experiments/kill_resume.py --cycles=10 --logdir=/tmp/kill_resume
+    python experiments/kill_resume.py --kill_at=random --min_kill_secs=5 --max_kill_secs=90 \\
+        --checkpoint_every_secs=20 --total_env_steps=200000
 
-Each cycle starts ``python -m distral_tf.run`` (checkpointing every second), waits
-for a new checkpoint, kills the process with SIGKILL at a random moment after it,
-and checks that the trainer's own restore path gives exactly the parameters of the
-latest checkpoint. A last run completes the budget. Then it checks: the final
-per-task step counters equal the budget, no step is counted twice (the logged
-episodes of a task span at most its budget) and TensorBoard holds exactly the
-episodes of ``metrics.jsonl``; and prints a summary.
+With ``--kill_at=after_checkpoint`` each cycle starts ``python -m distral_tf.run``,
+waits for a new checkpoint, kills the process with SIGKILL at a random moment after
+it, and checks that the trainer's own restore path gives exactly the parameters of
+the latest checkpoint. With ``--kill_at=random`` it kills at a moment drawn
+uniformly from ``[--min_kill_secs, --max_kill_secs]`` after the start, which
+includes kills before an attempt's first checkpoint. In every cycle, a second run
+on the same directory is attempted while the first one holds it
+(``--concurrent_attempts``): it must be refused with a one-line error. After each
+kill the run's status must read "crashed". A last run completes the budget. Then
+it checks: the final per-task step counters equal the budget, no task's steps go
+backwards in ``metrics.jsonl``, no step is counted twice (the logged episodes of a
+task span at most its budget) and TensorBoard holds exactly the episodes of
+``metrics.jsonl``; and prints a summary.
 """
 
 from __future__ import annotations
@@ -32,12 +40,20 @@ _ALGO = flags.DEFINE_string("algo", "kl_2col", "Algorithm of the run.")
 _STEPS = flags.DEFINE_integer("total_env_steps", 6000, "Budget of the run (all tasks).")
 _VERIFY = flags.DEFINE_bool("verify_restore", True, "Check the restored parameters after each kill.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the kill times.")
+_KILL_AT = flags.DEFINE_enum("kill_at", "after_checkpoint", ["after_checkpoint", "random"],
+                             "When each cycle kills: shortly after a new checkpoint, or at a random moment.")
+_MIN_KILL = flags.DEFINE_float("min_kill_secs", 5.0, "--kill_at=random: earliest kill, seconds after the start.")
+_MAX_KILL = flags.DEFINE_float("max_kill_secs", 90.0, "--kill_at=random: latest kill, seconds after the start.")
+_CHECKPOINT_EVERY = flags.DEFINE_float("checkpoint_every_secs", 1.0, "Passed to the runs.")
+_CONCURRENT = flags.DEFINE_bool("concurrent_attempts", True,
+                                "In each cycle, try a second run on the same directory while the first holds it.")
 
 
 def run_args(logdir):
     return [sys.executable, "-m", "distral_tf.run", f"--algo={_ALGO.value}", "--suite=two_rooms_small",
             f"--total_env_steps={_STEPS.value}", "--workers_per_task=2", f"--logdir={logdir}",
-            "--checkpoint_every_secs=1", "--log_every_secs=5", "--eval_episodes=1", "--eval_every_env_steps=400"]
+            f"--checkpoint_every_secs={_CHECKPOINT_EVERY.value}", "--log_every_secs=5", "--eval_episodes=1",
+            "--eval_every_env_steps=400"]
 
 
 def latest_checkpoint(logdir):
@@ -88,28 +104,81 @@ def wait_for_new_checkpoint(logdir, previous, proc, timeout=300):
     raise TimeoutError("no new checkpoint appeared")
 
 
+def concurrent_attempt(logdir, proc, env, timeout=120):
+    """Starts a second run on ``logdir`` once ``proc`` holds its lock; True if it is refused in one line."""
+    deadline = time.time() + timeout
+    while not os.path.exists(os.path.join(logdir, "run.lock")):
+        if proc.poll() is not None or time.time() > deadline:
+            return None
+        time.sleep(0.1)
+    second = subprocess.run(run_args(logdir), env=env, capture_output=True, text=True, timeout=300)
+    if proc.poll() is not None:
+        return None  # the first run ended meanwhile: no concurrency was tested
+    last = second.stderr.strip().splitlines()[-1] if second.stderr.strip() else ""
+    return (second.returncode != 0 and "Traceback" not in second.stderr and last.startswith("error: ")
+            and "in use by another run" in last)
+
+
+def checkpoint_numbers(logdir):
+    from distral_tf import rundir
+
+    return rundir.checkpoint_numbers(os.path.join(logdir, "checkpoints"))
+
+
+def steps_going_backwards(rows, task_names):
+    backwards = 0
+    for task in task_names:
+        steps = [r["env_steps"] for r in rows if r["task"] == task and r["policy"] == "task"]
+        backwards += sum(b < a for a, b in zip(steps, steps[1:], strict=False))
+    return backwards
+
+
 def main(argv):
     del argv
+    from distral_tf import rundir
+
     logdir = _LOGDIR.value
     shutil.rmtree(logdir, ignore_errors=True)
     rng = np.random.default_rng(_SEED.value)
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     previous = None
-    kills = 0
-    restore_checks = []
+    kills = kills_before_first_checkpoint = 0
+    restore_checks, concurrency_checks, crashed_checks = [], [], []
     for cycle in range(_CYCLES.value):
+        before = checkpoint_numbers(logdir)
+        start = time.time()
         proc = subprocess.Popen(run_args(logdir), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        latest = wait_for_new_checkpoint(logdir, previous, proc)
-        if latest is None:
-            print(f"cycle {cycle}: the run finished before it could be killed")
+        planned = float(rng.uniform(_MIN_KILL.value, _MAX_KILL.value))
+        # The concurrent attempt runs first; a kill planned while it runs waits for its end.
+        refused = concurrent_attempt(logdir, proc, env) if _CONCURRENT.value else None
+        if refused is not None:
+            concurrency_checks.append(refused)
+        if _KILL_AT.value == "random":
+            kill_at = start + planned
+        else:
+            latest = wait_for_new_checkpoint(logdir, previous, proc)
+            kill_at = time.time() + float(rng.uniform(0.0, 1.5)) if latest else time.time()
+        while proc.poll() is None and time.time() < kill_at:
+            time.sleep(0.05)
+        if proc.poll() is not None:
+            print(f"cycle {cycle}: the run ended (exit {proc.returncode}) before it could be killed", flush=True)
             break
-        time.sleep(float(rng.uniform(0.0, 1.5)))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         kills += 1
+        after = checkpoint_numbers(logdir)
+        first = not after or after == before == []
+        new_checkpoint = after and after[-1] not in before
+        if not new_checkpoint:
+            kills_before_first_checkpoint += 1
+        crashed_checks.append(rundir.read_state(logdir) in ("crashed", None))
         previous = latest_checkpoint(logdir)
-        line = f"cycle {cycle}: killed -9 after checkpoint {os.path.basename(previous)}"
-        if _VERIFY.value:
+        line = (f"cycle {cycle}: killed -9 {time.time() - start:.1f} s after the start, "
+                + (f"after checkpoint ckpt-{after[-1]}" if new_checkpoint else
+                   "before this attempt's first checkpoint" + (" (none on disk)" if first else ""))
+                + f"; status reads {rundir.read_state(logdir)}"
+                + (f"; a concurrent run was refused: {refused}" if refused is not None else ""))
+        if _VERIFY.value and previous:
             restored, steps = restored_fingerprint(logdir)
             same = restored == checkpoint_fingerprint(previous)
             restore_checks.append(same)
@@ -120,6 +189,7 @@ def main(argv):
     config = json.loads(open(os.path.join(logdir, "config.json")).read())
     budget = status["budget_per_task"]
     rows = [json.loads(line) for line in open(os.path.join(logdir, "metrics.jsonl"))]
+    rerun = subprocess.run(run_args(logdir), env=env, capture_output=True, text=True)
 
     from tensorboard.backend.event_processing import event_accumulator
 
@@ -135,15 +205,24 @@ def main(argv):
         rows_per_task.append(len(task_rows))
         events_per_task.append(len(acc.Tensors(f"task/{task}/episode_return")))
     steps_counted_twice = any(logged > budget for logged in logged_steps)
+    backwards = steps_going_backwards(rows, config["task_names"])
+    already_finished = rerun.returncode == 0 and "already finished" in rerun.stdout
     ok = (final.returncode == 0 and status["state"] == "finished"
           and status["env_steps_per_task"] == [budget] * len(config["task_names"])
-          and not steps_counted_twice and rows_per_task == events_per_task and all(restore_checks))
+          and not steps_counted_twice and backwards == 0 and rows_per_task == events_per_task
+          and all(restore_checks) and all(concurrency_checks) and all(crashed_checks) and already_finished)
+    attempts_dir = os.path.join(logdir, rundir.ATTEMPTS_DIR)
     print(json.dumps({
-        "kills": kills, "final_exit_code": final.returncode, "state": status["state"],
+        "kills": kills, "kills_before_an_attempts_first_checkpoint": kills_before_first_checkpoint,
+        "attempts_moved_aside": len(os.listdir(attempts_dir)) if os.path.isdir(attempts_dir) else 0,
+        "final_exit_code": final.returncode, "state": status["state"],
         "env_steps_per_task": status["env_steps_per_task"], "budget_per_task": budget,
-        "episode_steps_logged_per_task": logged_steps, "episodes_in_metrics_file": rows_per_task,
-        "episodes_in_tensorboard": events_per_task,
+        "episode_steps_logged_per_task": logged_steps, "steps_going_backwards": backwards,
+        "episodes_in_metrics_file": rows_per_task, "episodes_in_tensorboard": events_per_task,
         "restored_parameters_equal_checkpoint": f"{sum(restore_checks)}/{len(restore_checks)}",
+        "concurrent_runs_refused": f"{sum(concurrency_checks)}/{len(concurrency_checks)}",
+        "killed_runs_read_crashed": f"{sum(crashed_checks)}/{len(crashed_checks)}",
+        "rerun_says_already_finished": already_finished,
         "ok": ok}, indent=1))
     sys.exit(0 if ok else 1)
 

@@ -6,6 +6,7 @@ naming the flag and what is allowed.
 
 from __future__ import annotations
 
+import math
 import os
 
 from absl import flags
@@ -94,26 +95,59 @@ TWO_COLUMN_SCALING = flags.DEFINE_enum(
 FORCE = flags.DEFINE_bool("force", _D.force, "Resume a run even if model-defining flags changed.")
 
 
-def _positive(name):
-    flags.register_validator(name, lambda v: v is not None and v > 0, f"--{name} must be > 0.")
+# Upper bounds: far beyond any sensible run, low enough that a typo (an extra zero or
+# exponent) is caught before it overflows a timer or a buffer, or hangs the start.
+MAX_TOTAL_ENV_STEPS = 10**12
+MAX_WORKERS_PER_TASK = 4096
+_POSITIVE = {  # flag -> largest value allowed
+    "total_env_steps": MAX_TOTAL_ENV_STEPS, "workers_per_task": MAX_WORKERS_PER_TASK, "unroll_length": 10_000,
+    "learning_rate": 1.0, "max_grad_norm": 1e9, "rmsprop_epsilon": 1e3, "keep_checkpoints": 1000,
+    "log_every_secs": 86_400.0, "checkpoint_every_secs": 7 * 86_400.0, "summary_every_updates": 10**9,
+    "max_consecutive_nonfinite": 10**9, "actor_threads": 256, "learner_threads": 256,
+    "env_timeout_secs": 86_400.0,
+}
+_NON_NEGATIVE = {
+    "entropy_cost": 1e3, "value_cost": 1e6, "seed": 2**31 - 1,
+    "eval_every_env_steps": MAX_TOTAL_ENV_STEPS, "eval_episodes": 10_000, "tf_inter_op_threads": 1024,
+    "tf_intra_op_threads": 1024,
+}
+
+# Memory one environment takes, all included (engine, its process's share, the worker's
+# rollout and network state), by suite family. Doom: from the 8 x 32 throughput runs
+# (under 6 GiB PSS for 256 environments, docs/throughput.md); rounded up.
+MEMORY_PER_ENV_BYTES = {"doom": 24 << 20, "dmlab": 64 << 20, "two_rooms": 2 << 20}
 
 
-def _non_negative(name):
-    flags.register_validator(name, lambda v: v is not None and v >= 0, f"--{name} must be >= 0.")
+def _number(value) -> str:
+    return f"{value:,}" if isinstance(value, int) else f"{value:,g}"
 
 
-for _name in ("total_env_steps", "workers_per_task", "unroll_length", "learning_rate", "max_grad_norm",
-              "rmsprop_epsilon", "keep_checkpoints", "log_every_secs", "checkpoint_every_secs",
-              "summary_every_updates", "max_consecutive_nonfinite", "actor_threads", "learner_threads",
-              "env_timeout_secs"):
-    _positive(_name)
-for _name in ("entropy_cost", "value_cost", "seed", "eval_every_env_steps",
-              "eval_episodes", "tf_inter_op_threads", "tf_intra_op_threads"):
-    _non_negative(_name)
-flags.register_validator("num_env_processes", lambda v: v is not None and v >= -1,
-                         "--num_env_processes must be >= -1 (-1: one per core, 0: in-process).")
-flags.register_validator("discount", lambda v: 0.0 <= v <= 1.0, "--discount must be in [0, 1].")
-flags.register_validator("rmsprop_decay", lambda v: 0.0 <= v < 1.0, "--rmsprop_decay must be in [0, 1).")
+def _bounded(name: str, upper: float, strict: bool):
+    sign = ">" if strict else ">="
+
+    def check(value):
+        if value is None:
+            raise flags.ValidationError(f"--{name} is required.")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise flags.ValidationError(f"--{name} must be a finite number {sign} 0, got {value}.")
+        if not (value > 0 if strict else value >= 0):
+            raise flags.ValidationError(f"--{name} must be {sign} 0, got {value:g}.")
+        if value > upper:
+            raise flags.ValidationError(f"--{name}={_number(value)} is above its limit of {_number(upper)}.")
+        return True
+
+    flags.register_validator(name, check)
+
+
+for _name, _upper in _POSITIVE.items():
+    _bounded(_name, _upper, strict=True)
+for _name, _upper in _NON_NEGATIVE.items():
+    _bounded(_name, _upper, strict=False)
+flags.register_validator("num_env_processes", lambda v: v is not None and -1 <= v <= 1024,
+                         "--num_env_processes must be in [-1, 1024] (-1: one per core, 0: in-process).")
+flags.register_validator("discount", lambda v: v is not None and 0.0 <= v <= 1.0, "--discount must be in [0, 1].")
+flags.register_validator("rmsprop_decay", lambda v: v is not None and 0.0 <= v < 1.0,
+                         "--rmsprop_decay must be in [0, 1).")
 flags.register_validator("alpha", lambda v: v is None or 0.0 <= v <= 1.0, "--alpha must be in [0, 1].")
 
 
@@ -130,6 +164,15 @@ def _distral_entropy_cost(values):
 
 
 def _validate_suite(value):
+    if not value or not value.strip():
+        raise flags.ValidationError("--suite must name a suite or tasks, got an empty value.")
+    names = [t.strip() for t in value.split(",")]
+    if "" in names and len(names) > 1:
+        raise flags.ValidationError(f"--suite={value} has an empty task name.")
+    repeated = sorted({t for t in names if names.count(t) > 1})
+    if repeated:
+        raise flags.ValidationError(f"--suite={value} names {', '.join(repeated)} more than once; "
+                                    "each task may appear once.")
     try:
         suites.make_suite(value)
     except ValueError as e:
@@ -145,6 +188,10 @@ flags.register_validator("suite", _validate_suite)
 def _validate_logdir(value):
     if value is None:
         return True
+    if not value.strip():
+        raise flags.ValidationError("--logdir is empty; give a directory, or leave the flag out for the default.")
+    if "\0" in value:
+        raise flags.ValidationError("--logdir contains a NUL character.")
     parent = os.path.abspath(value)
     while not os.path.exists(parent):
         parent = os.path.dirname(parent)
@@ -155,6 +202,42 @@ def _validate_logdir(value):
 
 
 flags.register_validator("logdir", _validate_logdir)
+
+
+def memory_per_env_bytes(suite_name: str) -> int:
+    """Estimated memory of one environment of ``suite_name`` (see ``MEMORY_PER_ENV_BYTES``)."""
+    suite = suites.make_suite(suite_name)
+    family = suite.name if suite.name in MEMORY_PER_ENV_BYTES else suite.env_ids[0]
+    for prefix, size in MEMORY_PER_ENV_BYTES.items():
+        if prefix in family.lower() or prefix in suite_name.lower():
+            return size
+    return max(MEMORY_PER_ENV_BYTES.values())
+
+
+def machine_memory_bytes() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        return 1 << 62
+
+
+@flags.multi_flags_validator(["suite", "workers_per_task"])
+def _workers_fit_in_memory(values):
+    workers, suite_name = values["workers_per_task"], values["suite"]
+    if not workers or workers <= 0 or workers > MAX_WORKERS_PER_TASK:
+        return True  # reported by the flag's own validator
+    try:
+        num_tasks = suites.make_suite(suite_name).num_tasks
+        per_env = memory_per_env_bytes(suite_name)
+    except (ValueError, ImportError):
+        return True  # reported by --suite's validator
+    need, have = num_tasks * workers * per_env, machine_memory_bytes()
+    if need > have:
+        raise flags.ValidationError(
+            f"--workers_per_task={workers}: {num_tasks} tasks x {workers} environments need about "
+            f"{need / 2**30:,.1f} GiB ({per_env >> 20} MiB each), more than this machine's "
+            f"{have / 2**30:,.1f} GiB; at most {have // (num_tasks * per_env):,} workers per task fit.")
+    return True
 
 
 def config_from_flags() -> TrainConfig:

@@ -2,6 +2,9 @@
 
 import os
 import signal
+import subprocess
+import sys
+import threading
 import time
 
 import gymnasium as gym
@@ -167,3 +170,66 @@ def test_shutdown_is_clean_even_when_engines_crash_or_hang_in_close():
     pool.close()  # idempotent
     with pytest.raises(RuntimeError, match="closed"):
         pool.step(np.zeros(2, np.int32))
+
+
+@pytest.mark.faults
+def test_killed_busy_process_is_noticed_and_restarted_within_two_seconds(tmp_path):
+    """A process killed in the middle of a step is seen dead through its sentinel, not the 60 s timeout."""
+    factory = FaultyFactory("hang", str(tmp_path / "fired"))
+    with EnvPool(factory, [0, 0, 1, 1], [1, 2, 3, 4], (8, 8, 3), num_processes=2, timeout_s=60) as pool:
+        pool.step(np.zeros(4, np.int32))
+        pool.step(np.zeros(4, np.int32))  # the next step of task 1 hangs
+        restarted = {}
+        restart = pool._restart
+
+        def timed_restart(proc, reason):
+            restarted["noticed"] = time.monotonic()
+            restart(proc, reason)
+            restarted["running"] = time.monotonic()
+
+        pool._restart = timed_restart
+        victim = pool.process_ids()[1]
+        killed = {}
+
+        def kill_soon():
+            time.sleep(0.5)
+            killed["at"] = time.monotonic()
+            os.kill(victim, signal.SIGKILL)
+
+        killer = threading.Thread(target=kill_soon)
+        killer.start()
+        result = pool.step(np.zeros(4, np.int32))
+        killer.join()
+        np.testing.assert_array_equal(result.cut, [False, False, True, True])
+        assert restarted["noticed"] - killed["at"] < 2.0
+        assert restarted["running"] - killed["at"] < 2.0 * 5  # a fresh interpreter on a loaded machine
+        assert pool.process_ids()[1] != victim
+
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.faults
+def test_pool_processes_die_with_their_owner():
+    """kill -9 of the process owning a pool leaves none of the pool's processes alive."""
+    code = (f"import sys, time; sys.path.insert(0, {os.getcwd()!r}); import numpy as np; "
+            "from distral_tf.env_pool import EnvPool; from distral_tf.envs import make_suite; "
+            "pool = EnvPool(make_suite('two_rooms_small').make_env, [0, 1, 2], [1, 2, 3], (40, 40, 3), "
+            "num_processes=3); print(*pool.process_ids(), flush=True); time.sleep(120)")
+    owner = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        children = [int(p) for p in owner.stdout.readline().split()]
+        assert len(children) == 3 and all(_alive(p) for p in children)
+        owner.kill()
+        owner.wait()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and any(_alive(p) for p in children):
+            time.sleep(0.1)
+        assert not any(_alive(p) for p in children)
+    finally:
+        owner.kill()

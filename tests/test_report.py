@@ -261,3 +261,27 @@ def test_clear_error_without_runs(tmp_path, make):
                              f"--out={tmp_path / 'out'}"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert ("does not exist" if make == "missing" else "No runs found") in result.stderr
+
+
+def test_unreadable_files_are_named(tmp_path):
+    run = tmp_path / "runs" / "r1"
+    run.mkdir(parents=True)
+    (run / "config.json").write_bytes(b"\xff\xfe not json")
+    (run / "metrics.jsonl").write_bytes(b"\xff\x00\x01 not text")
+    result = subprocess.run([sys.executable, "-m", "distral_tf.report", f"--runs={tmp_path / 'runs'}",
+                             f"--out={tmp_path / 'out'}"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: No episodes could be read")
+    assert str(run / "config.json") in last and str(run / "metrics.jsonl") in last
+
+
+def test_a_dead_run_that_says_running_is_reported_crashed(tmp_path):
+    from distral_tf.reporting.runs import load_run
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (tmp_path / "metrics.jsonl").write_text("")
+    (tmp_path / "status.json").write_text(json.dumps({"state": "running", "pid": dead.pid,
+                                                      "host": os.uname().nodename}))
+    assert load_run(str(tmp_path), str(tmp_path)).state == "crashed"

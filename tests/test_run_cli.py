@@ -31,6 +31,19 @@ BAD_FLAGS = [
     (["--total_env_steps=ten"], "--total_env_steps", "int"),
     (["--seed=-1"], "--seed", ">= 0"),
     (["--eval_episodes=-2"], "--eval_episodes", ">= 0"),
+    (["--entropy_cost=inf"], "--entropy_cost", "finite"),
+    (["--two_column_scaling=half"], "--two_column_scaling", "unit|literal"),
+    (["--total_env_steps=100000000000000000000000"], "--total_env_steps", "limit of 1,000,000,000,000"),
+    (["--workers_per_task=100000"], "--workers_per_task", "limit of 4,096"),
+    (["--suite=doom_mazes", "--workers_per_task=4000"], "--workers_per_task", "workers per task fit"),
+    (["--learning_rate=nan"], "--learning_rate", "finite"),
+    (["--discount=nan"], "--discount", "[0, 1]"),
+    (["--env_timeout_secs=inf"], "--env_timeout_secs", "finite"),
+    (["--seed=99999999999"], "--seed", "limit"),
+    (["--num_env_processes=100000"], "--num_env_processes", "[-1, 1024]"),
+    (["--suite=top_left,top_left"], "--suite", "more than once"),
+    (["--suite=top_left,,bottom_right"], "--suite", "empty task name"),
+    (["--logdir="], "--logdir", "empty"),
 ]
 
 
@@ -73,6 +86,33 @@ def test_command_line_bad_flag_is_one_line_without_traceback(args, tmp_path):
     assert len(lines) == 1 and lines[0].startswith("error: flag --"), result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_help_lists_the_training_flags(tmp_path):
+    result = _run(["--help"], tmp_path)
+    assert result.returncode == 0
+    for flag in ("--algo", "--suite", "--total_env_steps", "--checkpoint_every_secs", "--force"):
+        assert flag in result.stdout
+
+
+def test_stray_positional_argument_is_one_line_without_usage(tmp_path):
+    result = _run(["--total_env_steps=60", "oops"], tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: unexpected arguments 'oops'; every setting is a --flag=value (see --help)."]
+
+
+@pytest.mark.parametrize("content,message", [("{not json", "is not valid JSON"), ("", "is empty"),
+                                             ("[1]", "holds a JSON list")])
+def test_unreadable_config_json_names_the_file(tmp_path, content, message):
+    logdir = tmp_path / "run"
+    logdir.mkdir()
+    (logdir / "config.json").write_text(content)
+    result = _run(["--suite=two_rooms_small", "--total_env_steps=60", f"--logdir={logdir}"], tmp_path)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and str(logdir / "config.json") in last and message in last
+    assert (logdir / "config.json").read_text() == content
 
 
 def test_command_line_unwritable_logdir_is_a_one_line_error(tmp_path):

@@ -190,3 +190,27 @@ def test_sigint_stops_runs_cleanly_and_rerun_completes(tmp_path, fake_run):
     assert [invocations(out, rid) for rid in sorted(entries)] == [2, 2, 1, 1]
     # The sweep-level HParams config for TensorBoard was written beside the runs.
     assert any(f.endswith(".distral-hparams-config") for f in os.listdir(out / "runs"))
+
+
+def test_unknown_experiment_is_a_one_line_error_even_in_a_dry_run(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "distral_tf.sweep", "--experiment=bogus",
+                             f"--out={tmp_path / 'sweep'}", "--dry_run"], capture_output=True, text=True, timeout=60,
+                            cwd=REPO)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: --experiment: Unknown suite or task names 'bogus'")
+    assert not (tmp_path / "sweep").exists()
+
+
+def test_a_dead_run_that_says_running_is_shown_crashed(tmp_path, fake_run):
+    out = tmp_path / "sweep"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    run_dir = out / "runs" / "a3c-lr5e-4-ent1e-2-s0"
+    run_dir.mkdir(parents=True)
+    (run_dir / "status.json").write_text(json.dumps({"state": "running", "pid": dead.pid,
+                                                     "host": os.uname().nodename, "heartbeat": time.time()}))
+    result = subprocess.run(_sweep_cli(out, "--dry_run"), capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    crashed = [line for line in result.stdout.splitlines() if line.endswith("# crashed: resumes")]
+    assert len(crashed) == 1 and str(run_dir) in crashed[0]

@@ -19,6 +19,8 @@ from collections import defaultdict
 
 import numpy as np
 
+from distral_tf import rundir
+
 POLICIES = ("task", "distilled")
 _EVENT_MARKER = "tfevents"
 # Event files holding only run metadata (see distral_tf.summaries); they have no episodes.
@@ -48,7 +50,8 @@ class Run:
       algo, suite, learning_rate, entropy_cost, seed: the swept values (None if unknown).
       flags: every flag value the run recorded.
       task_names: the suite's tasks in task-index order.
-      state: "running", "finished", "failed" or "unknown" (no status.json).
+      state: "running", "finished", "interrupted", "failed", "crashed" (its status says running but its
+        process is gone) or "unknown" (no status.json).
       source: "metrics.jsonl" or "events".
       episodes: ``(policy, task) -> Episodes``, policy being "task" or "distilled".
     """
@@ -98,29 +101,41 @@ def find_run_dirs(root: str) -> list[str]:
     return sorted(found)
 
 
+_unreadable: list[str] = []  # files of the runs being loaded that could not be read
+
+
 def _read_json(path: str) -> dict:
+    """The JSON object in ``path``; ``{}`` if there is none, with a warning naming an unreadable file."""
+    if not os.path.exists(path):
+        return {}
     try:
-        with open(path) as f:
-            value = json.load(f)
-        return value if isinstance(value, dict) else {}
-    except (OSError, ValueError):
+        return rundir.read_json_object(path)
+    except rundir.RunDirError as e:
+        logging.warning("skipping %s", e)
+        _unreadable.append(path)
         return {}
 
 
 def _read_metrics(path: str) -> list[dict]:
     rows = []
-    with open(path) as f:
-        for line_no, line in enumerate(f, 1):
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                row = json.loads(line)
-            except ValueError:  # e.g. a line cut short by a crash
-                logging.warning("%s:%d: skipping unreadable line", path, line_no)
-                continue
-            if isinstance(row, dict) and {"task", "policy", "env_steps", "return"} <= row.keys():
-                rows.append(row)
+    try:
+        with open(path, encoding="utf-8", errors="strict") as f:
+            lines = f.readlines()
+    except (OSError, UnicodeDecodeError) as e:
+        logging.warning("skipping %s: cannot read it (%s)", path, getattr(e, "strerror", None) or e)
+        _unreadable.append(path)
+        return rows
+    for line_no, line in enumerate(lines, 1):
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:  # e.g. a line cut short by a crash
+            logging.warning("%s:%d: skipping unreadable line", path, line_no)
+            continue
+        if isinstance(row, dict) and {"task", "policy", "env_steps", "return"} <= row.keys():
+            rows.append(row)
     return rows
 
 
@@ -256,7 +271,7 @@ def load_run(run_dir: str, root: str) -> Run:
         seed=_int(flags.get("seed")),
         flags=flags,
         task_names=task_names,
-        state=str(status.get("state") or "unknown"),
+        state=rundir.effective_state(status) if status else "unknown",
         source=source,
         episodes=episodes,
     )
@@ -267,11 +282,16 @@ def load_runs(root: str) -> list[Run]:
 
     Raises:
       FileNotFoundError: ``root`` does not exist.
-      ValueError: ``root`` holds no run directory.
+      ValueError: ``root`` holds no run directory, or no episode could be read and some of its
+        files were unreadable (they are named).
     """
     dirs = find_run_dirs(root)
     if not dirs:
         raise ValueError(
             f"No runs found under {root!r}: expected directories with config.json, "
             "metrics.jsonl or TensorBoard event files.")
-    return [load_run(d, root) for d in dirs]
+    del _unreadable[:]
+    runs = [load_run(d, root) for d in dirs]
+    if _unreadable and not any(run.episodes for run in runs):
+        raise ValueError(f"No episodes could be read under {root!r}; unreadable: {', '.join(_unreadable)}.")
+    return runs

@@ -1,7 +1,8 @@
 """Handles on a ViZDoom game: in a child process (:class:`Engine`) or in this process (:class:`InlineEngine`).
 
 :class:`Engine` starts ``engine_process.py`` in its own session (process group), so
-the game and the engine binary it spawns can always be torn down together. Any death
+the game and the engine binary it spawns can always be torn down together, and
+that group ends itself when this process dies (even by ``kill -9``). Any death
 of the game — a crash, a kill, an engine exception — surfaces as
 :class:`EngineDiedError`; closing never raises and never waits more than a few seconds.
 
@@ -56,7 +57,7 @@ class Engine:
         parent, child = socket.socketpair()
         try:
             self._proc = subprocess.Popen(
-                [sys.executable, str(_SCRIPT), str(child.fileno())], pass_fds=(child.fileno(),),
+                [sys.executable, str(_SCRIPT), str(child.fileno()), str(os.getpid())], pass_fds=(child.fileno(),),
                 cwd=config["workdir"], start_new_session=True,
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
         finally:

@@ -3,7 +3,9 @@
 Keeping the game in its own process means that an engine crash, including the
 segfaults ViZDoom sometimes raises inside ``close()``, only ends this process. It
 talks over an inherited socket (``multiprocessing.connection`` messages) and
-imports nothing from ``distral_tf``, so it starts quickly.
+imports nothing from ``distral_tf`` (it loads ``process_guard.py`` by its path), so
+it starts quickly. It leads its own session: when its owner dies (the socket
+closes, or the owner's pid goes) it kills its group, engine binary included.
 
 Requests are tuples ``(command, *args)``; every reply is ``("ok", value)`` or
 ``("error", message)``, after which the process exits.
@@ -12,6 +14,7 @@ Requests are tuples ``(command, *args)``; every reply is ``("ok", value)`` or
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
 import signal
 import sys
@@ -146,7 +149,7 @@ def serve(conn: Connection) -> None:
         try:
             request = conn.recv()
         except (EOFError, OSError):
-            break
+            _process_guard().end_process_group()  # the owner went away: the engine binary goes too
         command, args = request[0], request[1:]
         try:
             if command == "init":
@@ -169,7 +172,19 @@ def serve(conn: Connection) -> None:
     os._exit(0)
 
 
+@functools.lru_cache(maxsize=1)
+def _process_guard():
+    path = Path(__file__).resolve().parents[2] / "process_guard.py"
+    spec = importlib.util.spec_from_file_location("distral_tf_process_guard", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 if __name__ == "__main__":
     fd = int(sys.argv[1])
     os.set_inheritable(fd, False)  # the engine binary must not hold the socket open after we die
+    guard = _process_guard()
+    guard.close_inherited_descriptors()
+    guard.die_with_parent(int(sys.argv[2]) if len(sys.argv) > 2 else os.getppid())
     serve(Connection(fd))

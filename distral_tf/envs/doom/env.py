@@ -176,10 +176,10 @@ class DoomEnv(gym.Env):
                   "fault_on_close": self._fault_on_close, "objects": self._track_objects,
                   "warmup_tics": self.warmup_tics, "resize": self.frame_resize}
         error = None
+        self._engine_wad = wad  # a retry after a failed start uses this WAD
         for _ in range(self.max_engine_starts):
             try:
                 self._engine = self._engine_class(config)
-                self._engine_wad = wad
                 return
             except EngineDiedError as e:
                 error = e
@@ -200,6 +200,11 @@ class DoomEnv(gym.Env):
             # seeding, so a seed fixes the whole sequence of mazes, placements and engine seeds.
             self.rng = np.random.default_rng(int(self.np_random.integers(2**63 - 1)))
             self._families, self._family_index = [], 0
+            if seed is not None:
+                # A game reused across episodes keeps state that shows in the frames (measured: 0.25-0.4%
+                # of the pixels of two first observations after the same seed differed): a seeded reset
+                # starts a fresh engine, so that the same seed gives the same episode.
+                self._wad_text = None
         last_error = None
         for _ in range(self.max_engine_starts):
             try:

@@ -1,0 +1,142 @@
+"""Run-directory files: the lock, strict atomic JSON, metrics rewinding, crashed-run detection."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from distral_tf import rundir
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_second_lock_on_a_run_directory_is_refused_naming_the_holder(tmp_path):
+    with rundir.RunLock(str(tmp_path)):
+        info = json.loads((tmp_path / rundir.LOCK_FILE).read_text())
+        assert info["pid"] == os.getpid() and info["host"] == rundir.hostname() and info["started"] <= time.time()
+        with pytest.raises(rundir.RunDirError, match=f"in use by another run \\(pid {os.getpid()} on host "):
+            rundir.RunLock(str(tmp_path)).acquire()
+    assert not (tmp_path / rundir.LOCK_FILE).exists()
+    rundir.RunLock(str(tmp_path)).acquire().release()  # free again
+
+
+def test_lock_held_by_another_process_is_refused(tmp_path):
+    code = (f"import sys, time; sys.path.insert(0, {os.getcwd()!r}); from distral_tf import rundir; "
+            f"rundir.RunLock({str(tmp_path)!r}).acquire(); print('locked', flush=True); time.sleep(30)")
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(rundir.RunDirError, match=f"pid {holder.pid}"):
+            rundir.RunLock(str(tmp_path)).acquire()
+    finally:
+        holder.kill()
+        holder.wait()
+    # The kernel released the dead holder's lock: its file is taken over.
+    lock = rundir.RunLock(str(tmp_path)).acquire()
+    assert json.loads((tmp_path / rundir.LOCK_FILE).read_text())["pid"] == os.getpid()
+    lock.release()
+
+
+def test_stale_lock_file_of_a_dead_process_is_taken_over_with_a_warning(tmp_path, caplog):
+    pid = _dead_pid()
+    (tmp_path / rundir.LOCK_FILE).write_text(json.dumps({"pid": pid, "host": "elsewhere", "started": 1.0}))
+    with caplog.at_level("WARNING"):
+        lock = rundir.RunLock(str(tmp_path)).acquire()
+    assert f"pid {pid} on host elsewhere" in caplog.text and "Taking over" in caplog.text
+    lock.release()
+
+
+def test_status_json_is_strict_and_a_failed_write_names_the_file_and_leaves_no_temp(tmp_path, monkeypatch):
+    path = str(tmp_path / "status.json")
+    rundir.write_json_atomically(path, {"a": float("nan"), "b": [1.0, float("inf")], "c": {"d": -float("inf")}})
+    text = (tmp_path / "status.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text) == {"a": None, "b": [1.0, None], "c": {"d": None}}
+
+    def full_disk(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    with pytest.raises(OSError, match=f"could not write {path}: No space left on device"):
+        rundir.write_json_atomically(path, {"a": 2})
+    assert json.loads((tmp_path / "status.json").read_text())["a"] is None  # previous content kept
+    assert sorted(os.listdir(tmp_path)) == ["status.json"]
+
+
+@pytest.mark.parametrize("content,message", [
+    ("", "is empty"), ("{not json", "is not valid JSON"), ("[1, 2]", "holds a JSON list, not an object"),
+    ("\"text\"", "holds a JSON str"),
+])
+def test_unreadable_json_names_the_file(tmp_path, content, message):
+    path = tmp_path / "config.json"
+    path.write_text(content)
+    with pytest.raises(rundir.RunDirError, match=message) as error:
+        rundir.read_json_object(str(path))
+    assert str(path) in str(error.value)
+
+
+def test_rewind_metrics_cuts_back_to_the_checkpoint_and_drops_a_partial_line(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    rows = [json.dumps({"i": i}) + "\n" for i in range(5)]
+    offset = len("".join(rows[:3]))
+    path.write_text("".join(rows) + '{"i": 5, "cut')
+    dropped, partial = rundir.rewind_metrics(str(path), offset)
+    assert (dropped, partial) == (3, True)
+    assert path.read_text() == "".join(rows[:3])
+
+
+def test_metrics_shorter_than_the_checkpoint_offset_is_an_error(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"i": 0}\n')
+    with pytest.raises(rundir.RunDirError, match="has 9 bytes but the restored checkpoint recorded 100"):
+        rundir.rewind_metrics(str(path), 100)
+    with pytest.raises(rundir.RunDirError, match="not at a line end"):
+        rundir.rewind_metrics(str(path), 4)
+
+
+def test_drop_partial_last_line(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"i": 0}\n{"i": 1')
+    assert rundir.drop_partial_last_line(str(path))
+    assert path.read_text() == '{"i": 0}\n'
+    assert not rundir.drop_partial_last_line(str(path))
+
+
+def test_a_running_status_of_a_dead_process_reads_crashed(tmp_path):
+    status = {"state": "running", "pid": _dead_pid(), "host": rundir.hostname(), "heartbeat": time.time()}
+    assert rundir.effective_state(status) == "crashed"
+    assert rundir.effective_state({**status, "pid": os.getpid()}) == "running"
+    remote = {"state": "running", "pid": 1, "host": "elsewhere", "heartbeat": time.time()}
+    assert rundir.effective_state(remote) == "running"
+    assert rundir.effective_state({**remote, "heartbeat": time.time() - 2 * rundir.STALE_HEARTBEAT_SECS}) == "crashed"
+    assert rundir.effective_state({**status, "state": "finished"}) == "finished"
+    (tmp_path / "status.json").write_text(json.dumps(status))
+    assert rundir.read_state(str(tmp_path)) == "crashed"
+
+
+def test_checkpoint_discovery_scans_index_files_and_removes_temporaries(tmp_path):
+    for name in ("ckpt-20.index", "ckpt-3.index", "ckpt-100.index", "ckpt-100.data-00000-of-00001", "checkpoint",
+                 "ckpt-7.index.tmp"):
+        (tmp_path / name).write_text("x")
+    (tmp_path / "ckpt-120_temp").mkdir()
+    (tmp_path / "ckpt-120_temp" / "part-00000").write_text("x")
+    assert rundir.checkpoint_numbers(str(tmp_path)) == [3, 20, 100]
+    assert rundir.remove_temporary_checkpoints(str(tmp_path)) == ["ckpt-120_temp"]
+    assert not (tmp_path / "ckpt-120_temp").exists()
+
+
+def test_attempt_without_checkpoint_is_moved_aside(tmp_path):
+    for name in ("metrics.jsonl", "status.json", "events.out.tfevents.1.host", "config.json"):
+        (tmp_path / name).write_text(name)
+    target = rundir.move_attempt_aside(str(tmp_path))
+    assert target == str(tmp_path / rundir.ATTEMPTS_DIR / "1")
+    assert sorted(os.listdir(target)) == ["events.out.tfevents.1.host", "metrics.jsonl", "status.json"]
+    assert (tmp_path / "config.json").exists() and not (tmp_path / "metrics.jsonl").exists()
+    assert rundir.move_attempt_aside(str(tmp_path)) is None
