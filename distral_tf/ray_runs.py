@@ -19,6 +19,7 @@ import ctypes
 import datetime
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -50,6 +51,23 @@ try:  # looked up here, not in the forked child, where loading a library could d
     _prctl = ctypes.CDLL(None, use_errno=True).prctl
 except (OSError, AttributeError):  # not Linux
     _prctl = None
+
+
+def check_reachable(address: str | None, timeout: float = 10.0):
+    """Raises ConnectionError if ``address`` (HOST:PORT) does not accept connections.
+
+    Ray itself keeps retrying an address where nothing listens; ``auto`` and None are left to Ray.
+    """
+    if not address or address in ("auto", "local") or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"expected 'auto' or HOST:PORT, got {address!r}")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise ConnectionError(f"nothing answers at {address} ({e.strerror or e}); is the head started "
+                              "(ray start --head)?") from e
 
 
 def _prepare_child():
@@ -204,6 +222,7 @@ class RayLauncher:
         self.ray = import_ray()
         self.cpus_per_run = cpus_per_run
         if not self.ray.is_initialized():
+            check_reachable(address)
             self.ray.init(address=address, include_dashboard=False, log_to_driver=False,
                           configure_logging=True, logging_level="warning")
         self._actor_class = self.ray.remote(RunProcess).options(

@@ -541,7 +541,7 @@ def main(argv):
             sweep.launcher = ray_runs.RayLauncher(FLAGS.address, FLAGS.cpus_per_run, resources,
                                                   FLAGS.max_restarts)
         except (ConnectionError, RuntimeError, ValueError) as e:
-            sys.exit(f"error: --backend=ray could not reach a Ray cluster at --address={FLAGS.address}: "
+            sys.exit(f"error: --backend=ray could not join a Ray cluster at --address={FLAGS.address}: "
                      f"{str(e).splitlines()[0] if str(e) else type(e).__name__}")
         if not FLAGS["parallel"].present:
             sweep.parallel = sweep.launcher.capacity

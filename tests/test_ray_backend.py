@@ -5,6 +5,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -39,6 +40,19 @@ def test_without_ray_the_backend_is_a_one_line_error(tmp_path):
     assert result.stderr.strip().splitlines() == [
         f"error: --backend=ray needs Ray, which is not installed: {ray_runs.INSTALL_HINT}"]
     assert not (tmp_path / "sweep").exists()
+
+
+def test_an_address_where_nothing_listens_is_a_one_line_error(tmp_path):
+    pytest.importorskip("ray")
+    with socket.socket() as s:  # a port that was free a moment ago
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    result = subprocess.run(_sweep_cli(tmp_path / "sweep", f"127.0.0.1:{port}"), capture_output=True,
+                            text=True, timeout=120, cwd=REPO)
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: --backend=ray could not join a Ray cluster at --address=127.0.0.1:{port}: "
+                           "nothing answers")
 
 
 def test_flags_of_the_ray_backend():
@@ -94,6 +108,7 @@ def cluster(tmp_path_factory):
     old_path = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (REPO, str(fake_dir), old_path) if p)
     local = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
+    session_dir = local.head_node.get_session_dir_path()
     try:
         nodes = [local.add_node(num_cpus=1, resources={f"node_{name}": 1}) for name in "ab"]
         local.wait_for_nodes()
@@ -102,10 +117,24 @@ def cluster(tmp_path_factory):
     finally:
         ray.shutdown()
         local.shutdown()
+        _kill_processes_of_session(session_dir)
         if old_path is None:
             os.environ.pop("PYTHONPATH", None)
         else:
             os.environ["PYTHONPATH"] = old_path
+
+
+def _kill_processes_of_session(session_dir):
+    """Kills what is left of this cluster's processes (those of a node that failed to start are not
+    among the nodes ``Cluster.shutdown`` stops): the processes whose command line names its session."""
+    for pid in filter(str.isdigit, os.listdir("/proc") if os.path.isdir("/proc") else []):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                command = f.read().decode(errors="replace")
+            if session_dir in command and int(pid) != os.getpid():
+                os.kill(int(pid), signal.SIGKILL)
+        except (OSError, ValueError):
+            pass
 
 
 def _nodes_of(log_path):
