@@ -238,12 +238,16 @@ class RayLauncher:
     def alive_nodes(self) -> int:
         return sum(1 for node in self.ray.nodes() if node.get("Alive"))
 
+    def runs_the_nodes_hold(self) -> int:
+        """Runs the alive nodes hold at once, each reserving ``demand``."""
+        return sum(runs_per_node(node.get("Resources", {}), self.demand)
+                   for node in self.ray.nodes() if node.get("Alive"))
+
     def capacity(self) -> int:
-        """Runs the cluster's CPUs hold at once (at least 1), refreshed every few seconds."""
+        """Runs the cluster holds at once (at least 1), refreshed every few seconds."""
         checked, value = self._capacity
         if time.time() - checked > 5.0:
-            value = max(1, sum(runs_per_node(node.get("Resources", {}), self.demand)
-                               for node in self.ray.nodes() if node.get("Alive")))
+            value = max(1, self.runs_the_nodes_hold())
             self._capacity = (time.time(), value)
         return value
 

@@ -545,6 +545,10 @@ def main(argv):
                      f"{str(e).splitlines()[0] if str(e) else type(e).__name__}")
         if not FLAGS["parallel"].present:
             sweep.parallel = sweep.launcher.capacity
+        if sweep.launcher.runs_the_nodes_hold() == 0:
+            print(f"[sweep] warning: no node of the cluster has the resources a run reserves "
+                  f"({sweep.launcher.demand}); "
+                  "the runs wait until such a node joins", flush=True)
         at_a_time = (f"{FLAGS.parallel if FLAGS['parallel'].present else 'as many as the cluster holds'} "
                      f"at a time ({FLAGS.cpus_per_run} CPUs each; the cluster has "
                      f"{sweep.launcher.cluster_cpus():g} CPUs on {sweep.launcher.alive_nodes()} nodes now)")
