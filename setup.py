@@ -31,7 +31,9 @@ setup(
         "labmaze",
     ],
     extras_require={
-        "test": ["pytest", "ruff"],
+        # Sweeps on a Ray cluster (python -m distral_tf.sweep --backend=ray); see docs/cluster.md.
+        "ray": ["ray>=2.9"],
+        "test": ["pytest", "ruff", "ray>=2.9"],
         # DeepMind Lab has no wheel: build it with Bazel (see README and WORKSPACE).
         "dmlab": [],
     },

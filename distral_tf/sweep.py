@@ -11,6 +11,8 @@ Rerunning the same command skips runs whose ``status.json`` says finished and
 reruns the others, which resume from their checkpoints. Ctrl-C (SIGINT) or
 SIGTERM passes SIGINT to the running runs so that they checkpoint, waits for
 them, records the manifest and exits with status 130; a second Ctrl-C kills them.
+With ``--backend=ray`` each run is a Ray actor on a cluster instead of a local
+subprocess (``distral_tf/ray_runs.py``, ``docs/cluster.md``); all of the above holds.
 ``python -m distral_tf.report --runs=OUT/runs --out=...`` then draws Figure 4.
 """
 
@@ -70,6 +72,18 @@ def define_flags():
                        "After Ctrl-C, seconds the runs get to checkpoint before SIGTERM.")
     flags.DEFINE_float("progress_every_secs", 60.0, "Seconds between progress lines while runs are going.")
     flags.DEFINE_bool("dry_run", False, "Print the commands of the runs still to do and exit.")
+    flags.DEFINE_enum("backend", "local", ["local", "ray"],
+                      "local: runs are subprocesses of the sweep; ray: runs are Ray actors on a cluster "
+                      "(see docs/cluster.md; --out must then be on a filesystem every node reaches).")
+    flags.DEFINE_string("address", None, "--backend=ray: the cluster to join ('auto' or HOST:PORT); "
+                        "unset starts Ray on this machine alone.")
+    flags.DEFINE_integer("cpus_per_run", 2, "--backend=ray: CPUs each run reserves; also its environment "
+                         "processes and TensorFlow inter-op threads unless --run_flags sets them.",
+                         lower_bound=1)
+    flags.DEFINE_string("ray_resources", "", "--backend=ray: custom Ray resources each run reserves, as "
+                        'JSON, e.g. \'{"doom": 1}\'.')
+    flags.DEFINE_integer("max_restarts", 3, "--backend=ray: times a run is restarted on another node after "
+                         "its node dies (it resumes from its last checkpoint).", lower_bound=0)
 
 
 MANIFEST = "manifest.json"
@@ -196,24 +210,47 @@ def _now() -> str:
     return datetime.datetime.now().isoformat(timespec="seconds")
 
 
+class LocalLauncher:
+    """Starts each run as a subprocess of the sweep, in a session of its own.
+
+    A terminal's Ctrl-C thus reaches the sweep only, which forwards it once.
+    """
+
+    def launch(self, command: list[str], log_path: str) -> subprocess.Popen:
+        with open(log_path, "a") as log_file:
+            return subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, start_new_session=True)
+
+    def signal(self, proc: subprocess.Popen, sig: int):
+        try:
+            os.killpg(proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def close(self):
+        pass
+
+
 class Sweep:
     """Runs a list of :class:`RunSpec` as subprocesses and keeps ``manifest.json`` current.
 
     Args:
       specs: the runs of the sweep.
       out_dir: the sweep directory.
-      parallel: runs at a time.
+      parallel: runs at a time, or a function returning it (called as runs are started).
       command_fn: ``(spec, logdir) -> argv`` of a run (injectable for tests).
       grace_secs: how long interrupted runs get to checkpoint before SIGTERM.
       progress_every_secs: seconds between progress lines.
       log: where progress lines go.
       info: extra fields recorded at the top of the manifest.
+      launcher: starts and signals the runs: :class:`LocalLauncher` (the default) or
+        ``ray_runs.RayLauncher``; both give handles shaped like ``subprocess.Popen``.
     """
 
     def __init__(self, specs: list[RunSpec], out_dir: str, parallel: int = 1,
                  command_fn: Callable[[RunSpec, str], list[str]] = run_command,
                  grace_secs: float = 120.0, progress_every_secs: float = 60.0,
-                 log: Callable[[str], None] = print, info: dict | None = None):
+                 log: Callable[[str], None] = print, info: dict | None = None, launcher=None):
         ids = [s.run_id for s in specs]
         if len(set(ids)) != len(ids):
             raise ValueError("Run ids of the sweep are not unique.")
@@ -225,6 +262,7 @@ class Sweep:
         self.progress_every_secs = progress_every_secs
         self.log = log
         self.info = info or {}
+        self.launcher = launcher or LocalLauncher()
         self.runs_dir = os.path.join(out_dir, "runs")
         self.logs_dir = os.path.join(out_dir, "logs")
         self._stop = False
@@ -308,10 +346,7 @@ class Sweep:
         with open(entry["log"], "a") as log_file:
             log_file.write(f"\n===== {_now()} attempt {entry['attempts'] + 1}: "
                            f"{shlex.join(entry['command'])}\n")
-            log_file.flush()
-            # A session of its own: a terminal's Ctrl-C reaches the sweep only, which forwards it once.
-            proc = subprocess.Popen(entry["command"], stdout=log_file, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = self.launcher.launch(entry["command"], entry["log"])
         entry.update(state="running", returncode=None, attempts=entry["attempts"] + 1, started=_now(),
                      ended=None, pid=proc.pid)
         return proc
@@ -330,10 +365,10 @@ class Sweep:
         return state
 
     def _signal_group(self, proc: subprocess.Popen, sig: int):
-        try:
-            os.killpg(proc.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
+        self.launcher.signal(proc, sig)
+
+    def _parallel(self) -> int:
+        return self.parallel() if callable(self.parallel) else self.parallel
 
     def _stop_running(self, running: dict[str, tuple[RunSpec, subprocess.Popen, float]]):
         """SIGINT to every run; SIGTERM after ``grace_secs``; SIGKILL 10 s later or on a second Ctrl-C."""
@@ -373,7 +408,7 @@ class Sweep:
         last_progress = time.time()
         try:
             while (pending or running) and not self._stop:
-                while pending and len(running) < self.parallel and not self._stop:
+                while pending and len(running) < self._parallel() and not self._stop:
                     spec = pending.popleft()
                     running[spec.run_id] = (spec, self._launch(spec), time.time())
                     self.log(f"[sweep] started {spec.run_id} "
@@ -434,6 +469,34 @@ def _default_total_env_steps() -> int:
     return TrainConfig().total_env_steps
 
 
+def parse_resources(text: str) -> dict[str, float]:
+    """``--ray_resources``: a JSON object of resource names to positive amounts ('' for none)."""
+    if not text.strip():
+        return {}
+    try:
+        resources = json.loads(text)
+    except ValueError:
+        resources = None
+    if not isinstance(resources, dict) or not all(
+            isinstance(k, str) and isinstance(v, int | float) and not isinstance(v, bool) and v > 0
+            for k, v in resources.items()):
+        raise ValueError(f"--ray_resources: expected a JSON object of names to positive numbers, got {text!r}")
+    if {"CPU", "GPU", "memory"} & set(resources):
+        raise ValueError("--ray_resources: give CPUs with --cpus_per_run; only custom resources go here")
+    return resources
+
+
+def ray_run_args(cpus_per_run: int, extra_args: Sequence[str]) -> list[str]:
+    """Run flags that keep a Ray run within its reserved CPUs, unless ``extra_args`` sets them already.
+
+    A run's defaults size its environment processes and TensorFlow's inter-op pool by the
+    cores of the machine, which on a cluster node are not the run's to take.
+    """
+    given = {a[2:].split("=", 1)[0] for a in extra_args if a.startswith("--")}
+    return [f"--{name}={cpus_per_run}" for name in ("num_env_processes", "tf_inter_op_threads")
+            if name not in given]
+
+
 def check_experiment(name: str) -> None:
     """Raises ``ValueError`` unless ``name`` is a suite (or task list) the runs can train on."""
     from distral_tf.envs import suites
@@ -460,20 +523,32 @@ def main(argv):
         entropy_costs = parse_floats(FLAGS.entropy_costs, "entropy_costs")
         learning_rates = parse_floats(FLAGS.learning_rates, "learning_rates")
         budget = parse_budget(FLAGS.budget)
+        resources = parse_resources(FLAGS.ray_resources)
         shlex.split(FLAGS.run_flags)
     except ValueError as e:
         cli.fail(str(e))
+    out = FLAGS.out
+    if FLAGS.backend == "ray":
+        from distral_tf import ray_runs
+
+        try:
+            ray_runs.import_ray()
+        except ray_runs.RayUnavailableError as e:
+            cli.fail(str(e))
+        out = os.path.abspath(out)  # the runs start in other working directories, on other machines
     base_steps = FLAGS.total_env_steps or _default_total_env_steps()
     total_env_steps = max(1, round(base_steps * budget))
     extra = {"workers_per_task": FLAGS.workers_per_task} if FLAGS.workers_per_task else {}
     specs = expand_grid(FLAGS.experiment, algos, entropy_costs, learning_rates, FLAGS.seeds,
                         total_env_steps, extra)
     extra_args = shlex.split(FLAGS.run_flags)
+    if FLAGS.backend == "ray":
+        extra_args += ray_run_args(FLAGS.cpus_per_run, extra_args)
     command_fn = lambda spec, logdir: run_command(spec, logdir, FLAGS.run_module, extra_args)
-    sweep = Sweep(specs, FLAGS.out, FLAGS.parallel, command_fn, FLAGS.grace_secs, FLAGS.progress_every_secs,
-                  log=lambda line: print(line, flush=True),
-                  info={"experiment": FLAGS.experiment, "budget": budget, "total_env_steps": total_env_steps,
-                        "command": [sys.executable, "-m", "distral_tf.sweep", *sys.argv[1:]]})
+    info = {"experiment": FLAGS.experiment, "budget": budget, "total_env_steps": total_env_steps,
+            "backend": FLAGS.backend, "command": [sys.executable, "-m", "distral_tf.sweep", *sys.argv[1:]]}
+    sweep = Sweep(specs, out, FLAGS.parallel, command_fn, FLAGS.grace_secs, FLAGS.progress_every_secs,
+                  log=lambda line: print(line, flush=True), info=info)
     if FLAGS.dry_run:
         todo = sweep.to_run()
         print(f"# {len(specs)} runs, {len(specs) - len(todo)} finished, {len(todo)} to run")
@@ -481,12 +556,32 @@ def main(argv):
             crashed = "  # crashed: resumes" if sweep.entries[spec.run_id]["state"] == "crashed" else ""
             print(shlex.join(sweep.entries[spec.run_id]["command"]) + crashed)
         return 0
+    at_a_time = f"{FLAGS.parallel} at a time"
+    if FLAGS.backend == "ray":
+        try:
+            sweep.launcher = ray_runs.RayLauncher(FLAGS.address, FLAGS.cpus_per_run, resources,
+                                                  FLAGS.max_restarts)
+        except (ConnectionError, RuntimeError, ValueError) as e:
+            cli.fail(f"--backend=ray could not join a Ray cluster at --address={FLAGS.address}: "
+                     f"{str(e).splitlines()[0] if str(e) else type(e).__name__}")
+        if not FLAGS["parallel"].present:
+            sweep.parallel = sweep.launcher.capacity
+        if sweep.launcher.runs_the_nodes_hold() == 0:
+            print(f"[sweep] warning: no node of the cluster has the resources a run reserves "
+                  f"({sweep.launcher.demand}); "
+                  "the runs wait until such a node joins", flush=True)
+        at_a_time = (f"{FLAGS.parallel if FLAGS['parallel'].present else 'as many as the cluster holds'} "
+                     f"at a time ({FLAGS.cpus_per_run} CPUs each; the cluster has "
+                     f"{sweep.launcher.cluster_cpus():g} CPUs on {sweep.launcher.alive_nodes()} nodes now)")
     print(f"[sweep] {FLAGS.experiment}: {len(specs)} runs ({len(algos)} algorithms x {len(learning_rates)} "
           f"learning rates x {len(entropy_costs)} entropy costs x {FLAGS.seeds} seeds), "
-          f"{total_env_steps:,} agent steps each, {FLAGS.parallel} at a time, in {FLAGS.out}", flush=True)
+          f"{total_env_steps:,} agent steps each, {at_a_time}, in {out}", flush=True)
     os.makedirs(sweep.runs_dir, exist_ok=True)
     _write_tensorboard_config(sweep.runs_dir, specs, FLAGS.experiment)
-    return sweep.run()
+    try:
+        return sweep.run()
+    finally:
+        sweep.launcher.close()
 
 
 if __name__ == "__main__":
