@@ -6,14 +6,23 @@ import sys
 
 from absl import flags
 
+_HELP = ("--help", "-h", "-?", "--helpshort", "--helpfull", "--helpxml")
+
 
 def parse_flags_or_exit(argv):
-    """Parses flags; an invalid value ends the program with one line naming the flag (exit status 2)."""
+    """Parses flags; an invalid value ends the program with one line naming the flag (exit status 2).
+
+    Asking for help prints it and exits with status 0 (absl's help flags exit with 1).
+    """
     try:
         return flags.FLAGS(argv)
     except flags.Error as e:
         sys.stderr.write(f"error: {e}\n")
         sys.exit(2)
+    except SystemExit as e:
+        if e.code == 1 and any(a in _HELP for a in argv[1:]):
+            sys.exit(0)
+        raise
 
 
 def fail(message: str, status: int = 2):
