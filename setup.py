@@ -31,7 +31,9 @@ setup(
         "labmaze",
     ],
     extras_require={
-        "test": ["pytest", "ruff"],
+        "test": ["pytest", "ruff", "imageio>=2.30", "imageio-ffmpeg>=0.5"],
+        # Videos of evaluated episodes (python -m distral_tf.evaluate --video_dir=...): ffmpeg ships in the wheel.
+        "video": ["imageio>=2.30", "imageio-ffmpeg>=0.5"],
         # DeepMind Lab has no wheel: build it with Bazel (see README and WORKSPACE).
         "dmlab": [],
     },

@@ -225,6 +225,8 @@ class Trainer:
             "suite": self.suite.name,
             "task_names": list(self.suite.task_names),
             "frames_per_step": self.suite.frames_per_step,
+            "observation_shape": [int(d) for d in self._obs_space.shape],
+            "num_actions": int(self._act_space.n),
             "coefficients": {"alpha": self.coeffs.alpha, "beta": self.coeffs.beta,
                              "entropy_bonus": self.coeffs.entropy_bonus,
                              "c_kl": self.coeffs.c_kl, "c_ent": self.coeffs.c_ent},
