@@ -27,17 +27,19 @@ import numpy as np  # noqa: E402
 from absl import app  # noqa: E402
 from absl import flags as absl_flags  # noqa: E402
 
-LOGDIR = absl_flags.DEFINE_string("logdir", None, "Run directory to evaluate (read only).")
-CHECKPOINT = absl_flags.DEFINE_integer("checkpoint", None, "Agent step of the checkpoint (default: the newest).")
-POLICY = absl_flags.DEFINE_enum("policy", "both", ["task", "distilled", "both"],
-                                "Which policies: the task policies pi_i, the distilled policy pi_0, or both.")
-EPISODES = absl_flags.DEFINE_integer("episodes", 10, "Episodes per task and policy.", lower_bound=1)
-GREEDY = absl_flags.DEFINE_bool("greedy", False, "Take the most probable action instead of sampling.")
-VIDEO_DIR = absl_flags.DEFINE_string("video_dir", None, "Directory for one MP4 per task and policy (and maps).")
-JSON_OUT = absl_flags.DEFINE_string("json_out", None, "File to write the results to as JSON.")
-SUITE = absl_flags.DEFINE_string("suite", None, "Evaluate on this suite instead of the run's own.")
-SEED = absl_flags.DEFINE_integer("seed", 0, "Seed of the environments and of the action sampling.", lower_bound=0)
-absl_flags.mark_flag_as_required("logdir")
+
+def define_flags():
+    """Defines the command-line flags (only when run as a program, so importing defines none)."""
+    absl_flags.DEFINE_string("logdir", None, "Run directory to evaluate (read only).", required=True)
+    absl_flags.DEFINE_integer("checkpoint", None, "Agent step of the checkpoint (default: the newest).")
+    absl_flags.DEFINE_enum("policy", "both", ["task", "distilled", "both"],
+                           "Which policies: the task policies pi_i, the distilled policy pi_0, or both.")
+    absl_flags.DEFINE_integer("episodes", 10, "Episodes per task and policy.", lower_bound=1)
+    absl_flags.DEFINE_bool("greedy", False, "Take the most probable action instead of sampling.")
+    absl_flags.DEFINE_string("video_dir", None, "Directory for one MP4 per task and policy (and maps).")
+    absl_flags.DEFINE_string("json_out", None, "File to write the results to as JSON.")
+    absl_flags.DEFINE_string("suite", None, "Evaluate on this suite instead of the run's own.")
+    absl_flags.DEFINE_integer("seed", 0, "Seed of the environments and of the action sampling.", lower_bound=0)
 
 
 def format_table(rows: list[dict]) -> str:
@@ -115,10 +117,12 @@ def main(argv):
     from distral_tf.trained_run import RunLoadError
     from distral_tf.videos import VideoError
 
-    policies = ("task", "distilled") if POLICY.value == "both" else (POLICY.value,)
+    values = absl_flags.FLAGS
+    policies = ("task", "distilled") if values.policy == "both" else (values.policy,)
     try:
-        results = evaluate(LOGDIR.value, checkpoint=CHECKPOINT.value, policies=policies, episodes=EPISODES.value,
-                           greedy=GREEDY.value, video_dir=VIDEO_DIR.value, suite_name=SUITE.value, seed=SEED.value)
+        results = evaluate(values.logdir, checkpoint=values.checkpoint, policies=policies, episodes=values.episodes,
+                           greedy=values.greedy, video_dir=values.video_dir, suite_name=values.suite,
+                           seed=values.seed)
     except (RunLoadError, VideoError, ValueError, ImportError, OSError) as e:
         sys.exit(f"error: {e}")
     mode = "greedy" if results["greedy"] else "sampled"
@@ -127,10 +131,10 @@ def main(argv):
     print(format_table(results["rows"]))
     for path in results["videos"] + results["maps"]:
         print(path)
-    if JSON_OUT.value:
-        with open(JSON_OUT.value, "w") as f:
+    if values.json_out:
+        with open(values.json_out, "w") as f:
             json.dump(results, f, indent=2)
-        print(JSON_OUT.value)
+        print(values.json_out)
 
 
 def parse_flags_or_exit(argv):
@@ -142,4 +146,5 @@ def parse_flags_or_exit(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main, flags_parser=parse_flags_or_exit)

@@ -10,29 +10,10 @@ import numpy as np
 import pytest
 
 from distral_tf import evaluation, videos
-from distral_tf.config import TrainConfig
 from distral_tf.envs import make_suite
 
 SUITE = "two_rooms_small"
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def train_tiny_run(logdir, algo="kl_2col", suite=SUITE, **overrides):
-    """A finished run of ``algo`` on ``suite`` after a few rollouts per task (seconds)."""
-    from distral_tf.trainer import Trainer
-
-    values = dict(algo=algo, suite=suite, logdir=str(logdir), total_env_steps=3 * 40, workers_per_task=1,
-                  unroll_length=20, entropy_cost=0.05, eval_episodes=0, num_env_processes=0, actor_threads=1,
-                  log_every_secs=60.0, checkpoint_every_secs=1000.0)
-    values.update(overrides)
-    summary = Trainer(TrainConfig(**values), make_suite(suite)).run()
-    assert summary["state"] == "finished"
-    return logdir
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    return train_tiny_run(tmp_path_factory.mktemp("run") / "kl_2col")
 
 
 def directory_digest(path):
@@ -62,12 +43,12 @@ def test_choose_actions_greedy_is_argmax_and_sampling_follows_the_softmax():
         np.testing.assert_allclose(freq, probs, atol=0.03)
 
 
-def test_evaluate_reports_every_task_and_policy_writes_videos_and_leaves_the_run_untouched(tiny_run, tmp_path):
+def test_evaluate_reports_every_task_and_policy_writes_videos_and_leaves_the_run_untouched(tiny_kl_2col_run, tmp_path):
     from distral_tf.evaluate import evaluate, format_table
 
-    before = directory_digest(tiny_run)
-    results = evaluate(str(tiny_run), episodes=2, video_dir=str(tmp_path / "videos"), seed=3)
-    assert directory_digest(tiny_run) == before
+    before = directory_digest(tiny_kl_2col_run)
+    results = evaluate(str(tiny_kl_2col_run), episodes=2, video_dir=str(tmp_path / "videos"), seed=3)
+    assert directory_digest(tiny_kl_2col_run) == before
 
     suite = make_suite(SUITE)
     assert [(r["policy"], r["task"]) for r in results["rows"]] == [
@@ -92,15 +73,15 @@ def test_evaluate_reports_every_task_and_policy_writes_videos_and_leaves_the_run
         assert frames[0].shape[1] >= videos.MIN_SIDE
 
 
-def test_restored_agent_holds_the_trained_parameters_and_episodes_with_the_same_seed_repeat(tiny_run):
+def test_restored_agent_holds_the_trained_parameters_and_episodes_with_the_same_seed_repeat(tiny_kl_2col_run):
     import tensorflow as tf
 
     from distral_tf import trained_run
 
-    config, meta = trained_run.read_config(str(tiny_run))
+    config, meta = trained_run.read_config(str(tiny_kl_2col_run))
     agent = trained_run.build_agent(config, 3, meta["observation_shape"], meta["num_actions"])
     initial = agent.trainable[0].numpy()
-    step, prefix = trained_run.select_checkpoint(str(tiny_run))
+    step, prefix = trained_run.select_checkpoint(str(tiny_kl_2col_run))
     trained_run.restore_agent(agent, prefix)
     saved = tf.train.load_checkpoint(prefix).get_tensor("agent/trainable/0/.ATTRIBUTES/VARIABLE_VALUE")
     np.testing.assert_array_equal(agent.trainable[0].numpy(), saved)  # restored ...
@@ -119,9 +100,9 @@ def test_restored_agent_holds_the_trained_parameters_and_episodes_with_the_same_
         env.close()
 
 
-def test_command_line_prints_the_table_and_writes_json(tiny_run, tmp_path):
+def test_command_line_prints_the_table_and_writes_json(tiny_kl_2col_run, tmp_path):
     out = tmp_path / "eval.json"
-    result = run_cli([f"--logdir={tiny_run}", "--policy=task", "--episodes=1", "--greedy",
+    result = run_cli([f"--logdir={tiny_kl_2col_run}", "--policy=task", "--episodes=1", "--greedy",
                       f"--json_out={out}"], tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "return (mean ± std)" in result.stdout
@@ -131,17 +112,17 @@ def test_command_line_prints_the_table_and_writes_json(tiny_run, tmp_path):
 
 
 @pytest.mark.parametrize("case", ["no_checkpoints", "missing_step", "other_spaces", "not_a_run", "task_policies"])
-def test_bad_input_is_a_one_line_error(tiny_run, tmp_path, case):
+def test_bad_input_is_a_one_line_error(tiny_kl_2col_run, tmp_path, case):
     args = {
-        "missing_step": [f"--logdir={tiny_run}", "--checkpoint=7"],
-        "other_spaces": [f"--logdir={tiny_run}", "--suite=two_rooms", "--policy=distilled"],
+        "missing_step": [f"--logdir={tiny_kl_2col_run}", "--checkpoint=7"],
+        "other_spaces": [f"--logdir={tiny_kl_2col_run}", "--suite=two_rooms", "--policy=distilled"],
         "not_a_run": [f"--logdir={tmp_path}"],
-        "task_policies": [f"--logdir={tiny_run}", "--suite=two_rooms_small_goal7"],
+        "task_policies": [f"--logdir={tiny_kl_2col_run}", "--suite=two_rooms_small_goal7"],
     }
     if case == "no_checkpoints":
         logdir = tmp_path / "empty_run"
         logdir.mkdir()
-        (logdir / "config.json").write_text((tiny_run / "config.json").read_text())
+        (logdir / "config.json").write_text((tiny_kl_2col_run / "config.json").read_text())
         args[case] = [f"--logdir={logdir}"]
     expected = {"no_checkpoints": "has no checkpoint", "missing_step": "no checkpoint at step 7; its checkpoints "
                 "are at steps 120", "other_spaces": "(84, 84, 3)", "not_a_run": "not a run directory",
