@@ -13,7 +13,8 @@ TORSO_DTYPES = ("float32", "bfloat16")
 # Fields that define the model and its training problem: a run may only resume
 # with the same values (other fields, e.g. logging intervals, may change).
 MODEL_FIELDS = ("algo", "suite", "alpha", "entropy_cost", "learning_rate", "unroll_length", "discount",
-                "value_cost", "total_env_steps", "workers_per_task", "reward_clipping", "update_mode")
+                "value_cost", "total_env_steps", "workers_per_task", "reward_clipping", "update_mode",
+                "freeze_distilled")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,6 +46,7 @@ class TrainConfig:
     eval_every_env_steps: int = 0
     eval_episodes: int = 2
     eval_greedy: bool = False
+    eval_clip_every: int = 0
     max_consecutive_nonfinite: int = 100
     env_timeout_secs: float = 60.0
     num_env_processes: int = -1
@@ -54,6 +56,8 @@ class TrainConfig:
     tf_inter_op_threads: int = 0
     tf_intra_op_threads: int = 1
     torso_dtype: str = "float32"
+    init_from: str = ""
+    freeze_distilled: bool = False
     force: bool = False
 
     def to_json(self) -> dict[str, Any]:

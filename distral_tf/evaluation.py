@@ -147,6 +147,23 @@ def run_episodes(envs, task_ids, runner: PolicyRunner, episodes: int, *, greedy:
     return results
 
 
+def watch(envs, task_ids, runner: PolicyRunner, steps: int, *, greedy: bool, seed: int = 0) -> list[list]:
+    """The frames of ``steps`` steps in each of ``envs`` from a reset (a finished episode starts the next)."""
+    rng = np.random.default_rng([seed, 13])
+    task_ids = np.asarray(list(task_ids), np.int32)
+    obs = [np.asarray(env.reset(seed=int(rng.integers(2**31 - 1)))[0]) for env in envs]
+    frames = [[o.copy()] for o in obs]
+    state, first = runner.initial_state(len(envs)), np.ones(len(envs), bool)
+    for _ in range(steps):
+        logits, state = runner.logits(task_ids, np.stack(obs), first, state)
+        for i, action in enumerate(choose_actions(logits, greedy, rng)):
+            o, _, terminated, truncated, _ = envs[i].step(int(action))
+            first[i] = terminated or truncated
+            obs[i] = np.asarray(envs[i].reset(seed=int(rng.integers(2**31 - 1)))[0] if first[i] else o)
+            frames[i].append(obs[i].copy())
+    return frames
+
+
 def summarize(episodes: TaskEpisodes) -> dict:
     """Mean and standard deviation of the returns and lengths, and the success rate (``None`` if undefined)."""
     returns, lengths = np.asarray(episodes.returns, float), np.asarray(episodes.lengths, float)

@@ -35,6 +35,7 @@ def main(argv):
     # TensorFlow is imported only once the flags are valid, so that a bad flag costs nothing.
     from distral_tf.checkpointing import CheckpointError
     from distral_tf.envs import make_suite
+    from distral_tf.trained_run import RunLoadError
     from distral_tf.trainer import Trainer, TrainingError
 
     config = training_flags.config_from_flags()
@@ -48,7 +49,7 @@ def main(argv):
     signal.signal(signal.SIGTERM, on_signal)
     try:
         summary = trainer.run()
-    except (TrainingError, CheckpointError, OSError, ImportError) as e:
+    except (TrainingError, CheckpointError, RunLoadError, OSError, ImportError) as e:
         sys.exit(f"error: {e}")
     logging.info("Run %s: %s after %s agent steps (%.0f frames/s).", config.logdir, summary["state"],
                  f"{summary['env_steps']:,}", summary["env_frames_per_second"])

@@ -26,7 +26,7 @@ import tensorflow as tf
 from absl import logging
 
 import distral_tf
-from distral_tf import algorithms, summaries
+from distral_tf import algorithms, summaries, transfer
 from distral_tf.actors import ActorGroup, BatchedActionSource, DirectActionSource, close_quietly, split_rollout
 from distral_tf.agent import Agent, Rollout
 from distral_tf.checkpointing import Checkpointer
@@ -37,6 +37,7 @@ from distral_tf.monitoring import Monitor
 
 CONFIG_FILE = "config.json"
 STATUS_FILE = "status.json"
+CLIP_STEPS = 100  # agent steps of each TensorBoard clip (--eval_clip_every)
 
 
 class TrainingError(RuntimeError):
@@ -275,6 +276,9 @@ class Trainer:
         restored = self.checkpointer.restore()
         if restored:
             logging.info("Resuming from %s at %s agent steps.", restored, f"{int(self.agent.env_steps.numpy()):,}")
+        elif cfg.init_from:
+            step = transfer.load_distilled(self.agent, cfg.init_from)
+            logging.info("pi_0 starts from %s at %s agent steps.", cfg.init_from, f"{step:,}")
         self._generation_var.assign_add(1)
         self.task_steps = self._task_steps_var.numpy().copy()
         self.task_episodes = self._task_episodes_var.numpy().copy()
@@ -423,10 +427,21 @@ class Trainer:
                 self.monitor.episode(i, at_steps[i], r, length, policy="distilled")
         return True
 
+    def _write_clips(self, envs, seed: int):
+        """A short clip of pi_0 on every task, as an animated image summary."""
+        from distral_tf import evaluation, videos
+
+        runner = evaluation.PolicyRunner(self.agent, "distilled")
+        clips = evaluation.watch(envs, range(len(envs)), runner, CLIP_STEPS, greedy=self.config.eval_greedy, seed=seed)
+        for task, frames in enumerate(clips):
+            frames = [videos.scale_up(f, 128) for f in frames]
+            self.monitor.clip(task, int(self.task_steps[task]), videos.gif_bytes(frames, envs[task].metadata.get(
+                "render_fps", 10)), frames[0].shape[1], frames[0].shape[0])
+
     def _eval_loop(self):
         interval = self._eval_interval()
         rng = np.random.default_rng([self.config.seed, 7, int(self._generation_var.numpy())])
-        envs = []
+        envs, evaluations = [], 0
         try:
             envs = [self.suite.make_env(i, seed=int(rng.integers(2**31 - 1))) for i in range(self.suite.num_tasks)]
             while not self._stop.is_set():
@@ -434,6 +449,9 @@ class Trainer:
                 if int(self.task_steps.min()) >= next_eval:
                     if not self._evaluate_distilled(envs, rng):
                         break
+                    evaluations += 1
+                    if self.config.eval_clip_every and evaluations % self.config.eval_clip_every == 0:
+                        self._write_clips(envs, int(rng.integers(2**31 - 1)))
                     self._next_eval_var.assign(next_eval + interval)
                 elif int(self.task_steps.min()) >= self.steps_per_task:
                     break
@@ -472,6 +490,8 @@ class Trainer:
         """Trains until every task's budget is spent (or ``request_stop``); returns the final status."""
         cfg = self.config
         self._probe_environment()  # before anything is written: a missing engine leaves no run directory
+        if cfg.init_from:  # likewise a source run that cannot start this one
+            transfer.check_source(cfg.init_from, cfg.algo, self._obs_space.shape, self._act_space.n)
         self._prepare_logdir()
         self._build()
         if int(self.task_steps.min()) >= self.steps_per_task:

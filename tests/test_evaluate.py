@@ -188,3 +188,36 @@ def test_annotated_frames_show_the_running_return():
     assert len(out) == 3 and out[0].shape == out[2].shape
     assert out[0].shape[0] % 16 == 0 and out[0].shape[1] % 16 == 0
     assert not np.array_equal(out[1], out[2])  # the return changed from 0 to 1 between them
+
+
+def test_trainer_writes_pi0_clips_that_tensorboard_shows_as_animated_gifs(tmp_path):
+    import io
+
+    from PIL import Image
+    from tensorboard.backend.event_processing import event_accumulator
+
+    from distral_tf.config import TrainConfig
+    from distral_tf.trainer import CLIP_STEPS, Trainer
+
+    suite = make_suite("two_rooms_small_goal7,two_rooms_small_goal9")
+    trainer = Trainer(TrainConfig(algo="kl_1col", suite=suite.name, logdir=str(tmp_path), total_env_steps=40,
+                                  workers_per_task=1, entropy_cost=0.05, num_env_processes=0, eval_clip_every=1),
+                      suite)
+    trainer._probe_environment()
+    trainer._prepare_logdir()
+    trainer._build()
+    envs = [suite.make_env(i) for i in range(suite.num_tasks)]
+    trainer._write_clips(envs, seed=0)
+    trainer.monitor.close()
+    for env in envs:
+        env.close()
+
+    acc = event_accumulator.EventAccumulator(str(tmp_path), size_guidance={event_accumulator.TENSORS: 0})
+    acc.Reload()
+    for task in suite.task_names:
+        (event,) = acc.Tensors(f"distilled/{task}/clip")
+        width, height, gif = event.tensor_proto.string_val
+        image = Image.open(io.BytesIO(gif))
+        assert image.format == "GIF" and image.n_frames == CLIP_STEPS + 1
+        assert (int(width), int(height)) == image.size and image.size[0] >= 128
+        assert acc.summary_metadata(f"distilled/{task}/clip").plugin_data.plugin_name == "images"
