@@ -43,9 +43,6 @@ if __name__ == "__main__":
                                       "Environment processes (-1: one per core; 0: in-process).")
     _ACTORS = flags.DEFINE_integer("actor_threads", _D.actor_threads, "Actor threads (lockstep groups of workers).")
     _LEARNERS = flags.DEFINE_integer("learner_threads", _D.learner_threads, "Learner threads (hogwild).")
-    _ACT_BATCHING = flags.DEFINE_bool("act_batching", _D.act_batching, "Combine the actor threads' action requests.")
-    _BATCH_TIMEOUT = flags.DEFINE_float("batch_timeout_ms", _D.batch_timeout_ms,
-                                        "Batching timeout (with --act_batching).")
     _INTER = flags.DEFINE_integer("tf_inter_op_threads", _D.tf_inter_op_threads,
                                   "TensorFlow inter-op threads (0: TensorFlow's default).")
     _INTRA = flags.DEFINE_integer("tf_intra_op_threads", _D.tf_intra_op_threads,
@@ -301,8 +298,8 @@ def main(argv):
     config = TrainConfig(
         algo=_ALGO.value, suite=_SUITE.value, logdir=logdir, total_env_steps=10**10,
         workers_per_task=workers_per_task, update_mode=_MODE.value, num_env_processes=_PROCESSES.value,
-        actor_threads=_ACTORS.value, learner_threads=_LEARNERS.value, act_batching=_ACT_BATCHING.value,
-        batch_timeout_ms=_BATCH_TIMEOUT.value, tf_inter_op_threads=_INTER.value, tf_intra_op_threads=_INTRA.value,
+        actor_threads=_ACTORS.value, learner_threads=_LEARNERS.value, tf_inter_op_threads=_INTER.value,
+        tf_intra_op_threads=_INTRA.value,
         torso_dtype=_TORSO_DTYPE.value,
         entropy_cost=0.01, eval_episodes=0, checkpoint_every_secs=10**6, log_every_secs=10**6,
         summary_every_updates=20, seed=_SEED.value)

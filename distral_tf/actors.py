@@ -2,16 +2,15 @@
 
 An :class:`ActorGroup` drives the environments of many workers (of any tasks)
 through an environment pool (:mod:`distral_tf.env_pool`: processes with shared
-memory, or in-process) and asks an *action source* for the actions of all of
-them in one network call per step. Environment faults restart the environment
+memory, or in-process) and asks a *policy* (an :class:`~distral_tf.agent.Agent`
+or a group's :class:`~distral_tf.agent.Replica`) for the actions of all of them
+in one network call per step. Environment faults restart the environment
 (in the pool) and cut the episode instead of ending the run.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import queue
-import threading
 import time
 
 import numpy as np
@@ -42,112 +41,13 @@ class Episode:
     length: int
 
 
-class DirectActionSource:
-    """Calls the agent once per request (batch of one worker)."""
-
-    def __init__(self, agent: Agent):
-        self._agent = agent
-
-    def act(self, task_ids, observations, first, distilled_state, task_state):
-        return self._agent.act(task_ids, observations, first, distilled_state, task_state)
-
-    def close(self):
-        pass
-
-
-class _Request:
-    __slots__ = ("args", "result", "done", "error")
-
-    def __init__(self, args):
-        self.args = args
-        self.result = None
-        self.error = None
-        self.done = threading.Event()
-
-
-class BatchedActionSource:
-    """Dynamic batching: all requests waiting within ``timeout_s`` are answered by one agent call.
-
-    Every worker still acts with the current shared parameters; only the number
-    of network calls changes. A batch is dispatched as soon as ``max_batch``
-    requests are waiting or the oldest has waited ``timeout_s``.
-    """
-
-    def __init__(self, agent: Agent, max_batch: int, timeout_s: float = 0.002):
-        self._agent = agent
-        self._max_batch = max(1, int(max_batch))
-        self._timeout_s = timeout_s
-        self._queue: queue.Queue[_Request | None] = queue.Queue()
-        self._closed = False
-        self._thread = threading.Thread(target=self._serve, name="batched-actions", daemon=True)
-        self._thread.start()
-
-    def act(self, task_ids, observations, first, distilled_state, task_state):
-        if self._closed:
-            raise RuntimeError("The action source is closed.")
-        request = _Request((task_ids, observations, first, distilled_state, task_state))
-        self._queue.put(request)
-        request.done.wait()
-        if request.error is not None:
-            raise request.error
-        return request.result
-
-    def _gather(self) -> list[_Request]:
-        first = self._queue.get()
-        if first is None:
-            return []
-        batch = [first]
-        deadline = time.monotonic() + self._timeout_s
-        while len(batch) < self._max_batch:
-            try:
-                item = self._queue.get(timeout=max(deadline - time.monotonic(), 0.0))
-            except queue.Empty:
-                break
-            if item is None:  # closing: answer this batch, then stop
-                self._queue.put(None)
-                break
-            batch.append(item)
-        return batch
-
-    def _serve(self):
-        while True:
-            batch = self._gather()
-            if not batch:
-                return
-            sizes = [len(r.args[0]) for r in batch]
-            try:
-                args = [np.concatenate([r.args[i] for r in batch]) for i in range(3)]
-                d_state = tuple(np.concatenate([r.args[3][k] for r in batch]) for k in range(2))
-                t_state = tuple(np.concatenate([r.args[4][k] for r in batch]) for k in range(2))
-                actions, logits, d_state, t_state = self._agent.act(*args, d_state, t_state)
-            except Exception as e:  # hand the error to every waiting worker
-                for r in batch:
-                    r.error = e
-                    r.done.set()
-                continue
-            start = 0
-            for r, n in zip(batch, sizes, strict=True):
-                sl = slice(start, start + n)
-                r.result = (actions[sl], logits[sl], (d_state[0][sl], d_state[1][sl]),
-                            (t_state[0][sl], t_state[1][sl]))
-                r.done.set()
-                start += n
-
-    def close(self):
-        if not self._closed:
-            self._closed = True
-            self._queue.put(None)
-            self._thread.join(timeout=5)
-
-
 class ActorGroup:
-    """The workers (environments) ``worker_ids`` of several tasks, stepped in lockstep.
+    """The workers of several tasks (one environment each, task ``tasks[k]`` for worker ``k``), in lockstep.
 
     Every step, the actions of all the group's active workers come from one
-    batched call of the action source (each worker still acts with the current
-    shared parameters), then every environment steps (in the pool's processes,
-    one command per process). ``collect`` returns one rollout per active worker,
-    joined along the batch axis.
+    batched call of the policy, then every environment steps (in the pool's
+    processes, one command per process). ``collect`` returns one rollout per
+    active worker, joined along the batch axis.
     """
 
     def __init__(self, tasks, envs, agent: Agent, unroll_length: int, reward_clipping: str = "none"):
@@ -171,10 +71,11 @@ class ActorGroup:
     def restarts_per_task(self, num_tasks: int) -> np.ndarray:
         return self.envs.restarts_per_task(num_tasks)
 
-    def collect(self, active: np.ndarray, action_source) -> tuple[Rollout, list[Episode]]:
+    def collect(self, active: np.ndarray, policy) -> tuple[Rollout, list[Episode]]:
         """Runs ``unroll_length`` steps of the ``active`` workers; returns their rollouts and finished episodes.
 
-        Inactive workers (their task's budget is spent) do not step.
+        ``policy.act`` gives the actions (:meth:`distral_tf.agent.Agent.act`). Inactive workers
+        (their task's budget is spent) do not step.
         """
         idx = np.flatnonzero(active)
         everyone = len(idx) == self.num_workers
@@ -199,7 +100,7 @@ class ActorGroup:
                 np.take(source_obs, idx, axis=0, out=obs[t])
             first[t] = self.first[idx]
             start = timer()
-            a, _, (state[0], state[1]), (state[2], state[3]) = action_source.act(
+            a, _, (state[0], state[1]), (state[2], state[3]) = policy.act(
                 task_ids, obs[t], first[t], (state[0], state[1]), (state[2], state[3]))
             mid = timer()
             actions[t] = a

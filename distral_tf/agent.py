@@ -2,8 +2,13 @@
 
 Acting and learning both take batches whose elements may belong to different
 tasks (``task_ids``): each task column only sees its own elements, so many
-workers of many tasks can share one call (the seam used by dynamic batching and
+workers of many tasks can share one call (the seam used by the actor groups and
 by the batched update mode).
+
+:class:`Agent` holds the shared parameters and the shared RMSProp. A
+:class:`Replica` is a group of workers' private copy of them (A3C's thread-local
+parameters theta'): the group acts with its snapshot for a whole rollout, its
+gradient is computed at that snapshot, and applied to the shared parameters.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import tensorflow as tf
 
 from distral_tf import objective
 from distral_tf.algorithm_spec import Algorithm, Architecture, Coefficients
+from distral_tf.config import TWO_COLUMN_SCALINGS
 from distral_tf.networks import LSTM_SIZE, Column
 from distral_tf.optim import SharedRMSProp, linear_annealing
 
@@ -68,69 +74,44 @@ def _gumbel_sample(rng: tf.random.Generator, logits):
     return tf.argmax(logits - tf.math.log(-tf.math.log(u)), axis=-1, output_type=tf.int32)
 
 
-class Agent(tf.Module):
-    """All columns of one algorithm for ``num_tasks`` tasks, and their optimiser."""
+def task_policy_scale(algorithm: Algorithm, coeffs: Coefficients, two_column_scaling: str) -> float:
+    """The factor on a task column's policy layer: ``1/beta`` for 2col with ``"unit"`` scaling, else 1.
 
-    def __init__(self, algorithm: Algorithm, coeffs: Coefficients, num_tasks: int,
-                 observation_shape: tuple[int, ...], num_actions: int, *, unroll_length: int,
-                 learning_rate: float, total_env_steps: int, rmsprop_decay: float = 0.99,
-                 rmsprop_epsilon: float = 0.1, max_grad_norm: float = 40.0, seed: int = 0,
-                 torso_dtype: str = "float32"):
-        super().__init__(name="agent")
+    With it, ``beta * f_thetai`` in eq. 8 is a unit-scaled network whatever beta is
+    (``docs/fidelity.md``); ``"literal"`` keeps ``f_thetai`` a plain policy layer.
+    """
+    if two_column_scaling not in TWO_COLUMN_SCALINGS:
+        raise ValueError(f"two_column_scaling must be one of {TWO_COLUMN_SCALINGS}, got {two_column_scaling!r}.")
+    if algorithm.architecture is Architecture.TWO_COLUMN and two_column_scaling == "unit":
+        return 1.0 / coeffs.beta
+    return 1.0
+
+
+class _Network:
+    """The computation of one set of columns: routed acting and the loss of a rollout (not tracked)."""
+
+    def __init__(self, algorithm: Algorithm, coeffs: Coefficients, task_columns: list[Column],
+                 distilled: Column | None, num_actions: int, train_distilled: bool = True):
         self.algorithm = algorithm
         self.coeffs = coeffs
-        self.num_tasks = num_tasks
-        self.observation_shape = tuple(int(d) for d in observation_shape)
-        self.num_actions = int(num_actions)
-        self.unroll_length = int(unroll_length)
-        self.learning_rate = float(learning_rate)
-        self.total_env_steps = int(total_env_steps)
-
-        keras.utils.set_random_seed(seed)
-        arch = algorithm.architecture
-        if arch is Architecture.MULTITASK:
-            self.task_columns = [Column(num_actions, with_value=True, name="shared", torso_dtype=torso_dtype)]
-            self.distilled = None
-        else:
-            self.task_columns = [Column(num_actions, with_value=True, name=f"task_{i}", torso_dtype=torso_dtype)
-                                 for i in range(num_tasks)]
-            self.distilled = Column(num_actions, with_value=False, name="distilled", torso_dtype=torso_dtype)
-        for column in self.columns:
-            column.build_for(self.observation_shape)
-
+        self.task_columns = task_columns
+        self.distilled = distilled
+        self.num_actions = num_actions
         # Columns whose outputs the loss needs, and therefore the acting path steps.
-        self._uses_distilled = algorithm.kl or arch is Architecture.TWO_COLUMN
-        trained = list(self.task_columns) + ([self.distilled] if self._uses_distilled else [])
-        self.trainable = [v for column in trained for v in column.trainable_variables]
-        # Per trainable variable: the task whose column it belongs to (None: used by every task).
-        per_task = len(self.task_columns) > 1
-        self._variable_task = [i if per_task and column in self.task_columns else None
-                               for i, column in enumerate(trained) for _ in column.trainable_variables]
-        # Every column's variables, tracked explicitly for checkpoints (a3c's untrained pi_0 included).
-        self.parameters = [v for column in self.columns for v in column.variables]
-        self.optimizer = SharedRMSProp(self.trainable, decay=rmsprop_decay, epsilon=rmsprop_epsilon,
-                                       clip_norm=max_grad_norm)
-        self.env_steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="env_steps")
-        self.rng = tf.random.Generator.from_seed(seed)
-        self._build_functions()
-
-    @property
-    def columns(self) -> list[Column]:
-        return list(self.task_columns) + ([self.distilled] if self.distilled is not None else [])
+        self.uses_distilled = algorithm.kl or algorithm.architecture is Architecture.TWO_COLUMN
+        self.trained = list(task_columns) + ([distilled] if self.uses_distilled and train_distilled else [])
+        self.trainable = [v for column in self.trained for v in column.trainable_variables]
+        # What a snapshot copies from the shared parameters: the trained variables and a fixed pi_0.
+        fixed = [distilled] if self.uses_distilled and not train_distilled else []
+        self.synced = self.trainable + [v for column in fixed for v in column.trainable_variables]
 
     def distilled_column(self) -> Column:
-        """The network evaluated as pi_0 (the shared network for a3c_multitask)."""
         return self.distilled if self.distilled is not None else self.task_columns[0]
 
-    def initial_state(self, batch_size: int):
-        zeros = np.zeros([batch_size, LSTM_SIZE], np.float32)
-        return (zeros, zeros.copy()), (zeros.copy(), zeros.copy())
-
-    # ----------------------------------------------------------------------------------------- #
     # Per-task routing: each element of a batch goes through its own task's column. Columns
     # without elements are skipped (TensorFlow's CPU convolution rejects empty batches).
 
-    def _task_columns_step(self, task_ids, obs, first, state):
+    def task_columns_step(self, task_ids, obs, first, state):
         if len(self.task_columns) == 1:
             return self.task_columns[0].step(obs, first, state)
         n = len(self.task_columns)
@@ -150,7 +131,7 @@ class Agent(tf.Module):
         return (tf.dynamic_stitch(positions, logits), None,
                 (tf.dynamic_stitch(positions, states_h), tf.dynamic_stitch(positions, states_c)))
 
-    def _task_columns_unroll(self, task_ids, obs, first, state):
+    def task_columns_unroll(self, task_ids, obs, first, state):
         if len(self.task_columns) == 1:
             return self.task_columns[0].unroll(obs, first, state)
         n = len(self.task_columns)
@@ -169,157 +150,334 @@ class Agent(tf.Module):
         return (tf.transpose(tf.dynamic_stitch(positions, logits), [1, 0, 2]),
                 tf.transpose(tf.dynamic_stitch(positions, values), [1, 0]), None)
 
-    # ----------------------------------------------------------------------------------------- #
+    def act(self, rng, task_ids, obs, first, d_h, d_c, t_h, t_c):
+        f_logits, _, (t_h, t_c) = self.task_columns_step(task_ids, obs, first, (t_h, t_c))
+        if self.uses_distilled:
+            h0_logits, _, (d_h, d_c) = self.distilled.step(obs, first, (d_h, d_c))
+        else:
+            h0_logits = None
+        logits = objective.task_policy_logits(self.algorithm, self.coeffs, f_logits, h0_logits)
+        return _gumbel_sample(rng, logits), logits, d_h, d_c, t_h, t_c
 
-    def _build_functions(self):
-        obs_spec = tf.TensorSpec([None, *self.observation_shape], tf.uint8)
-        state_spec = tf.TensorSpec([None, LSTM_SIZE], tf.float32)
-        t1 = self.unroll_length + 1
+    def loss_terms(self, task_ids, obs, first, actions, rewards, dones, d_h, d_c, t_h, t_c, task=None):
+        if task is None:
+            f_logits, values, _ = self.task_columns_unroll(task_ids, obs, first, (t_h, t_c))
+        else:  # every element belongs to ``task``
+            f_logits, values, _ = self.task_columns[task].unroll(obs, first, (t_h, t_c))
+        h0_logits = self.distilled.unroll(obs, first, (d_h, d_c))[0] if self.uses_distilled else None
+        logits = objective.task_policy_logits(self.algorithm, self.coeffs, f_logits, h0_logits)
+        return objective.loss_terms(self.algorithm, self.coeffs, task_logits=logits, values=values,
+                                    distilled_logits=h0_logits, actions=actions, rewards=rewards, dones=dones,
+                                    task_column_logits=f_logits)
 
-        # autograph=False: the code below has no Python control flow on tensors, and tracing is faster.
+
+class _Functions:
+    """Traced acting and update functions of one :class:`_Network` (not tracked by checkpoints).
+
+    An update differentiates the loss with respect to the network's own variables
+    and applies the gradient to the agent's shared variables (the same variables
+    for the agent itself, the shared ones for a replica). Functions are traced on
+    first use, once, under a lock (tracing Keras layers from several threads at
+    once is not safe; calling traced functions is).
+    """
+
+    def __init__(self, agent: Agent, network: _Network):
+        self._agent = agent
+        self.network = network
+        self._cache = _FunctionCache()
+        # Per trainable variable: the task whose column it belongs to (None: used by every task).
+        per_task = len(network.task_columns) > 1
+        self._variable_task = [i if per_task and column in network.task_columns else None
+                               for i, column in enumerate(network.trained) for _ in column.trainable_variables]
+
+    @property
+    def act(self):
+        return self._cache.get("act", self._trace_act)
+
+    @property
+    def act_distilled(self):
+        return self._cache.get("act_distilled", self._trace_act_distilled)
+
+    def train(self, task: int | None):
+        """The update for a batch of any tasks (``task=None``) or of task ``task`` only."""
+        return self._cache.get(("train", task), lambda: self._trace_train(task))
+
+    def traced(self, key) -> bool:
+        return key in self._cache
+
+    def _trace_act(self):
+        agent, network = self._agent, self.network
+        obs_spec, state_spec = agent.obs_spec, agent.state_spec
+
+        # autograph=False: the code has no Python control flow on tensors, and tracing is faster.
         @tf.function(autograph=False, input_signature=[
             tf.TensorSpec([None], tf.int32), obs_spec, tf.TensorSpec([None], tf.bool),
             state_spec, state_spec, state_spec, state_spec])
         def act(task_ids, obs, first, d_h, d_c, t_h, t_c):
-            f_logits, _, (t_h, t_c) = self._task_columns_step(task_ids, obs, first, (t_h, t_c))
-            if self._uses_distilled:
-                h0_logits, _, (d_h, d_c) = self.distilled.step(obs, first, (d_h, d_c))
-            else:
-                h0_logits = None
-            logits = objective.task_policy_logits(self.algorithm, self.coeffs, f_logits, h0_logits)
-            return _gumbel_sample(self.rng, logits), logits, d_h, d_c, t_h, t_c
+            return network.act(agent.rng, task_ids, obs, first, d_h, d_c, t_h, t_c)
+
+        return act.get_concrete_function()
+
+    def _trace_act_distilled(self):
+        agent, network = self._agent, self.network
+        obs_spec, state_spec = agent.obs_spec, agent.state_spec
 
         @tf.function(autograph=False, input_signature=[
             obs_spec, tf.TensorSpec([None], tf.bool), state_spec, state_spec, tf.TensorSpec([], tf.bool)])
         def act_distilled(obs, first, h, c, greedy):
-            logits, _, (h, c) = self.distilled_column().step(obs, first, (h, c))
-            sampled = _gumbel_sample(self.rng, logits)
+            logits, _, (h, c) = network.distilled_column().step(obs, first, (h, c))
+            sampled = _gumbel_sample(agent.rng, logits)
             actions = tf.where(greedy, tf.argmax(logits, -1, output_type=tf.int32), sampled)
             return actions, logits, h, c
 
-        rollout_spec = [
+        return act_distilled.get_concrete_function()
+
+    def _trace_train(self, task: int | None):
+        agent, network = self._agent, self.network
+        sources, targets, variable_task = network.trainable, agent.trainable, self._variable_task
+        if task is not None:
+            keep = [t in (None, task) for t in variable_task]
+            sources = [v for v, k in zip(sources, keep, strict=True) if k]
+            targets = [v for v, k in zip(targets, keep, strict=True) if k]
+            variable_task = [None] * len(sources)
+
+        @tf.function(autograph=False, input_signature=agent.rollout_spec)
+        def train_step(task_ids, obs, first, actions, rewards, dones, d_h, d_c, t_h, t_c):
+            with tf.GradientTape() as tape:
+                terms = network.loss_terms(task_ids, obs, first, actions, rewards, dones, d_h, d_c, t_h, t_c, task)
+            grads = tape.gradient(terms["total"], sources)
+            lr = linear_annealing(agent.learning_rate, agent.env_steps, agent.total_env_steps)
+            # Columns of tasks absent from this batch keep their parameters and RMSProp statistics.
+            active = None
+            if any(t is not None for t in variable_task):
+                present = tf.math.bincount(task_ids, minlength=len(network.task_columns),
+                                           maxlength=len(network.task_columns)) > 0
+                active = [None if t is None else present[t] for t in variable_task]
+            # Per-rollout clipping (A3C clips each worker's gradient): an update of B rollouts is
+            # clipped at B times the norm, the largest that B clipped gradients can sum to.
+            num_rollouts = tf.cast(tf.shape(task_ids)[0], tf.float32)
+            terms["updates_before"] = tf.cast(agent.optimizer.num_updates, tf.float32)
+            terms["grad_norm"] = agent.optimizer.apply(grads, targets, lr, active, clip_scale=num_rollouts)
+            agent.env_steps.assign_add(tf.cast(tf.size(actions), tf.int64))
+            terms["learning_rate"] = lr
+            return terms
+
+        return train_step.get_concrete_function()
+
+    def warm_up(self, single_task_updates: bool, batched_updates: bool):
+        """Runs the acting and update functions once on dummy data (the caller restores all state)."""
+        agent = self._agent
+        d_state, t_state = agent.initial_state(1)
+        obs = np.zeros([1, *agent.observation_shape], np.uint8)
+        self.act(np.zeros(1, np.int32), obs, np.ones(1, bool), *d_state, *t_state)
+        t = agent.unroll_length
+        rollout = Rollout(
+            task_ids=np.zeros(1, np.int32), observations=np.zeros([t + 1, 1, *agent.observation_shape], np.uint8),
+            first=np.ones([t + 1, 1], bool), actions=np.zeros([t, 1], np.int32), rewards=np.zeros([t, 1], np.float32),
+            dones=np.zeros([t, 1], bool), distilled_state=d_state, task_state=t_state)
+        if batched_updates or len(self.network.task_columns) == 1:
+            self.train(None)(*rollout_args(rollout))
+        if single_task_updates and len(self.network.task_columns) > 1:
+            for task in range(len(self.network.task_columns)):
+                rollout.task_ids[:] = task
+                self.train(task)(*rollout_args(rollout))
+
+    def train_step(self, rollout: Rollout) -> dict[str, float]:
+        """One update from ``rollout``; a batch of a single task runs that task's own function (no routing)."""
+        args = rollout_args(rollout)
+        task_ids = args[0]
+        if len(self.network.task_columns) > 1 and len(task_ids) and (task_ids == task_ids[0]).all():
+            terms = self.train(int(task_ids[0]))(*args)
+        else:
+            terms = self.train(None)(*args)
+        return {k: float(v) for k, v in terms.items()}
+
+
+def rollout_args(r: Rollout):
+    """The arguments of a traced update for rollout ``r``."""
+    return (np.asarray(r.task_ids, np.int32), r.observations, np.asarray(r.first, bool),
+            np.asarray(r.actions, np.int32), np.asarray(r.rewards, np.float32), np.asarray(r.dones, bool),
+            *r.distilled_state, *r.task_state)
+
+
+def _act_numpy(functions: _Functions, task_ids, observations, first, distilled_state, task_state):
+    a, logits, d_h, d_c, t_h, t_c = functions.act(
+        np.asarray(task_ids, np.int32), observations, np.asarray(first, bool), *distilled_state, *task_state)
+    return a.numpy(), logits.numpy(), (d_h.numpy(), d_c.numpy()), (t_h.numpy(), t_c.numpy())
+
+
+class Agent(tf.Module):
+    """All columns of one algorithm for ``num_tasks`` tasks (the shared parameters), and their optimiser."""
+
+    def __init__(self, algorithm: Algorithm, coeffs: Coefficients, num_tasks: int,
+                 observation_shape: tuple[int, ...], num_actions: int, *, unroll_length: int,
+                 learning_rate: float, total_env_steps: int, rmsprop_decay: float = 0.99,
+                 rmsprop_epsilon: float = 0.1, max_grad_norm: float = 40.0, seed: int = 0,
+                 torso_dtype: str = "float32", two_column_scaling: str = "unit", train_distilled: bool = True):
+        super().__init__(name="agent")
+        self.algorithm = algorithm
+        self.coeffs = coeffs
+        self.num_tasks = num_tasks
+        self.observation_shape = tuple(int(d) for d in observation_shape)
+        self.num_actions = int(num_actions)
+        self.unroll_length = int(unroll_length)
+        self.learning_rate = float(learning_rate)
+        self.total_env_steps = int(total_env_steps)
+        self.torso_dtype = torso_dtype
+        self.policy_scale = task_policy_scale(algorithm, coeffs, two_column_scaling)
+
+        keras.utils.set_random_seed(seed)
+        self.task_columns, self.distilled = self._make_columns()
+        # train_distilled=False keeps pi_0 fixed (transfer with a frozen pi_0): it gets no updates.
+        self.train_distilled = bool(train_distilled)
+        network = _Network(algorithm, coeffs, self.task_columns, self.distilled, self.num_actions,
+                           self.train_distilled)
+        self.trainable = network.trainable
+        self._synced = network.synced
+        # Every column's variables, tracked explicitly for checkpoints (a3c's untrained pi_0 included).
+        self.parameters = [v for column in self.columns for v in column.variables]
+        self.optimizer = SharedRMSProp(self.trainable, decay=rmsprop_decay, epsilon=rmsprop_epsilon,
+                                       clip_norm=max_grad_norm)
+        self.env_steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="env_steps")
+        self.rng = tf.random.Generator.from_seed(seed)
+        t1 = self.unroll_length + 1
+        self.obs_spec = tf.TensorSpec([None, *self.observation_shape], tf.uint8)
+        self.state_spec = tf.TensorSpec([None, LSTM_SIZE], tf.float32)
+        self.rollout_spec = [
             tf.TensorSpec([None], tf.int32),
             tf.TensorSpec([t1, None, *self.observation_shape], tf.uint8),
             tf.TensorSpec([t1, None], tf.bool),
             tf.TensorSpec([t1 - 1, None], tf.int32),
             tf.TensorSpec([t1 - 1, None], tf.float32),
             tf.TensorSpec([t1 - 1, None], tf.bool),
-            state_spec, state_spec, state_spec, state_spec,
+            self.state_spec, self.state_spec, self.state_spec, self.state_spec,
         ]
+        self._functions = _Functions(self, network)
 
-        self._rollout_spec = rollout_spec
-        train_step = self._make_train_function(None)
-        self._act = act
-        self._act_distilled = act_distilled
-        self._train_step = train_step
-        # One training function per task, for batches of a single task (every Hogwild update):
-        # only that column is unrolled and updated. Traced on first use, under a lock.
-        self._task_functions = _FunctionCache()
-        # Trace everything now, in one thread: tracing Keras layers concurrently from
-        # several worker threads is not safe, calling traced functions is.
-        for fn in (act, act_distilled, train_step):
-            fn.get_concrete_function()
-
-    def _make_train_function(self, task: int | None):
-        """The update for a batch of any tasks (``task=None``) or of task ``task`` only."""
-        if task is None:
-            variables, variable_task = self.trainable, self._variable_task
+    def _make_columns(self, suffix: str = "") -> tuple[list[Column], Column | None]:
+        """A fresh, built set of this algorithm's columns (the shared ones, or a replica's)."""
+        num_actions, dtype = self.num_actions, self.torso_dtype
+        if self.algorithm.architecture is Architecture.MULTITASK:
+            task_columns = [Column(num_actions, with_value=True, name=f"shared{suffix}", torso_dtype=dtype)]
+            distilled = None
         else:
-            variables = [v for v, t in zip(self.trainable, self._variable_task, strict=True) if t in (None, task)]
-            variable_task = [None] * len(variables)
+            task_columns = [Column(num_actions, with_value=True, name=f"task_{i}{suffix}", torso_dtype=dtype,
+                                   policy_scale=self.policy_scale) for i in range(self.num_tasks)]
+            distilled = Column(num_actions, with_value=False, name=f"distilled{suffix}", torso_dtype=dtype)
+        for column in task_columns + ([distilled] if distilled is not None else []):
+            column.build_for(self.observation_shape)
+        return task_columns, distilled
 
-        @tf.function(autograph=False, input_signature=self._rollout_spec)
-        def train_step(task_ids, obs, first, actions, rewards, dones, d_h, d_c, t_h, t_c):
-            with tf.GradientTape() as tape:
-                terms = self._loss_terms(task_ids, obs, first, actions, rewards, dones, d_h, d_c, t_h, t_c, task)
-            grads = tape.gradient(terms["total"], variables)
-            lr = linear_annealing(self.learning_rate, self.env_steps, self.total_env_steps)
-            # Columns of tasks absent from this batch keep their parameters and RMSProp statistics.
-            active = None
-            if any(t is not None for t in variable_task):
-                present = tf.math.bincount(task_ids, minlength=len(self.task_columns),
-                                           maxlength=len(self.task_columns)) > 0
-                active = [None if t is None else present[t] for t in variable_task]
-            terms["grad_norm"] = self.optimizer.apply(grads, variables, lr, active)
-            self.env_steps.assign_add(tf.cast(tf.size(actions), tf.int64))
-            terms["learning_rate"] = lr
-            return terms
+    @property
+    def columns(self) -> list[Column]:
+        return list(self.task_columns) + ([self.distilled] if self.distilled is not None else [])
 
-        return train_step
+    def distilled_column(self) -> Column:
+        """The network evaluated as pi_0 (the shared network for a3c_multitask)."""
+        return self._functions.network.distilled_column()
 
-    def _task_train_step(self, task: int):
-        return self._task_functions.get(task, lambda: self._make_train_function(task).get_concrete_function())
+    def initial_state(self, batch_size: int):
+        zeros = np.zeros([batch_size, LSTM_SIZE], np.float32)
+        return (zeros, zeros.copy()), (zeros.copy(), zeros.copy())
 
-    def warm_up(self, single_task_updates: bool = False):
-        """Runs every function once on dummy data, leaving all state as it was.
+    def make_replica(self, index: int = 0) -> Replica:
+        """A private copy of the parameters for one group of workers (synchronised at creation)."""
+        return Replica(self, index)
 
-        The first execution of a traced function optimises its graph; done here,
-        it is done once instead of concurrently by every worker thread.
-        ``single_task_updates`` also prepares each task's own update function (Hogwild).
+    def warm_up(self, replicas=(), single_task_updates: bool = False, batched_updates: bool = True):
+        """Runs every function that training uses once on dummy data, leaving all state as it was.
+
+        The first execution of a traced function optimises its graph; done here, it is
+        done once instead of concurrently by every worker thread. Without ``replicas``
+        the agent's own functions are prepared; ``single_task_updates`` also prepares
+        each task's own update function (Hogwild), ``batched_updates`` the routed one.
         """
-        state = list(self.parameters) + list(self.optimizer.variables)
-        state += [self.env_steps, self.rng.state]
+        state = list(self.parameters) + list(self.optimizer.variables) + [self.env_steps, self.rng.state]
         saved = [v.numpy() for v in state]
-        d_state, t_state = self.initial_state(1)
+        d_state, _ = self.initial_state(1)
         obs = np.zeros([1, *self.observation_shape], np.uint8)
-        self.act(np.zeros(1, np.int32), obs, np.ones(1, bool), d_state, t_state)
         self.act_distilled(obs, np.ones(1, bool), d_state, greedy=False)
-        t = self.unroll_length
-        rollout = Rollout(
-            task_ids=np.zeros(1, np.int32), observations=np.zeros([t + 1, 1, *self.observation_shape], np.uint8),
-            first=np.ones([t + 1, 1], bool), actions=np.zeros([t, 1], np.int32), rewards=np.zeros([t, 1], np.float32),
-            dones=np.zeros([t, 1], bool), distilled_state=d_state, task_state=t_state)
-        self._train_step(*self._rollout_args(rollout))
-        if single_task_updates and len(self.task_columns) > 1:
-            for task in range(len(self.task_columns)):
-                rollout.task_ids[:] = task
-                self._task_train_step(task)(*self._rollout_args(rollout))
+        for functions in [r._functions for r in replicas] or [self._functions]:
+            functions.warm_up(single_task_updates, batched_updates)
         for v, value in zip(state, saved, strict=True):
             v.assign(value)
-
-    def _loss_terms(self, task_ids, obs, first, actions, rewards, dones, d_h, d_c, t_h, t_c, task=None):
-        if task is None:
-            f_logits, values, _ = self._task_columns_unroll(task_ids, obs, first, (t_h, t_c))
-        else:  # every element belongs to ``task``
-            f_logits, values, _ = self.task_columns[task].unroll(obs, first, (t_h, t_c))
-        h0_logits = self.distilled.unroll(obs, first, (d_h, d_c))[0] if self._uses_distilled else None
-        logits = objective.task_policy_logits(self.algorithm, self.coeffs, f_logits, h0_logits)
-        return objective.loss_terms(self.algorithm, self.coeffs, task_logits=logits, values=values,
-                                    distilled_logits=h0_logits, actions=actions, rewards=rewards, dones=dones)
+        for replica in replicas:
+            replica.sync()
 
     # ----------------------------------------------------------------------------------------- #
     # Public numpy-facing API.
 
     def act(self, task_ids, observations, first, distilled_state, task_state):
         """Samples actions of the task policies for a batch; returns ``(actions, logits, d_state, t_state)``."""
-        a, logits, d_h, d_c, t_h, t_c = self._act(
-            np.asarray(task_ids, np.int32), observations, np.asarray(first, bool), *distilled_state, *task_state)
-        return a.numpy(), logits.numpy(), (d_h.numpy(), d_c.numpy()), (t_h.numpy(), t_c.numpy())
+        return _act_numpy(self._functions, task_ids, observations, first, distilled_state, task_state)
 
     def act_distilled(self, observations, first, state, greedy: bool):
         """Actions of pi_0 (greedy or sampled); returns ``(actions, state)``."""
-        a, _, h, c = self._act_distilled(observations, np.asarray(first, bool), *state, tf.constant(greedy))
+        a, _, h, c = self._functions.act_distilled(observations, np.asarray(first, bool), *state,
+                                                   tf.constant(greedy))
         return a.numpy(), (h.numpy(), c.numpy())
 
-    def _rollout_args(self, r: Rollout):
-        return (np.asarray(r.task_ids, np.int32), r.observations, np.asarray(r.first, bool),
-                np.asarray(r.actions, np.int32), np.asarray(r.rewards, np.float32), np.asarray(r.dones, bool),
-                *r.distilled_state, *r.task_state)
-
     def train_step(self, rollout: Rollout) -> dict[str, float]:
-        """One (Hogwild) update from ``rollout``; returns the loss terms and diagnostics as floats.
+        """One update from ``rollout``, differentiated at the current shared parameters.
 
-        A rollout batch of a single task runs that task's own function (no routing).
+        Returns the loss terms and diagnostics as floats.
         """
-        args = self._rollout_args(rollout)
-        task_ids = args[0]
-        if len(self.task_columns) > 1 and len(task_ids) and (task_ids == task_ids[0]).all():
-            terms = self._task_train_step(int(task_ids[0]))(*args)
-        else:
-            terms = self._train_step(*args)
-        return {k: float(v) for k, v in terms.items()}
+        return self._functions.train_step(rollout)
 
     def trace_loss_terms(self, rollout: Rollout):
         """Loss terms computed eagerly under a caller's ``GradientTape`` (for tests)."""
-        args = [tf.convert_to_tensor(a) for a in self._rollout_args(rollout)]
-        return self._loss_terms(*args)
+        args = [tf.convert_to_tensor(a) for a in rollout_args(rollout)]
+        return self._functions.network.loss_terms(*args)
+
+
+class Replica:
+    """A group of workers' snapshot of the shared parameters (A3C's thread-local theta').
+
+    The group acts with the snapshot for a whole rollout; :meth:`train_step`
+    differentiates the rollout's loss at the snapshot and applies the gradient to the
+    shared parameters through the shared RMSProp (no lock); :meth:`sync` takes a new
+    snapshot before the next rollout. ``staleness`` of an update is the number of
+    updates the shared parameters received between the snapshot and that update.
+    """
+
+    def __init__(self, agent: Agent, index: int = 0):
+        self.agent = agent
+        task_columns, distilled = agent._make_columns(suffix=f"_replica{index}")
+        self._network = _Network(agent.algorithm, agent.coeffs, task_columns, distilled, agent.num_actions,
+                                 agent.train_distilled)
+        self._functions = _Functions(agent, self._network)
+        pairs = list(zip(self._network.synced, agent._synced, strict=True))
+
+        @tf.function(autograph=False, input_signature=[])
+        def sync():
+            version = tf.identity(agent.optimizer.num_updates)
+            with tf.control_dependencies([version]):
+                for local, shared in pairs:
+                    local.assign(shared)
+            return version
+
+        self._sync = sync
+        self.version = 0
+        self.sync()
+
+    @property
+    def variables(self) -> list[tf.Variable]:
+        return list(self._network.trainable)
+
+    def sync(self) -> int:
+        """Copies the shared parameters into the snapshot; returns the shared update count it saw."""
+        self.version = int(self._sync())
+        return self.version
+
+    def act(self, task_ids, observations, first, distilled_state, task_state):
+        """As :meth:`Agent.act`, with the snapshot's parameters."""
+        return _act_numpy(self._functions, task_ids, observations, first, distilled_state, task_state)
+
+    def train_step(self, rollout: Rollout) -> dict[str, float]:
+        """Applies the gradient of ``rollout`` at the snapshot to the shared parameters.
+
+        Returns the loss terms as floats, with ``staleness``.
+        """
+        terms = self._functions.train_step(rollout)
+        terms["staleness"] = terms.pop("updates_before") - self.version
+        return terms

@@ -9,12 +9,15 @@ from typing import Any
 REWARD_CLIPPING = ("none", "abs_one", "soft_asymmetric")
 UPDATE_MODES = ("hogwild", "batched")
 TORSO_DTYPES = ("float32", "bfloat16")
+TWO_COLUMN_SCALINGS = ("unit", "literal")
 
 # Fields that define the model and its training problem: a run may only resume
 # with the same values (other fields, e.g. logging intervals, may change).
 MODEL_FIELDS = ("algo", "suite", "alpha", "entropy_cost", "learning_rate", "unroll_length", "discount",
                 "value_cost", "total_env_steps", "workers_per_task", "reward_clipping", "update_mode",
-                "freeze_distilled")
+                "two_column_scaling", "freeze_distilled")
+# The value a model-defining field had in run directories written before it existed.
+LEGACY_VALUES = {"two_column_scaling": "literal"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,7 +41,6 @@ class TrainConfig:
     reward_clipping: str = "none"
     seed: int = 0
     update_mode: str = "hogwild"
-    batch_timeout_ms: float = 2.0
     checkpoint_every_secs: float = 600.0
     keep_checkpoints: int = 3
     log_every_secs: float = 30.0
@@ -52,10 +54,10 @@ class TrainConfig:
     num_env_processes: int = -1
     actor_threads: int = 2
     learner_threads: int = 3
-    act_batching: bool = False
     tf_inter_op_threads: int = 0
     tf_intra_op_threads: int = 1
     torso_dtype: str = "float32"
+    two_column_scaling: str = "unit"
     init_from: str = ""
     freeze_distilled: bool = False
     force: bool = False
@@ -63,7 +65,8 @@ class TrainConfig:
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def model_differences(self, saved: dict[str, Any]) -> list[str]:
-        """Model-defining fields whose saved value differs from this config's."""
+    def model_differences(self, saved: dict[str, Any], ignore: tuple[str, ...] = ()) -> list[str]:
+        """Model-defining fields (except ``ignore``) whose saved value differs from this config's."""
+        saved = {**LEGACY_VALUES, **saved}
         return [f"{k}: saved {saved[k]!r}, now {getattr(self, k)!r}" for k in MODEL_FIELDS
-                if k in saved and json.loads(json.dumps(getattr(self, k))) != saved[k]]
+                if k in saved and k not in ignore and json.loads(json.dumps(getattr(self, k))) != saved[k]]

@@ -24,9 +24,14 @@ class Column(keras.Model):
     ``torso_dtype="bfloat16"`` computes the convolutions and the fc layer in bfloat16
     (Keras mixed precision: variables stay float32); the LSTM, the heads and
     everything downstream stay in float32.
+
+    The policy layer starts at zero, so every column's initial policy is uniform, and its
+    output is multiplied by ``policy_scale``: a two-column task column ``f_thetai`` built with
+    ``policy_scale = 1/beta`` makes ``beta * f`` a unit-scaled network (``docs/fidelity.md``).
     """
 
-    def __init__(self, num_actions: int, with_value: bool, name: str = "column", torso_dtype: str = "float32"):
+    def __init__(self, num_actions: int, with_value: bool, name: str = "column", torso_dtype: str = "float32",
+                 policy_scale: float = 1.0):
         super().__init__(name=name)
         if torso_dtype not in TORSO_DTYPES:
             raise ValueError(f"torso_dtype must be one of {TORSO_DTYPES}, got {torso_dtype!r}.")
@@ -39,7 +44,10 @@ class Column(keras.Model):
         self.flatten = keras.layers.Flatten(name="flatten", dtype=policy)
         self.fc = keras.layers.Dense(256, activation="relu", name="fc", dtype=policy)
         self.lstm = keras.layers.LSTMCell(LSTM_SIZE, name="lstm")
-        self.policy_head = keras.layers.Dense(num_actions, name="policy")
+        if not (policy_scale > 0 and policy_scale < float("inf")):
+            raise ValueError(f"policy_scale must be positive and finite, got {policy_scale}.")
+        self.policy_scale = float(policy_scale)
+        self.policy_head = keras.layers.Dense(num_actions, name="policy", kernel_initializer="zeros")
         self.value_head = keras.layers.Dense(1, name="value") if with_value else None
 
     @staticmethod
@@ -60,6 +68,8 @@ class Column(keras.Model):
 
     def _heads(self, core_out: tf.Tensor):
         logits = self.policy_head(core_out)
+        if self.policy_scale != 1.0:
+            logits = logits * self.policy_scale
         value = tf.squeeze(self.value_head(core_out), -1) if self.with_value else None
         return logits, value
 

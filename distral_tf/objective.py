@@ -6,7 +6,9 @@ Which parameters receive which gradient follows spec section 5:
 * values predict the return of the same rewards (never shared in Distral);
 * pi_0 learns by distillation (eq. 10, second term) and, in the two-column
   architecture, also through the task policies' logits (eq. 10, first term);
-* the A3C baselines use the task rewards and an explicit entropy bonus.
+* the A3C baselines use the task rewards and an explicit entropy bonus; in a3c_2col
+  the bonus acts on pi_i = softmax(h0 + f) with h0 held fixed, so h0 learns only
+  through the policy gradient.
 """
 
 from __future__ import annotations
@@ -24,8 +26,19 @@ def task_policy_logits(algorithm: Algorithm, coeffs: Coefficients, task_column_l
     return task_column_logits
 
 
+def entropy_bonus_logits(algorithm: Algorithm, coeffs: Coefficients, task_logits, task_column_logits,
+                         distilled_logits):
+    """Logits whose entropy the bonus rewards: pi_i's, with no gradient into h0 for 2col (spec section 5)."""
+    if algorithm.architecture is not Architecture.TWO_COLUMN or coeffs.entropy_bonus == 0:
+        return task_logits
+    if task_column_logits is None:
+        raise ValueError(f"{algorithm.name}: loss_terms needs task_column_logits (the f column's logits) so "
+                         "that the entropy bonus does not reach h0.")
+    return task_policy_logits(algorithm, coeffs, task_column_logits, tf.stop_gradient(distilled_logits))
+
+
 def loss_terms(algorithm: Algorithm, coeffs: Coefficients, *, task_logits, values, distilled_logits,
-               actions, rewards, dones):
+               actions, rewards, dones, task_column_logits=None):
     """Loss terms of one batch of rollouts.
 
     Args:
@@ -33,6 +46,8 @@ def loss_terms(algorithm: Algorithm, coeffs: Coefficients, *, task_logits, value
       values: ``[T+1, B]`` values of the task columns; the last row bootstraps.
       distilled_logits: ``[T+1, B, A]`` logits of pi_0, or ``None``.
       actions, rewards, dones: ``[T, B]``; ``dones`` marks the last step of an episode.
+      task_column_logits: ``[T+1, B, A]`` logits of the task column alone (f in eq. 8);
+        needed by a two-column algorithm with an entropy bonus (a3c_2col).
 
     Returns:
       A dict of scalars: ``total`` and its parts (``policy_gradient``, ``value``,
@@ -51,7 +66,9 @@ def loss_terms(algorithm: Algorithm, coeffs: Coefficients, *, task_logits, value
     pg = losses.policy_gradient_loss(logits, actions, advantages)
     vl = losses.value_loss(values[:-1], returns)
     task_entropy = losses.entropy(logits)
-    entropy_bonus = -coeffs.entropy_bonus * tf.reduce_sum(task_entropy)
+    bonus_logits = entropy_bonus_logits(algorithm, coeffs, task_logits, task_column_logits, distilled_logits)
+    bonus_entropy = task_entropy if bonus_logits is task_logits else losses.entropy(bonus_logits[:-1])
+    entropy_bonus = -coeffs.entropy_bonus * tf.reduce_sum(bonus_entropy)
     if algorithm.kl:
         distill = losses.distillation_loss(logits, distilled_logits[:-1], coeffs.alpha, coeffs.beta)
     else:

@@ -48,10 +48,11 @@ class SharedRMSProp(tf.Module):
                 tf.Variable(tf.zeros_like(v), trainable=False, name=f"step_{i}")
                 for i, v in enumerate(self._variables)])
 
-    def apply(self, grads, variables, learning_rate, active=None):
+    def apply(self, grads, variables, learning_rate, active=None, clip_scale=None):
         """Clips ``grads`` by global norm and applies them; returns the pre-clipping norm.
 
-        Must be called inside a ``tf.function``. ``None`` gradients are ignored.
+        Must be called inside a ``tf.function``. ``None`` gradients are ignored. The
+        norm is clipped at ``clip_norm``, times ``clip_scale`` if given (a scalar tensor).
         ``active`` optionally gives, per variable, a scalar boolean tensor (or
         ``None`` for always): a variable whose flag is false keeps its value and its
         statistics, as for a task column without data in this update.
@@ -61,7 +62,8 @@ class SharedRMSProp(tf.Module):
         if not triples:
             return tf.constant(0.0)
         gs, vs, flags = zip(*triples, strict=True)
-        clipped, norm = tf.clip_by_global_norm(list(gs), self.clip_norm)
+        clip_norm = self.clip_norm if clip_scale is None else self.clip_norm * clip_scale
+        clipped, norm = tf.clip_by_global_norm(list(gs), clip_norm)
 
         def update():
             for g, v, flag in zip(clipped, vs, flags, strict=True):

@@ -14,7 +14,7 @@ import json
 import os
 import re
 
-from distral_tf.config import TrainConfig
+from distral_tf.config import LEGACY_VALUES, TrainConfig
 from distral_tf.envs.suites import Suite
 
 CONFIG_FILE = "config.json"
@@ -38,6 +38,7 @@ def read_config(logdir: str) -> tuple[TrainConfig, dict]:
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise RunLoadError(f"{path} cannot be read ({type(e).__name__}: {e}).") from None
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    saved = {**LEGACY_VALUES, **saved}  # runs written before a model-defining field existed
     return TrainConfig(**{k: v for k, v in saved.items() if k in fields}), meta
 
 
@@ -109,7 +110,8 @@ def build_agent(config: TrainConfig, num_tasks: int, observation_shape, num_acti
     kwargs = dict(unroll_length=config.unroll_length, learning_rate=config.learning_rate,
                   total_env_steps=config.total_env_steps, rmsprop_decay=config.rmsprop_decay,
                   rmsprop_epsilon=config.rmsprop_epsilon, max_grad_norm=config.max_grad_norm, seed=config.seed,
-                  torso_dtype=config.torso_dtype)
+                  torso_dtype=config.torso_dtype, two_column_scaling=config.two_column_scaling,
+                  train_distilled=not config.freeze_distilled)
     kwargs.update(overrides)
     return Agent(algorithm, coeffs, num_tasks, observation_shape, num_actions, **kwargs)
 

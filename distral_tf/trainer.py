@@ -3,13 +3,15 @@
 Workers (one environment and LSTM state each) are driven in lockstep by a few
 actor threads (:class:`~distral_tf.actors.ActorGroup`): every step, one batched
 network call gives the actions of all the workers of a group, whose
-environments step in a pool of processes. After ``unroll_length`` steps each
-worker's rollout is learnt from with the current shared parameters: in
+environments step in a pool of processes. Each group acts with its own snapshot
+of the shared parameters (:class:`~distral_tf.agent.Replica`, A3C's theta'),
+taken at the start of every rollout, and its gradients are computed at that
+snapshot: on-policy, whatever the other groups apply meanwhile. In
 ``update_mode="hogwild"`` (the paper's A3C scheme) each worker's own gradient is
-applied through the shared RMSProp without locks, by a few learner threads; in
-``"batched"`` the rollouts of the group are combined into one step. A worker
-only acts again once its update is applied. The main thread logs progress and
-checkpoints; another thread evaluates pi_0.
+applied to the shared parameters through the shared RMSProp without locks, by a
+few learner threads; in ``"batched"`` the rollouts of the group are combined
+into one step. A worker only acts again once its update is applied. The main
+thread logs progress and checkpoints; another thread evaluates pi_0.
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ from absl import logging
 
 import distral_tf
 from distral_tf import algorithms, summaries, transfer
-from distral_tf.actors import ActorGroup, BatchedActionSource, DirectActionSource, close_quietly, split_rollout
-from distral_tf.agent import Agent, Rollout
+from distral_tf.actors import ActorGroup, close_quietly, split_rollout
+from distral_tf.agent import Agent, Replica, Rollout
+from distral_tf.algorithm_spec import Architecture
 from distral_tf.checkpointing import Checkpointer
 from distral_tf.config import TrainConfig
 from distral_tf.env_pool import group_layout, make_envs, resolve_num_processes
@@ -96,19 +99,19 @@ class _PauseGate:
 class _HogwildLearners:
     """Threads applying the gradients of single-worker rollouts through the shared RMSProp, without locks."""
 
-    def __init__(self, agent: Agent, num_threads: int):
-        self._agent = agent
+    def __init__(self, num_threads: int):
         self._queue: queue.Queue = queue.Queue()
         self._threads = [threading.Thread(target=self._serve, name=f"learner-{i}", daemon=True)
                          for i in range(max(1, num_threads))]
         for t in self._threads:
             t.start()
 
-    def learn_all(self, rollouts: list[Rollout]) -> list[dict[str, float]]:
-        """Applies each rollout's own update (concurrently with others); returns when all are applied."""
+    def learn_all(self, replica: Replica, rollouts: list[Rollout]) -> list[dict[str, float]]:
+        """Applies each rollout's own update, its gradient taken at ``replica`` (concurrently with
+        others); returns when all are applied."""
         slots = [{"done": threading.Event()} for _ in rollouts]
         for rollout, slot in zip(rollouts, slots, strict=True):
-            self._queue.put((rollout, slot))
+            self._queue.put((replica, rollout, slot))
         for slot in slots:
             slot["done"].wait()
         for slot in slots:
@@ -121,9 +124,9 @@ class _HogwildLearners:
             item = self._queue.get()
             if item is None:
                 return
-            rollout, slot = item
+            replica, rollout, slot = item
             try:
-                slot["terms"] = self._agent.train_step(rollout)
+                slot["terms"] = replica.train_step(rollout)
             except Exception as e:
                 slot["error"] = e
             slot["done"].set()
@@ -213,7 +216,9 @@ class Trainer:
         if os.path.exists(path):
             with open(path) as f:
                 saved = json.load(f).get("config", {})
-            diffs = self.config.model_differences(saved)
+            # The two-column scaling only defines the model of the two-column algorithms.
+            ignore = () if self.algorithm.architecture is Architecture.TWO_COLUMN else ("two_column_scaling",)
+            diffs = self.config.model_differences(saved, ignore=ignore)
             if diffs and not self.config.force:
                 raise TrainingError(
                     f"{logdir} holds a run with a different configuration ({'; '.join(diffs)}); "
@@ -259,7 +264,8 @@ class Trainer:
                            unroll_length=cfg.unroll_length, learning_rate=cfg.learning_rate,
                            total_env_steps=self.steps_per_task * self.suite.num_tasks,
                            rmsprop_decay=cfg.rmsprop_decay, rmsprop_epsilon=cfg.rmsprop_epsilon,
-                           max_grad_norm=cfg.max_grad_norm, seed=cfg.seed, torso_dtype=cfg.torso_dtype)
+                           max_grad_norm=cfg.max_grad_norm, seed=cfg.seed, torso_dtype=cfg.torso_dtype,
+                           two_column_scaling=cfg.two_column_scaling, train_distilled=not cfg.freeze_distilled)
         n = self.suite.num_tasks
         self._task_steps_var = tf.Variable(np.zeros(n, np.int64), name="task_steps")
         self._task_episodes_var = tf.Variable(np.zeros(n, np.int64), name="task_episodes")
@@ -290,6 +296,12 @@ class Trainer:
                                resume_task_steps=self.task_steps if restored else None)
         self.resumed_from = restored
 
+    def _layout(self) -> list[tuple[int, int, int]]:
+        """``(lo, hi, processes)`` of each actor group over the task-major list of workers."""
+        cfg = self.config
+        return group_layout(self.suite.num_tasks * cfg.workers_per_task, cfg.actor_threads,
+                            resolve_num_processes(cfg.num_env_processes))
+
     def _make_actor_groups(self) -> list[ActorGroup]:
         """Splits the workers (task-major) into ``actor_threads`` groups of contiguous workers."""
         cfg = self.config
@@ -299,10 +311,9 @@ class Trainer:
             for w in range(cfg.workers_per_task):
                 tasks.append(task)
                 seeds.append(int(np.random.SeedSequence([cfg.seed, task, w, generation]).generate_state(1)[0]))
-        layout = group_layout(len(tasks), cfg.actor_threads, resolve_num_processes(cfg.num_env_processes))
         groups = []
         try:
-            for lo, hi, processes in layout:
+            for lo, hi, processes in self._layout():
                 envs = make_envs(self.suite.env_factory(in_pool=processes > 0), tasks[lo:hi], seeds[lo:hi],
                                  self._obs_space.shape, self._obs_space.dtype, num_processes=processes,
                                  timeout_s=cfg.env_timeout_secs)
@@ -322,7 +333,7 @@ class Trainer:
             self._reserved[task] += self.config.unroll_length
             return True
 
-    def _actor_loop(self, group: ActorGroup, action_source, learners):
+    def _actor_loop(self, group: ActorGroup, replica: Replica, learners):
         cfg = self.config
         rounds = 0
         timer = time.perf_counter
@@ -338,13 +349,14 @@ class Trainer:
                     break
                 env_s, inference_s = group.env_seconds, group.inference_seconds
                 collect_start = timer()
-                rollout, episodes = group.collect(active, action_source)
+                replica.sync()  # the snapshot this rollout acts with and is differentiated at
+                rollout, episodes = group.collect(active, replica)
                 learn_start = timer()
                 if learners is None:  # batched: the group's rollouts make one update
-                    terms = self.agent.train_step(rollout)
+                    terms = replica.train_step(rollout)
                     per_rollout = [terms] * len(rollout.task_ids)
                 else:  # hogwild: each worker's own update
-                    per_rollout = learners.learn_all(split_rollout(rollout))
+                    per_rollout = learners.learn_all(replica, split_rollout(rollout))
                 end = timer()
                 self.timings.add(env=group.env_seconds - env_s, inference=group.inference_seconds - inference_s,
                                  learning=end - learn_start,
@@ -361,11 +373,15 @@ class Trainer:
                 rounds += 1
                 if rounds % cfg.summary_every_updates == 1 or cfg.summary_every_updates == 1:
                     for task in np.unique(task_ids):
-                        terms = per_rollout[int(np.flatnonzero(task_ids == task)[0])]
+                        of_task = np.flatnonzero(task_ids == task)
+                        terms = per_rollout[int(of_task[0])]
+                        staleness = [per_rollout[int(k)]["staleness"] for k in of_task]
                         task, task_steps = int(task), int(steps[task])
                         self.monitor.task_scalars(task, task_steps, {
                             k: v for k, v in terms.items()
                             if k in ("kl_task_distilled", "entropy_task", "entropy_distilled", "grad_norm")})
+                        self.monitor.task_scalars(task, task_steps, {
+                            "mean": float(np.mean(staleness)), "max": float(np.max(staleness))}, prefix="staleness")
                         self.monitor.task_scalars(task, task_steps, {
                             k: terms[k] for k in ("total", "policy_gradient", "value", "entropy_bonus",
                                                   "distillation")}, prefix="loss")
@@ -505,20 +521,18 @@ class Trainer:
             ["episode_return", "episode_length", "kl_task_distilled", "entropy_task", "entropy_distilled"])
         summaries.write_hparams(cfg.logdir, {**cfg.to_json(), "suite": self.suite.name},
                                 [summaries.per_task_tag("task", t, "episode_return") for t in self.suite.task_names])
-        self.agent.warm_up(single_task_updates=self.config.update_mode == "hogwild")
+        replicas = [self.agent.make_replica(i) for i in range(len(self._layout()))]  # one snapshot per group
+        self.agent.warm_up(replicas, single_task_updates=cfg.update_mode == "hogwild",
+                           batched_updates=cfg.update_mode == "batched")
         self.timings = Timings()
         workers = self._groups = self._make_actor_groups()
         num_actors = len(workers)
-        if cfg.act_batching and num_actors > 1:  # one network call for the groups acting together
-            action_source = BatchedActionSource(self.agent, num_actors, cfg.batch_timeout_ms / 1000.0)
-        else:
-            action_source = DirectActionSource(self.agent)
         learner = None
         if cfg.update_mode == "hogwild":
-            learner = _HogwildLearners(self.agent, cfg.learner_threads)
-        threads = [threading.Thread(target=self._actor_loop, args=(group, action_source, learner),
+            learner = _HogwildLearners(cfg.learner_threads)
+        threads = [threading.Thread(target=self._actor_loop, args=(group, replica, learner),
                                     name=f"actor-{i}", daemon=True)
-                   for i, group in enumerate(workers)]
+                   for i, (group, replica) in enumerate(zip(workers, replicas, strict=True))]
         if self._eval_interval() > 0:
             threads.append(threading.Thread(target=self._eval_loop, name="eval", daemon=True))
         start_steps = int(self.task_steps.sum())
@@ -546,7 +560,6 @@ class Trainer:
             state = "finished" if complete else "interrupted"
         finally:
             self._stop.set()
-            action_source.close()
             if learner is not None:
                 learner.close()
             if state != "failed":

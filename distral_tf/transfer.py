@@ -3,8 +3,9 @@
 The paper names transfer as pi_0's purpose: the distilled policy captures what the
 tasks share, and a new task's policy can start from it. ``--init_from=RUN`` copies
 the distilled column of RUN's newest checkpoint into the new agent; the task
-columns start fresh, as the algorithm's parametrisation defines them (in 2col the
-task policy is then ``softmax(alpha h0 + beta f)`` with a new ``f``).
+columns start fresh, as the algorithm's parametrisation defines them: their policy
+layers start at zero, so in 2col the new task policy ``softmax(alpha h0 + beta f)``
+starts as ``pi_0^alpha`` (renormalised), and in 1col as the uniform policy.
 ``--freeze_distilled`` keeps pi_0 fixed while the task columns learn.
 """
 

@@ -11,7 +11,7 @@ import os
 from absl import flags
 
 from distral_tf import algorithms
-from distral_tf.config import REWARD_CLIPPING, TORSO_DTYPES, UPDATE_MODES, TrainConfig
+from distral_tf.config import REWARD_CLIPPING, TORSO_DTYPES, TWO_COLUMN_SCALINGS, UPDATE_MODES, TrainConfig
 from distral_tf.envs import suites
 
 _D = TrainConfig()
@@ -47,8 +47,6 @@ UPDATE_MODE = flags.DEFINE_enum(
     "update_mode", _D.update_mode, UPDATE_MODES,
     "hogwild: each worker applies its own gradient asynchronously (the paper); batched: the rollouts of "
     "the workers waiting together are combined into one update.")
-BATCH_TIMEOUT_MS = flags.DEFINE_float("batch_timeout_ms", _D.batch_timeout_ms,
-                                      "How long batched inference/learning waits for more workers.")
 CHECKPOINT_EVERY_SECS = flags.DEFINE_float("checkpoint_every_secs", _D.checkpoint_every_secs,
                                            "Seconds between checkpoints.")
 KEEP_CHECKPOINTS = flags.DEFINE_integer("keep_checkpoints", _D.keep_checkpoints, "Checkpoints kept.")
@@ -79,9 +77,6 @@ ACTOR_THREADS = flags.DEFINE_integer(
 LEARNER_THREADS = flags.DEFINE_integer(
     "learner_threads", _D.learner_threads,
     "Threads applying the workers' own gradients concurrently in --update_mode=hogwild.")
-ACT_BATCHING = flags.DEFINE_bool(
-    "act_batching", _D.act_batching,
-    "Combine the action requests of the actor threads that arrive within --batch_timeout_ms into one call.")
 ENV_TIMEOUT_SECS = flags.DEFINE_float(
     "env_timeout_secs", _D.env_timeout_secs,
     "An environment process that does not answer a step within this many seconds is restarted.")
@@ -95,6 +90,11 @@ TORSO_DTYPE = flags.DEFINE_enum(
     "torso_dtype", _D.torso_dtype, TORSO_DTYPES,
     "Compute dtype of the convolutional torso (variables stay float32; LSTM, heads and losses run in float32). "
     "bfloat16 is faster on CPUs with bfloat16 instructions.")
+TWO_COLUMN_SCALING = flags.DEFINE_enum(
+    "two_column_scaling", _D.two_column_scaling, TWO_COLUMN_SCALINGS,
+    "Two-column task policies softmax(alpha h0 + beta f) (eq. 8): 'unit' divides f's policy layer by beta "
+    "inside the column, so that beta*f is a unit-scaled network whatever beta is; 'literal' keeps f a plain "
+    "policy layer, so that each learning step moves the logits about beta times further. See docs/fidelity.md.")
 INIT_FROM = flags.DEFINE_string(
     "init_from", _D.init_from,
     "Run directory whose distilled policy pi_0 (h0 in 2col) starts this run (its newest checkpoint); the task "
@@ -118,7 +118,7 @@ for _name in ("total_env_steps", "workers_per_task", "unroll_length", "learning_
               "summary_every_updates", "max_consecutive_nonfinite", "actor_threads", "learner_threads",
               "env_timeout_secs"):
     _positive(_name)
-for _name in ("entropy_cost", "value_cost", "seed", "batch_timeout_ms", "eval_every_env_steps",
+for _name in ("entropy_cost", "value_cost", "seed", "eval_every_env_steps",
               "eval_episodes", "tf_inter_op_threads", "tf_intra_op_threads", "eval_clip_every"):
     _non_negative(_name)
 flags.register_validator("num_env_processes", lambda v: v is not None and v >= -1,
@@ -184,14 +184,15 @@ def config_from_flags() -> TrainConfig:
         discount=DISCOUNT.value, value_cost=VALUE_COST.value, max_grad_norm=MAX_GRAD_NORM.value,
         rmsprop_decay=RMSPROP_DECAY.value, rmsprop_epsilon=RMSPROP_EPSILON.value,
         reward_clipping=REWARD_CLIP.value, seed=SEED.value, update_mode=UPDATE_MODE.value,
-        batch_timeout_ms=BATCH_TIMEOUT_MS.value, checkpoint_every_secs=CHECKPOINT_EVERY_SECS.value,
+        checkpoint_every_secs=CHECKPOINT_EVERY_SECS.value,
         keep_checkpoints=KEEP_CHECKPOINTS.value, log_every_secs=LOG_EVERY_SECS.value,
         summary_every_updates=SUMMARY_EVERY_UPDATES.value, eval_every_env_steps=EVAL_EVERY_ENV_STEPS.value,
         eval_episodes=EVAL_EPISODES.value, eval_greedy=EVAL_GREEDY.value, eval_clip_every=EVAL_CLIP_EVERY.value,
         max_consecutive_nonfinite=MAX_CONSECUTIVE_NONFINITE.value, force=FORCE.value,
         num_env_processes=NUM_ENV_PROCESSES.value, actor_threads=ACTOR_THREADS.value,
-        learner_threads=LEARNER_THREADS.value, act_batching=ACT_BATCHING.value,
+        learner_threads=LEARNER_THREADS.value,
         env_timeout_secs=ENV_TIMEOUT_SECS.value, tf_inter_op_threads=TF_INTER_OP_THREADS.value,
         tf_intra_op_threads=TF_INTRA_OP_THREADS.value, torso_dtype=TORSO_DTYPE.value,
+        two_column_scaling=TWO_COLUMN_SCALING.value,
         init_from=INIT_FROM.value, freeze_distilled=FREEZE_DISTILLED.value,
     )

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from distral_tf.agent import Rollout
+from distral_tf.agent import Rollout, rollout_args
 
 SMALL_AGENT = {"unroll_length": 3, "observation_shape": (36, 36, 3)}  # as built by conftest.make_agent
 
@@ -60,9 +60,9 @@ def test_single_task_update_equals_the_routed_update(name):
     for a, b in zip(routed.parameters, direct.parameters, strict=True):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
     rollout = _rollout([1, 1, 1], seed=2)
-    terms_routed = routed._train_step(*routed._rollout_args(rollout))
+    terms_routed = routed._functions.train(None)(*rollout_args(rollout))
     terms_direct = direct.train_step(rollout)
-    assert 1 in direct._task_functions and 1 not in routed._task_functions
+    assert direct._functions.traced(("train", 1)) and not routed._functions.traced(("train", 1))
     np.testing.assert_allclose(float(terms_routed["total"]), terms_direct["total"], rtol=1e-5)
     for a, b in zip(routed.parameters + routed.optimizer.mean_squares,
                     direct.parameters + direct.optimizer.mean_squares, strict=True):

@@ -41,6 +41,11 @@ def test_saved_model_reproduces_the_agents_logits_in_a_fresh_process(tiny_kl_2co
 
     out = tmp_path / "saved"
     run = trained_run.load(str(tiny_kl_2col_run))
+    # Policy layers start at zero and a tiny run barely moves them: random ones make every logit count.
+    rng = np.random.default_rng(1)
+    for column in run.agent.columns:
+        for variable in column.policy_head.variables:
+            variable.assign(rng.normal(0.0, 0.3, variable.shape).astype(np.float32))
     save_policies(run, str(out))
     assert (out / "saved_model.pb").exists()
     metadata = json.loads((out / METADATA_FILE).read_text())
@@ -78,8 +83,9 @@ def test_saved_model_reproduces_the_agents_logits_in_a_fresh_process(tiny_kl_2co
         for t in range(steps):
             _, value, state = column.step(observations[t, b:b + 1], np.array([t == 0]), state)
             np.testing.assert_allclose(served["values"][t, b], value.numpy()[0], atol=1e-5, rtol=0)
-    # The task policies differ from pi_0 and between tasks, so the comparison is not vacuous.
-    assert not np.allclose(served["task_logits"], served["distilled_logits"], atol=1e-4)
+    # The logits are far from zero and the task policies differ from pi_0: the comparison is not vacuous.
+    assert np.abs(served["task_logits"]).mean() > 0.1
+    assert not np.allclose(served["task_logits"], served["distilled_logits"], atol=1e-2)
 
 
 def test_export_refuses_a_non_empty_output_directory(tiny_kl_2col_run, tmp_path):

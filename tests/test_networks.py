@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import randomize_policy_layers
 
 from distral_tf import objective
 from distral_tf.algorithm_spec import Architecture
@@ -23,13 +24,17 @@ def random_state(rng, b):
 @pytest.fixture(scope="module")
 def column():
     keras.utils.set_random_seed(0)
-    return Column(4, with_value=True, name="task_test").build_for(OBS)
+    col = Column(4, with_value=True, name="task_test").build_for(OBS)
+    randomize_policy_layers([col], seed=0)
+    return col
 
 
 @pytest.fixture(scope="module")
 def distilled_column():
     keras.utils.set_random_seed(1)
-    return Column(4, with_value=False, name="distilled_test").build_for(OBS)
+    col = Column(4, with_value=False, name="distilled_test").build_for(OBS)
+    randomize_policy_layers([col], seed=1)
+    return col
 
 
 def test_layer_sizes_on_84x84_rgb():

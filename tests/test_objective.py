@@ -22,7 +22,8 @@ def np_take(x, a):
     return np.take_along_axis(x, a[..., None], -1)[..., 0]
 
 
-def np_loss_terms(algorithm, coeffs, task_logits, values, distilled_logits, actions, rewards, dones):
+def np_loss_terms(algorithm, coeffs, task_logits, values, distilled_logits, actions, rewards, dones,
+                  task_column_logits=None):
     """Spec sections 4-5 written out with loops: the reference the objective must match."""
     logits = task_logits[:-1]
     log_pi = np_log_softmax(logits)
@@ -69,6 +70,8 @@ def make_inputs(seed, algorithm, coeffs):
         "rewards": rng.normal(size=(T, B)).astype(np.float32),
         "dones": np.zeros((T, B), bool),
     }
+    if algorithm.architecture is Architecture.TWO_COLUMN:
+        inputs["task_column_logits"] = f
     inputs["dones"][1, 0] = True
     inputs["dones"][T - 1, 2] = True
     return inputs
@@ -159,6 +162,28 @@ def test_entropy_bonus_only_for_a3c_and_distillation_only_for_kl(name):
         assert algorithm.kl
         assert got["entropy_bonus"] == 0.0  # Distral's entropy lives in the regularised reward
         assert got["distillation"] > 0.0  # a cross entropy times alpha/beta > 0
+
+
+def test_a3c_2col_entropy_bonus_holds_h0_fixed():
+    """Spec section 5: the bonus is pi_i's entropy, but its gradient reaches f only; the policy gradient both."""
+    algorithm = algorithms.get("a3c_2col")
+    coeffs = algorithm.coefficients(0.3)
+    inputs = make_inputs(7, algorithm, coeffs)
+    f, h0 = tf.Variable(inputs.pop("task_column_logits")), tf.Variable(inputs.pop("distilled_logits"))
+    del inputs["task_logits"]
+    with tf.GradientTape(persistent=True) as tape:
+        logits = objective.task_policy_logits(algorithm, coeffs, f, h0)
+        terms = objective.loss_terms(algorithm, coeffs, task_logits=logits, distilled_logits=h0,
+                                     task_column_logits=f, **inputs)
+    log_pi = np_log_softmax(logits.numpy()[:-1])
+    np.testing.assert_allclose(terms["entropy_bonus"], 0.3 * np.sum(np.exp(log_pi) * log_pi), **TOL)
+    g_f, g_h0 = tape.gradient(terms["entropy_bonus"], [f, h0])
+    assert g_h0 is None or not np.any(g_h0.numpy())
+    assert np.any(g_f.numpy()[:-1] != 0)
+    g_f, g_h0 = tape.gradient(terms["policy_gradient"], [f, h0])
+    assert np.any(g_h0.numpy() != 0) and np.any(g_f.numpy() != 0)
+    with pytest.raises(ValueError, match="task_column_logits"):
+        objective.loss_terms(algorithm, coeffs, task_logits=logits, distilled_logits=h0, **inputs)
 
 
 @pytest.mark.parametrize("name", ["kl_1col", "kl_2col", "klent_2col"])

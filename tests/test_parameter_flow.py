@@ -23,7 +23,7 @@ def flow(policy_gradient, value, entropy_bonus, distillation):
 FLOW = {
     "a3c": flow({TASK}, {TASK}, {TASK}, set()),
     "a3c_multitask": flow({TASK}, {TASK}, {TASK}, set()),
-    "a3c_2col": flow({TASK, DISTILLED}, {TASK}, {TASK, DISTILLED}, set()),
+    "a3c_2col": flow({TASK, DISTILLED}, {TASK}, {TASK}, set()),  # the entropy bonus holds h0 fixed
     "kl_1col": flow({TASK}, {TASK}, set(), {DISTILLED}),
     "klent_1col": flow({TASK}, {TASK}, set(), {DISTILLED}),
     "kl_2col": flow({TASK, DISTILLED}, {TASK}, set(), {DISTILLED}),
@@ -219,12 +219,13 @@ def test_batch_gradient_is_the_sum_of_per_task_gradients(make_agent, name):
                                        err_msg=f"{column_name} {v.name}")
 
 
-@pytest.mark.parametrize("name,terms", [("a3c_2col", ("policy_gradient", "entropy_bonus")),
+@pytest.mark.parametrize("name,terms", [("a3c_2col", ("policy_gradient",)),
                                         ("kl_2col", ("policy_gradient",)),
                                         ("klent_2col", ("policy_gradient",))])
 def test_two_column_mixture_weights(make_agent, name, terms):
-    """With logits ``alpha h0 + beta f_i`` (eq. 8), d/d h0 = alpha d/dlogits and d/d f_i = beta d/dlogits,
-    so the policy-head bias gradients satisfy ``g(h0) = (alpha/beta) sum_i g(f_i)``."""
+    """With logits ``alpha h0 + beta f_i`` (eq. 8), d/d h0 = alpha d/dlogits and d/d f_i = beta d/dlogits;
+    f_i's policy layer is scaled by ``s`` (1/beta with the default unit scaling), so the policy-head bias
+    gradients satisfy ``g(h0) = (alpha/(beta s)) sum_i g(f_i)``."""
     agent = make_agent(name)
     alpha, beta = agent.coeffs.alpha, agent.coeffs.beta
     if name == "a3c_2col":
@@ -235,8 +236,24 @@ def test_two_column_mixture_weights(make_agent, name, terms):
         with tf.GradientTape() as tape:
             values = agent.trace_loss_terms(rollout)
         *g_tasks, g_h0 = [g.numpy() for g in tape.gradient(values[term], biases)]
-        np.testing.assert_allclose(g_h0, (alpha / beta) * np.sum(g_tasks, axis=0), rtol=1e-4, atol=1e-6)
+        scale = agent.task_columns[0].policy_scale
+        np.testing.assert_allclose(g_h0, alpha / (beta * scale) * np.sum(g_tasks, axis=0), rtol=1e-4, atol=1e-6)
         assert np.any(g_h0 != 0)
+
+
+def test_a3c_2col_h0_learns_only_through_the_policy_gradient(make_agent):
+    """Spec section 5: the entropy bonus of pi_i = softmax(h0 + f) reaches f, never h0."""
+    agent = make_agent("a3c_2col")
+    grads, values = gradients(agent, make_rollout(agent, [0, 1, 0], seed=7), terms=TERMS + ("total",))
+    assert values["entropy_bonus"] < 0
+    assert not nonzero(of_column(grads["entropy_bonus"], agent.distilled))
+    assert all(nonzero(of_column(grads["entropy_bonus"], c)) for c in agent.task_columns)
+    assert nonzero(of_column(grads["policy_gradient"], agent.distilled))
+    assert all(nonzero(of_column(grads["policy_gradient"], c)) for c in agent.task_columns)
+    # So h0's whole gradient is the policy gradient's.
+    for g_total, g_pg in zip(of_column(grads["total"], agent.distilled),
+                             of_column(grads["policy_gradient"], agent.distilled), strict=True):
+        np.testing.assert_allclose(g_total, g_pg, rtol=1e-5, atol=1e-7)
 
 
 @pytest.mark.parametrize("name", ["a3c", "a3c_multitask", "a3c_2col", "kl_1col", "klent_2col"])

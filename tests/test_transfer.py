@@ -111,3 +111,24 @@ def test_experiment_commands_start_target_runs_from_their_seed_source():
     assert f"--suite={held}" in scratch and "--total_env_steps=50" in scratch
     with pytest.raises(ValueError, match="not a task index"):
         experiment.source_tasks_and_held_out(["a", "b"], 2)
+
+
+def test_frozen_pi0_stays_the_source_while_the_task_column_learns(tiny_kl_2col_run, tmp_path):
+    from distral_tf import trained_run
+    from distral_tf.trainer import Trainer
+
+    config = TrainConfig(algo="kl_2col", suite=HELD_OUT, logdir=str(tmp_path / "frozen"), total_env_steps=40,
+                         workers_per_task=1, entropy_cost=0.05, eval_episodes=0, num_env_processes=0,
+                         actor_threads=1, init_from=str(tiny_kl_2col_run), freeze_distilled=True)
+    trainer = Trainer(config, make_suite(HELD_OUT))
+    assert trainer.run()["state"] == "finished"
+    agent = trainer.agent
+    assert int(agent.optimizer.num_updates.numpy()) == 2  # two rollouts of 20 steps
+    assert not any(v is w for v in agent.trainable for w in agent.distilled.variables)
+    source = trained_run.load(str(tiny_kl_2col_run)).agent
+    for new, old in zip(agent.distilled.variables, source.distilled.variables, strict=True):
+        np.testing.assert_array_equal(new.numpy(), old.numpy())
+    assert np.abs(agent.task_columns[0].policy_head.kernel.numpy()).max() > 0  # started at zero, then learnt
+    # The frozen run's checkpoint reads back (its agent is rebuilt with the same frozen layout).
+    restored = trained_run.load(str(tmp_path / "frozen")).agent
+    np.testing.assert_array_equal(restored.distilled.variables[0].numpy(), source.distilled.variables[0].numpy())

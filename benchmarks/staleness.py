@@ -1,0 +1,52 @@
+"""Staleness of the asynchronous updates of finished runs, read back from their TensorBoard events.
+
+The staleness of an update is the number of updates the shared parameters received
+between the snapshot its rollout acted with and the update itself (logged per task as
+``staleness/<task>/mean`` and ``staleness/<task>/max`` by the trainer).
+Usage: ``python benchmarks/staleness.py RUN_DIR [RUN_DIR ...]``: per run, the mean of the
+logged means and the largest logged maximum, over all tasks and over each task.
+"""
+
+import collections
+import re
+import sys
+
+import numpy as np
+from absl import app
+
+from distral_tf.reporting.runs import _event_files, _iter_events, _scalar_value
+
+_TAG = re.compile(r"^staleness/(.+)/(mean|max)$")
+
+
+def staleness(run_dir: str) -> dict[str, dict[str, list[float]]]:
+    """``{task: {"mean": [...], "max": [...]}}`` of every logged staleness value."""
+    out = collections.defaultdict(lambda: {"mean": [], "max": []})
+    for path in _event_files(run_dir):
+        for event in _iter_events(path):
+            for value in event.summary.value if event.HasField("summary") else ():
+                match = _TAG.match(value.tag)
+                scalar = _scalar_value(value) if match else None
+                if scalar is not None:
+                    out[match.group(1)][match.group(2)].append(scalar)
+    return dict(out)
+
+
+def main(argv):
+    if len(argv) < 2:
+        sys.exit("usage: python benchmarks/staleness.py RUN_DIR [RUN_DIR ...]")
+    for run_dir in argv[1:]:
+        per_task = staleness(run_dir)
+        if not per_task:
+            print(f"{run_dir}: no staleness summaries")
+            continue
+        means = [v for t in per_task.values() for v in t["mean"]]
+        maxima = [v for t in per_task.values() for v in t["max"]]
+        print(f"{run_dir}: staleness mean {np.mean(means):.1f}, max {np.max(maxima):.0f} "
+              f"({len(means)} summaries)")
+        for task, values in sorted(per_task.items()):
+            print(f"  {task}: mean {np.mean(values['mean']):.1f}, max {np.max(values['max']):.0f}")
+
+
+if __name__ == "__main__":
+    app.run(main)
