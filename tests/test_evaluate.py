@@ -220,4 +220,4 @@ def test_trainer_writes_pi0_clips_that_tensorboard_shows_as_animated_gifs(tmp_pa
         image = Image.open(io.BytesIO(gif))
         assert image.format == "GIF" and image.n_frames == CLIP_STEPS + 1
         assert (int(width), int(height)) == image.size and image.size[0] >= 128
-        assert acc.summary_metadata(f"distilled/{task}/clip").plugin_data.plugin_name == "images"
+        assert acc.SummaryMetadata(f"distilled/{task}/clip").plugin_data.plugin_name == "images"
