@@ -111,23 +111,35 @@ def test_command_line_prints_the_table_and_writes_json(tiny_kl_2col_run, tmp_pat
     assert len(saved["rows"]) == make_suite(SUITE).num_tasks
 
 
+def fake_run_directory(path, checkpoint_steps=(120,)):
+    """A run directory as the trainer leaves it, with empty checkpoint files (enough for the checks before loading)."""
+    from distral_tf.config import TrainConfig
+
+    path.mkdir(parents=True)
+    suite = make_suite(SUITE)
+    (path / "config.json").write_text(json.dumps({
+        "config": TrainConfig(suite=SUITE, logdir=str(path)).to_json(), "suite": SUITE,
+        "task_names": list(suite.task_names), "observation_shape": [40, 40, 3], "num_actions": 4}))
+    (path / "checkpoints").mkdir()
+    for step in checkpoint_steps:
+        (path / "checkpoints" / f"ckpt-{step}.index").write_bytes(b"")
+    return path
+
+
 @pytest.mark.parametrize("case", ["no_checkpoints", "missing_step", "other_spaces", "not_a_run", "task_policies"])
-def test_bad_input_is_a_one_line_error(tiny_kl_2col_run, tmp_path, case):
+def test_bad_input_is_a_one_line_error(tmp_path, case):
+    run = fake_run_directory(tmp_path / "run", checkpoint_steps=() if case == "no_checkpoints" else (40, 120))
     args = {
-        "missing_step": [f"--logdir={tiny_kl_2col_run}", "--checkpoint=7"],
-        "other_spaces": [f"--logdir={tiny_kl_2col_run}", "--suite=two_rooms", "--policy=distilled"],
+        "no_checkpoints": [f"--logdir={run}"],
+        "missing_step": [f"--logdir={run}", "--checkpoint=7"],
+        "other_spaces": [f"--logdir={run}", "--suite=two_rooms", "--policy=distilled"],
         "not_a_run": [f"--logdir={tmp_path}"],
-        "task_policies": [f"--logdir={tiny_kl_2col_run}", "--suite=two_rooms_small_goal7"],
-    }
-    if case == "no_checkpoints":
-        logdir = tmp_path / "empty_run"
-        logdir.mkdir()
-        (logdir / "config.json").write_text((tiny_kl_2col_run / "config.json").read_text())
-        args[case] = [f"--logdir={logdir}"]
+        "task_policies": [f"--logdir={run}", "--suite=two_rooms_small_goal7"],
+    }[case]
     expected = {"no_checkpoints": "has no checkpoint", "missing_step": "no checkpoint at step 7; its checkpoints "
-                "are at steps 120", "other_spaces": "(84, 84, 3)", "not_a_run": "not a run directory",
+                "are at steps 40, 120", "other_spaces": "(84, 84, 3)", "not_a_run": "not a run directory",
                 "task_policies": "--policy=distilled"}[case]
-    result = run_cli(args[case], tmp_path)
+    result = run_cli(args, tmp_path)
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
