@@ -91,7 +91,7 @@ class _Network:
     """The computation of one set of columns: routed acting and the loss of a rollout (not tracked)."""
 
     def __init__(self, algorithm: Algorithm, coeffs: Coefficients, task_columns: list[Column],
-                 distilled: Column | None, num_actions: int):
+                 distilled: Column | None, num_actions: int, train_distilled: bool = True):
         self.algorithm = algorithm
         self.coeffs = coeffs
         self.task_columns = task_columns
@@ -99,8 +99,11 @@ class _Network:
         self.num_actions = num_actions
         # Columns whose outputs the loss needs, and therefore the acting path steps.
         self.uses_distilled = algorithm.kl or algorithm.architecture is Architecture.TWO_COLUMN
-        self.trained = list(task_columns) + ([distilled] if self.uses_distilled else [])
+        self.trained = list(task_columns) + ([distilled] if self.uses_distilled and train_distilled else [])
         self.trainable = [v for column in self.trained for v in column.trainable_variables]
+        # What a snapshot copies from the shared parameters: the trained variables and a fixed pi_0.
+        fixed = [distilled] if self.uses_distilled and not train_distilled else []
+        self.synced = self.trainable + [v for column in fixed for v in column.trainable_variables]
 
     def distilled_column(self) -> Column:
         return self.distilled if self.distilled is not None else self.task_columns[0]
@@ -310,7 +313,7 @@ class Agent(tf.Module):
                  observation_shape: tuple[int, ...], num_actions: int, *, unroll_length: int,
                  learning_rate: float, total_env_steps: int, rmsprop_decay: float = 0.99,
                  rmsprop_epsilon: float = 0.1, max_grad_norm: float = 40.0, seed: int = 0,
-                 torso_dtype: str = "float32", two_column_scaling: str = "unit"):
+                 torso_dtype: str = "float32", two_column_scaling: str = "unit", train_distilled: bool = True):
         super().__init__(name="agent")
         self.algorithm = algorithm
         self.coeffs = coeffs
@@ -325,8 +328,12 @@ class Agent(tf.Module):
 
         keras.utils.set_random_seed(seed)
         self.task_columns, self.distilled = self._make_columns()
-        network = _Network(algorithm, coeffs, self.task_columns, self.distilled, self.num_actions)
+        # train_distilled=False keeps pi_0 fixed (transfer with a frozen pi_0): it gets no updates.
+        self.train_distilled = bool(train_distilled)
+        network = _Network(algorithm, coeffs, self.task_columns, self.distilled, self.num_actions,
+                           self.train_distilled)
         self.trainable = network.trainable
+        self._synced = network.synced
         # Every column's variables, tracked explicitly for checkpoints (a3c's untrained pi_0 included).
         self.parameters = [v for column in self.columns for v in column.variables]
         self.optimizer = SharedRMSProp(self.trainable, decay=rmsprop_decay, epsilon=rmsprop_epsilon,
@@ -436,9 +443,10 @@ class Replica:
     def __init__(self, agent: Agent, index: int = 0):
         self.agent = agent
         task_columns, distilled = agent._make_columns(suffix=f"_replica{index}")
-        self._network = _Network(agent.algorithm, agent.coeffs, task_columns, distilled, agent.num_actions)
+        self._network = _Network(agent.algorithm, agent.coeffs, task_columns, distilled, agent.num_actions,
+                                 agent.train_distilled)
         self._functions = _Functions(agent, self._network)
-        pairs = list(zip(self._network.trainable, agent.trainable, strict=True))
+        pairs = list(zip(self._network.synced, agent._synced, strict=True))
 
         @tf.function(autograph=False, input_signature=[])
         def sync():

@@ -15,7 +15,7 @@ TWO_COLUMN_SCALINGS = ("unit", "literal")
 # with the same values (other fields, e.g. logging intervals, may change).
 MODEL_FIELDS = ("algo", "suite", "alpha", "entropy_cost", "learning_rate", "unroll_length", "discount",
                 "value_cost", "total_env_steps", "workers_per_task", "reward_clipping", "update_mode",
-                "two_column_scaling")
+                "two_column_scaling", "freeze_distilled")
 # The value a model-defining field had in run directories written before it existed.
 LEGACY_VALUES = {"two_column_scaling": "literal"}
 
@@ -48,6 +48,7 @@ class TrainConfig:
     eval_every_env_steps: int = 0
     eval_episodes: int = 2
     eval_greedy: bool = False
+    eval_clip_every: int = 0
     max_consecutive_nonfinite: int = 100
     env_timeout_secs: float = 60.0
     num_env_processes: int = -1
@@ -57,6 +58,8 @@ class TrainConfig:
     tf_intra_op_threads: int = 1
     torso_dtype: str = "float32"
     two_column_scaling: str = "unit"
+    init_from: str = ""
+    freeze_distilled: bool = False
     force: bool = False
 
     def to_json(self) -> dict[str, Any]:

@@ -124,6 +124,16 @@ class Monitor:
                 recent.append(float(episode_return))
                 del recent[:-20]
 
+    def clip(self, task_index: int, env_steps: int, gif: bytes, width: int, height: int, policy: str = "distilled"):
+        """An animated GIF as an image summary ``<policy>/<task>/clip`` (TensorBoard's image dashboard animates it)."""
+        from tensorboard.plugins.image import metadata as image_metadata
+
+        name = self.task_names[task_index]
+        tensor = tf.stack([tf.as_string(width), tf.as_string(height), tf.constant(gif)])
+        with self._lock, self._writer.as_default():
+            tf.summary.write(f"{policy}/{name}/clip", tensor, step=env_steps,
+                             metadata=image_metadata.create_summary_metadata(f"{name} ({policy})", ""))
+
     def task_scalars(self, task_index: int, env_steps: int, values: dict[str, float], prefix: str = "task"):
         if self._resume_task_steps is not None and env_steps <= self._resume_task_steps[task_index]:
             return  # this step's scalars were written before the restored checkpoint

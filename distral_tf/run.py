@@ -29,6 +29,7 @@ def main(argv):
     from distral_tf.checkpointing import CheckpointError
     from distral_tf.envs import make_suite
     from distral_tf.rundir import RunDirError
+    from distral_tf.trained_run import RunLoadError
     from distral_tf.trainer import Trainer, TrainingError
 
     config = training_flags.config_from_flags()
@@ -42,7 +43,7 @@ def main(argv):
     signal.signal(signal.SIGTERM, on_signal)
     try:
         summary = trainer.run()
-    except (TrainingError, CheckpointError, RunDirError, OSError, ImportError) as e:
+    except (TrainingError, CheckpointError, RunDirError, RunLoadError, OSError, ImportError) as e:
         sys.exit(f"error: {e}")
     if summary.get("already_finished"):
         print(f"{config.logdir}: already finished ({summary.get('env_steps', 0):,} agent steps); nothing to do.")

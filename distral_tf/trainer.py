@@ -27,7 +27,7 @@ import tensorflow as tf
 from absl import logging
 
 import distral_tf
-from distral_tf import algorithms, rundir, summaries
+from distral_tf import algorithms, rundir, summaries, transfer
 from distral_tf.actors import ActorGroup, close_quietly, split_rollout
 from distral_tf.agent import Agent, Replica, Rollout
 from distral_tf.algorithm_spec import Architecture
@@ -37,6 +37,8 @@ from distral_tf.env_pool import group_layout, make_envs, resolve_num_processes
 from distral_tf.envs.suites import Suite
 from distral_tf.monitoring import Monitor
 from distral_tf.rundir import CONFIG_FILE, STATUS_FILE, RunLock, write_json_atomically
+
+CLIP_STEPS = 100  # agent steps of each TensorBoard clip (--eval_clip_every)
 
 
 class TrainingError(RuntimeError):
@@ -253,6 +255,8 @@ class Trainer:
             "suite": self.suite.name,
             "task_names": list(self.suite.task_names),
             "frames_per_step": self.suite.frames_per_step,
+            "observation_shape": [int(d) for d in self._obs_space.shape],
+            "num_actions": int(self._act_space.n),
             "coefficients": {"alpha": self.coeffs.alpha, "beta": self.coeffs.beta,
                              "entropy_bonus": self.coeffs.entropy_bonus,
                              "c_kl": self.coeffs.c_kl, "c_ent": self.coeffs.c_ent},
@@ -295,7 +299,7 @@ class Trainer:
                            total_env_steps=self.steps_per_task * self.suite.num_tasks,
                            rmsprop_decay=cfg.rmsprop_decay, rmsprop_epsilon=cfg.rmsprop_epsilon,
                            max_grad_norm=cfg.max_grad_norm, seed=cfg.seed, torso_dtype=cfg.torso_dtype,
-                           two_column_scaling=cfg.two_column_scaling)
+                           two_column_scaling=cfg.two_column_scaling, train_distilled=not cfg.freeze_distilled)
         n = self.suite.num_tasks
         self._task_steps_var = tf.Variable(np.zeros(n, np.int64), name="task_steps")
         self._task_episodes_var = tf.Variable(np.zeros(n, np.int64), name="task_episodes")
@@ -312,6 +316,9 @@ class Trainer:
         restored = self.checkpointer.restore()
         if restored:
             logging.info("Resuming from %s at %s agent steps.", restored, f"{int(self.agent.env_steps.numpy()):,}")
+        elif cfg.init_from:
+            step = transfer.load_distilled(self.agent, cfg.init_from)
+            logging.info("pi_0 starts from %s at %s agent steps.", cfg.init_from, f"{step:,}")
         self._generation_var.assign_add(1)
         self.task_steps = self._task_steps_var.numpy().copy()
         self.task_episodes = self._task_episodes_var.numpy().copy()
@@ -470,10 +477,21 @@ class Trainer:
                 self.monitor.episode(i, at_steps[i], r, length, policy="distilled")
         return True
 
+    def _write_clips(self, envs, seed: int):
+        """A short clip of pi_0 on every task, as an animated image summary."""
+        from distral_tf import evaluation, videos
+
+        runner = evaluation.PolicyRunner(self.agent, "distilled")
+        clips = evaluation.watch(envs, range(len(envs)), runner, CLIP_STEPS, greedy=self.config.eval_greedy, seed=seed)
+        for task, frames in enumerate(clips):
+            frames = [videos.scale_up(f, 128) for f in frames]
+            self.monitor.clip(task, int(self.task_steps[task]), videos.gif_bytes(frames, envs[task].metadata.get(
+                "render_fps", 10)), frames[0].shape[1], frames[0].shape[0])
+
     def _eval_loop(self):
         interval = self._eval_interval()
         rng = np.random.default_rng([self.config.seed, 7, int(self._generation_var.numpy())])
-        envs = []
+        envs, evaluations = [], 0
         try:
             envs = [self.suite.make_env(i, seed=int(rng.integers(2**31 - 1))) for i in range(self.suite.num_tasks)]
             while not self._stop.is_set():
@@ -481,6 +499,9 @@ class Trainer:
                 if int(self.task_steps.min()) >= next_eval:
                     if not self._evaluate_distilled(envs, rng):
                         break
+                    evaluations += 1
+                    if self.config.eval_clip_every and evaluations % self.config.eval_clip_every == 0:
+                        self._write_clips(envs, int(rng.integers(2**31 - 1)))
                     self._next_eval_var.assign(next_eval + interval)
                 elif int(self.task_steps.min()) >= self.steps_per_task:
                     break
@@ -533,6 +554,9 @@ class Trainer:
             if finished is not None:
                 logging.info("The run in %s is already finished; nothing to do.", self.config.logdir)
                 return {**finished, "already_finished": True}
+            if self.config.init_from:  # likewise a source run that cannot start this one
+                transfer.check_source(self.config.init_from, self.config.algo, self._obs_space.shape,
+                                      self._act_space.n)
             self._prepare_logdir()
             self._set_aside_attempt_without_checkpoint()
             return self._run_locked()

@@ -60,6 +60,10 @@ EVAL_EVERY_ENV_STEPS = flags.DEFINE_integer(
 EVAL_EPISODES = flags.DEFINE_integer("eval_episodes", _D.eval_episodes,
                                      "Episodes per task of each pi_0 evaluation (0 disables evaluation).")
 EVAL_GREEDY = flags.DEFINE_bool("eval_greedy", _D.eval_greedy, "Evaluate pi_0 greedily instead of sampling.")
+EVAL_CLIP_EVERY = flags.DEFINE_integer(
+    "eval_clip_every", _D.eval_clip_every,
+    "Every this many evaluations of pi_0, a clip of pi_0 on every task (an animated image in TensorBoard's "
+    "images tab, distilled/<task>/clip); 0 writes none.")
 MAX_CONSECUTIVE_NONFINITE = flags.DEFINE_integer(
     "max_consecutive_nonfinite", _D.max_consecutive_nonfinite,
     "Stop after this many consecutive updates with non-finite gradients.")
@@ -92,6 +96,13 @@ TWO_COLUMN_SCALING = flags.DEFINE_enum(
     "Two-column task policies softmax(alpha h0 + beta f) (eq. 8): 'unit' divides f's policy layer by beta "
     "inside the column, so that beta*f is a unit-scaled network whatever beta is; 'literal' keeps f a plain "
     "policy layer, so that each learning step moves the logits about beta times further. See docs/fidelity.md.")
+INIT_FROM = flags.DEFINE_string(
+    "init_from", _D.init_from,
+    "Run directory whose distilled policy pi_0 (h0 in 2col) starts this run (its newest checkpoint); the task "
+    "columns start fresh. Observation and action spaces must match. Applies when the run starts, not on resume.")
+FREEZE_DISTILLED = flags.DEFINE_bool(
+    "freeze_distilled", _D.freeze_distilled,
+    "Keep pi_0 (h0 in 2col) fixed: only the task columns learn. Needs --init_from.")
 FORCE = flags.DEFINE_bool("force", _D.force, "Resume a run even if model-defining flags changed.")
 
 
@@ -109,7 +120,7 @@ _POSITIVE = {  # flag -> largest value allowed
 _NON_NEGATIVE = {
     "entropy_cost": 1e3, "value_cost": 1e6, "seed": 2**31 - 1,
     "eval_every_env_steps": MAX_TOTAL_ENV_STEPS, "eval_episodes": 10_000, "tf_inter_op_threads": 1024,
-    "tf_intra_op_threads": 1024,
+    "tf_intra_op_threads": 1024, "eval_clip_every": 10**6,
 }
 
 # Memory one environment takes, all included (engine, its process's share, the worker's
@@ -161,6 +172,12 @@ def _alpha_only_for_distral(values):
                              "algorithms and must be > 0.")
 def _distral_entropy_cost(values):
     return not algorithms.get(values["algo"]).kl or values["entropy_cost"] > 0
+
+
+@flags.multi_flags_validator(["init_from", "freeze_distilled"],
+                             message="--freeze_distilled keeps a trained pi_0 fixed and needs --init_from=RUN.")
+def _freeze_needs_init(values):
+    return not values["freeze_distilled"] or bool(values["init_from"])
 
 
 def _validate_suite(value):
@@ -253,11 +270,12 @@ def config_from_flags() -> TrainConfig:
         checkpoint_every_secs=CHECKPOINT_EVERY_SECS.value,
         keep_checkpoints=KEEP_CHECKPOINTS.value, log_every_secs=LOG_EVERY_SECS.value,
         summary_every_updates=SUMMARY_EVERY_UPDATES.value, eval_every_env_steps=EVAL_EVERY_ENV_STEPS.value,
-        eval_episodes=EVAL_EPISODES.value, eval_greedy=EVAL_GREEDY.value,
+        eval_episodes=EVAL_EPISODES.value, eval_greedy=EVAL_GREEDY.value, eval_clip_every=EVAL_CLIP_EVERY.value,
         max_consecutive_nonfinite=MAX_CONSECUTIVE_NONFINITE.value, force=FORCE.value,
         num_env_processes=NUM_ENV_PROCESSES.value, actor_threads=ACTOR_THREADS.value,
         learner_threads=LEARNER_THREADS.value,
         env_timeout_secs=ENV_TIMEOUT_SECS.value, tf_inter_op_threads=TF_INTER_OP_THREADS.value,
         tf_intra_op_threads=TF_INTRA_OP_THREADS.value, torso_dtype=TORSO_DTYPE.value,
         two_column_scaling=TWO_COLUMN_SCALING.value,
+        init_from=INIT_FROM.value, freeze_distilled=FREEZE_DISTILLED.value,
     )

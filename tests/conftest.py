@@ -41,3 +41,25 @@ def make_agent():
         return cache[name]
 
     return make
+
+
+def train_tiny_run(logdir, algo="kl_2col", suite="two_rooms_small", **overrides):
+    """A finished run of ``algo`` on ``suite`` after one rollout of 20 steps per worker and task (seconds)."""
+    from distral_tf.config import TrainConfig
+    from distral_tf.envs import make_suite
+    from distral_tf.trainer import Trainer
+
+    num_tasks = make_suite(suite).num_tasks
+    values = dict(algo=algo, suite=suite, logdir=str(logdir), total_env_steps=num_tasks * 40, workers_per_task=1,
+                  unroll_length=20, entropy_cost=0.05, eval_episodes=0, num_env_processes=0, actor_threads=1,
+                  log_every_secs=60.0, checkpoint_every_secs=1000.0)
+    values.update(overrides)
+    summary = Trainer(TrainConfig(**values), make_suite(suite)).run()
+    assert summary["state"] == "finished"
+    return logdir
+
+
+@pytest.fixture(scope="session")
+def tiny_kl_2col_run(tmp_path_factory):
+    """The directory of a finished kl_2col run on two_rooms_small (40 agent steps per task)."""
+    return train_tiny_run(tmp_path_factory.mktemp("runs") / "kl_2col")

@@ -127,8 +127,10 @@ class TwoRoomsEnv(gym.Env):
     """One task of the two-room grid world: reward 1 at the goal, then a new random start.
 
     Episodes have a fixed length and end by truncation. ``info`` holds ``cell``
-    (the free-cell index), ``position`` (row, column), ``goal`` and ``state``
-    (the discrete state index).
+    (the free-cell index), ``position`` (row, column), ``goal``, ``state``
+    (the discrete state index) and ``goals`` (times the goal was reached this
+    episode; an episode that reaches it at least once is a success, see
+    :attr:`success_key`).
 
     Args:
       layout: ``"paper"`` or ``"small"`` (see :data:`LAYOUTS`).
@@ -140,6 +142,7 @@ class TwoRoomsEnv(gym.Env):
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
+    success_key = "goals"  # the info count whose being positive at an episode's end marks a success
 
     def __init__(self, layout: str = "paper", goal: int | None = None, task_seed: int = 0,
                  observation: str = "image", episode_length: int = 100, image_size: int = 84,
@@ -168,6 +171,7 @@ class TwoRoomsEnv(gym.Env):
             self.observation_space = gym.spaces.Discrete(self.layout.num_states)
         self._background = self._draw_background(rows, cols)
         self._cell, self._prev_action, self._prev_reward, self._t = 0, NO_ACTION, 0, 0
+        self._goals = 0
 
     def _draw_background(self, rows, cols):
         img = np.zeros((self.image_size, self.image_size, 3), np.uint8)
@@ -195,12 +199,13 @@ class TwoRoomsEnv(gym.Env):
 
     def _info(self):
         return {"cell": self._cell, "position": tuple(int(x) for x in self.layout.cells[self._cell]),
-                "goal": self.goal,
+                "goal": self.goal, "goals": self._goals,
                 "state": int(self.layout.state_index(self._cell, self._prev_action, self._prev_reward))}
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         self._cell, self._prev_action, self._prev_reward, self._t = self._random_start(), NO_ACTION, 0, 0
+        self._goals = 0
         return self._observation(), self._info()
 
     def step(self, action):
@@ -211,6 +216,7 @@ class TwoRoomsEnv(gym.Env):
         reward = 0.0
         if self._cell == self.goal:
             reward = 1.0
+            self._goals += 1
             self._cell = self._random_start()
         self._prev_action, self._prev_reward = action, int(reward)
         self._t += 1

@@ -27,6 +27,7 @@ class GoalTask(DoomEnv):
 
     goal_reward = 10.0
     apple_reward = 1.0
+    success_key = "goals"  # the info count whose being positive at an episode's end marks a success
 
     def _goal_reached(self) -> bool:
         return self.scene.goal is not None and self.distance_to(self.scene.goal) < GOAL_RADIUS

@@ -38,6 +38,11 @@ class DoomNavigationEnv(GoalTask):
         self.num_objects = num_objects
         self._carrying = False
 
+    @property
+    def success_key(self) -> str | None:
+        """The info count whose being positive at an episode's end marks a success (None: no success)."""
+        return {"fetch": "objects_returned", "object_rewards": None}.get(self.task, "goals")
+
     # ---- generation ------------------------------------------------------------------------------
 
     def _generate_family(self, rng: np.random.Generator) -> list[Scene]:

@@ -1,0 +1,163 @@
+"""A finished (or running) run directory, read back: its configuration, checkpoints and agent.
+
+Loading never writes into the run directory: the agent is rebuilt from the run's
+``config.json`` and its parameters are read from a checkpoint with
+``tf.train.Checkpoint.read`` (no save counter, no index update). Bad input (no
+run there, no checkpoint, an unknown step, another observation or action space)
+raises :class:`RunLoadError` with a one-line message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+
+from distral_tf.config import LEGACY_VALUES, TrainConfig
+from distral_tf.envs.suites import Suite
+
+CONFIG_FILE = "config.json"
+CHECKPOINT_DIR = "checkpoints"
+_CHECKPOINT_INDEX = re.compile(r"^ckpt-(\d+)\.index$")
+
+
+class RunLoadError(ValueError):
+    """A run directory cannot be read back (the message is one line)."""
+
+
+def read_config(logdir: str) -> tuple[TrainConfig, dict]:
+    """The run's :class:`TrainConfig` and the whole ``config.json`` (suite, task names, ...)."""
+    path = os.path.join(logdir, CONFIG_FILE)
+    if not os.path.isfile(path):
+        raise RunLoadError(f"{logdir} is not a run directory (no {CONFIG_FILE}).")
+    try:
+        with open(path) as f:
+            meta = json.load(f)
+        saved = meta["config"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise RunLoadError(f"{path} cannot be read ({type(e).__name__}: {e}).") from None
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    saved = {**LEGACY_VALUES, **saved}  # runs written before a model-defining field existed
+    return TrainConfig(**{k: v for k, v in saved.items() if k in fields}), meta
+
+
+def checkpoint_steps(logdir: str) -> dict[int, str]:
+    """Agent step -> checkpoint prefix, for every checkpoint in ``logdir/checkpoints`` (any order)."""
+    directory = os.path.join(logdir, CHECKPOINT_DIR)
+    if not os.path.isdir(directory):
+        return {}
+    steps = {}
+    for name in os.listdir(directory):
+        match = _CHECKPOINT_INDEX.match(name)
+        if match:
+            steps[int(match.group(1))] = os.path.join(directory, name[: -len(".index")])
+    return steps
+
+
+def select_checkpoint(logdir: str, step: int | None = None) -> tuple[int, str]:
+    """``(step, prefix)`` of the checkpoint at ``step`` (the newest when ``None``)."""
+    steps = checkpoint_steps(logdir)
+    if not steps:
+        raise RunLoadError(f"{logdir} has no checkpoint (nothing in {os.path.join(logdir, CHECKPOINT_DIR)}).")
+    if step is None:
+        step = max(steps)
+    if step not in steps:
+        raise RunLoadError(f"{logdir} has no checkpoint at step {step}; its checkpoints are at steps "
+                           f"{', '.join(str(s) for s in sorted(steps))}.")
+    return step, steps[step]
+
+
+def probe_spaces(suite: Suite) -> tuple[tuple[int, ...], int]:
+    """``(observation shape, number of actions)`` of the suite (from its task 0)."""
+    env = suite.make_env(0)
+    try:
+        return tuple(int(d) for d in env.observation_space.shape), int(env.action_space.n)
+    finally:
+        try:
+            env.close()
+        except Exception:  # an engine failing while it shuts down changes nothing here
+            pass
+
+
+def run_spaces(meta: dict, suite: Suite | None = None) -> tuple[tuple[int, ...], int]:
+    """The run's observation shape and action count: from ``config.json``, else from its suite."""
+    if "observation_shape" in meta and "num_actions" in meta:
+        return tuple(int(d) for d in meta["observation_shape"]), int(meta["num_actions"])
+    if suite is None:
+        from distral_tf.envs import make_suite
+
+        suite = make_suite(meta["config"]["suite"])
+    return probe_spaces(suite)
+
+
+def check_same_spaces(suite: Suite, observation_shape, num_actions: int, what: str):
+    """Raises :class:`RunLoadError` unless ``suite`` has these observation and action spaces."""
+    shape, actions = probe_spaces(suite)
+    if shape != tuple(observation_shape) or actions != int(num_actions):
+        raise RunLoadError(
+            f"Suite {suite.name!r} has observations {shape} and {actions} actions, but {what} has observations "
+            f"{tuple(observation_shape)} and {int(num_actions)} actions.")
+
+
+def build_agent(config: TrainConfig, num_tasks: int, observation_shape, num_actions: int, **overrides):
+    """An agent shaped and configured as the trainer builds it for ``config`` (fresh parameters)."""
+    from distral_tf import algorithms
+    from distral_tf.agent import Agent
+
+    algorithm = algorithms.get(config.algo)
+    coeffs = algorithm.coefficients(config.entropy_cost, config.alpha, config.value_cost, config.discount)
+    kwargs = dict(unroll_length=config.unroll_length, learning_rate=config.learning_rate,
+                  total_env_steps=config.total_env_steps, rmsprop_decay=config.rmsprop_decay,
+                  rmsprop_epsilon=config.rmsprop_epsilon, max_grad_norm=config.max_grad_norm, seed=config.seed,
+                  torso_dtype=config.torso_dtype, two_column_scaling=config.two_column_scaling,
+                  train_distilled=not config.freeze_distilled)
+    kwargs.update(overrides)
+    return Agent(algorithm, coeffs, num_tasks, observation_shape, num_actions, **kwargs)
+
+
+def restore_agent(agent, prefix: str):
+    """Reads the agent's variables from checkpoint ``prefix`` (nothing is written)."""
+    import tensorflow as tf
+
+    try:
+        tf.train.Checkpoint(agent=agent).read(prefix).expect_partial().assert_existing_objects_matched()
+    except (tf.errors.OpError, ValueError, AssertionError) as e:
+        first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise RunLoadError(f"Checkpoint {prefix} cannot be restored into a {agent.algorithm.name} agent: "
+                           f"{first_line}") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainedRun:
+    """A run's agent restored from one of its checkpoints."""
+
+    logdir: str
+    config: TrainConfig
+    task_names: tuple[str, ...]
+    suite_name: str
+    step: int
+    checkpoint: str
+    observation_shape: tuple[int, ...]
+    num_actions: int
+    agent: object  # distral_tf.agent.Agent
+
+
+def load(logdir: str, step: int | None = None, suite: Suite | None = None) -> TrainedRun:
+    """Rebuilds the agent of the run in ``logdir`` and restores checkpoint ``step`` (default: the newest).
+
+    ``suite``, when given, is the run's own suite (spares building it again to read the spaces).
+    """
+    if not os.path.isdir(logdir):
+        raise RunLoadError(f"{logdir} is not a directory.")
+    config, meta = read_config(logdir)
+    step, prefix = select_checkpoint(logdir, step)
+    task_names = tuple(meta.get("task_names") or ())
+    if not task_names:
+        raise RunLoadError(f"{os.path.join(logdir, CONFIG_FILE)} lists no task names.")
+    observation_shape, num_actions = run_spaces(meta, suite)
+    agent = build_agent(config, len(task_names), observation_shape, num_actions)
+    restore_agent(agent, prefix)
+    return TrainedRun(logdir=logdir, config=config, task_names=task_names, suite_name=meta.get("suite", config.suite),
+                      step=step, checkpoint=prefix, observation_shape=observation_shape, num_actions=num_actions,
+                      agent=agent)
