@@ -27,6 +27,7 @@ from absl import app, flags
 ROOT = Path(__file__).resolve().parents[1]
 _FILTER = flags.DEFINE_string("filter", "", "Run only the cases whose name contains this text.")
 _JOBS = flags.DEFINE_integer("jobs", 2, "Cases run at a time.")
+_TIMEOUT = flags.DEFINE_float("timeout_secs", 600.0, "A case not answered within this time fails.")
 _LOG_LINE = re.compile(r"^[IWEF]\d{4} |^WARNING:|^INFO:")
 
 
@@ -176,7 +177,10 @@ def run_case(case: Case) -> dict:
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(ROOT)}
         try:
             result = subprocess.run([sys.executable, "-m", f"distral_tf.{case.program}", *args], cwd=tmp,
-                                    capture_output=True, text=True, timeout=300, env=env)
+                                    capture_output=True, text=True, timeout=_TIMEOUT.value, env=env)
+        except subprocess.TimeoutExpired:
+            return {"case": case.name, "program": case.program, "exit": None, "lines": 0, "ok": False,
+                    "message": f"no answer within {_TIMEOUT.value:g} s"}
         finally:
             holder = directory / ".holder"
             if holder.exists():
