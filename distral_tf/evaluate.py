@@ -27,6 +27,8 @@ import numpy as np  # noqa: E402
 from absl import app  # noqa: E402
 from absl import flags as absl_flags  # noqa: E402
 
+from flags import cli  # noqa: E402
+
 
 def define_flags():
     """Defines the command-line flags (only when run as a program, so importing defines none)."""
@@ -137,14 +139,6 @@ def main(argv):
         print(values.json_out)
 
 
-def parse_flags_or_exit(argv):
-    """Parses flags; an invalid value ends the program with one line naming the flag (exit status 2)."""
-    try:
-        return absl_flags.FLAGS(argv)
-    except absl_flags.Error as e:
-        sys.exit(f"error: {e}")
-
-
 if __name__ == "__main__":
     define_flags()
-    app.run(main, flags_parser=parse_flags_or_exit)
+    app.run(main, flags_parser=cli.parse_flags_or_exit)

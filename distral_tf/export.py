@@ -30,6 +30,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app  # noqa: E402
 from absl import flags as absl_flags  # noqa: E402
 
+from flags import cli  # noqa: E402
+
 METADATA_FILE = "distral_policies.json"
 
 
@@ -166,14 +168,6 @@ def main(argv):
           f"{metadata['checkpoint_step']:,} agent steps (signatures: {', '.join(metadata['signatures'])})")
 
 
-def parse_flags_or_exit(argv):
-    """Parses flags; an invalid value ends the program with one line naming the flag (exit status 2)."""
-    try:
-        return absl_flags.FLAGS(argv)
-    except absl_flags.Error as e:
-        sys.exit(f"error: {e}")
-
-
 if __name__ == "__main__":
     define_flags()
-    app.run(main, flags_parser=parse_flags_or_exit)
+    app.run(main, flags_parser=cli.parse_flags_or_exit)
