@@ -121,7 +121,8 @@ def test_resume_drops_a_cut_last_metrics_line_and_says_so(finished_template, tmp
     kept = len(metrics_rows(logdir))
     with open(logdir / "metrics.jsonl", "a") as f:
         f.write(json.dumps({"task": "x", "policy": "task", "env_steps": 1}) + "\n" + '{"task": "y", "pol')
-    Trainer(config(logdir, total_env_steps=3 * 60, force=True), make_suite(SUITE)).run()
+    # One more 40-step episode per task, so that the resumed run appends rows.
+    Trainer(config(logdir, total_env_steps=3 * 80, force=True), make_suite(SUITE)).run()
     assert "dropped 2 metrics.jsonl rows (the last one cut short)" in caplog.text
     rows = metrics_rows(logdir)  # every line parses
     assert len(rows) > kept and all(r["task"] != "x" for r in rows)
