@@ -72,7 +72,7 @@ def _garbage_runs(root: Path):
 
 
 def _empty_runs(root: Path):
-    (root / "runs").mkdir()
+    (root / "runs").mkdir(parents=True)
 
 
 def cases() -> list[Case]:
