@@ -91,7 +91,7 @@ def test_command_line_bad_flag_is_one_line_without_traceback(args, tmp_path):
 def test_help_lists_the_training_flags(tmp_path):
     result = _run(["--help"], tmp_path)
     assert result.returncode == 0
-    for flag in ("--algo", "--suite", "--total_env_steps", "--checkpoint_every_secs", "--force"):
+    for flag in ("--algo", "--suite", "--total_env_steps", "--checkpoint_every_secs", "--[no]force"):
         assert flag in result.stdout
 
 
