@@ -547,6 +547,8 @@ class Trainer:
         spent returns its recorded status (with ``already_finished``) and writes nothing.
         """
         self._probe_environment()  # before anything is written: a missing engine leaves no run directory
+        if self.config.init_from:  # likewise a source run that cannot start this one
+            transfer.check_source(self.config.init_from, self.config.algo, self._obs_space.shape, self._act_space.n)
         lock = self._open_logdir()
         try:
             self._check_saved_config()
@@ -554,9 +556,6 @@ class Trainer:
             if finished is not None:
                 logging.info("The run in %s is already finished; nothing to do.", self.config.logdir)
                 return {**finished, "already_finished": True}
-            if self.config.init_from:  # likewise a source run that cannot start this one
-                transfer.check_source(self.config.init_from, self.config.algo, self._obs_space.shape,
-                                      self._act_space.n)
             self._prepare_logdir()
             self._set_aside_attempt_without_checkpoint()
             return self._run_locked()

@@ -36,7 +36,7 @@ def test_without_ray_the_backend_is_a_one_line_error(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), REPO])}
     result = subprocess.run(_sweep_cli(tmp_path / "sweep", "auto"), capture_output=True, text=True,
                             timeout=300, cwd=REPO, env=env)
-    assert result.returncode == 1
+    assert result.returncode == 2  # bad input, as every entry point
     assert result.stderr.strip().splitlines() == [
         f"error: --backend=ray needs Ray, which is not installed: {ray_runs.INSTALL_HINT}"]
     assert not (tmp_path / "sweep").exists()
@@ -49,7 +49,7 @@ def test_an_address_where_nothing_listens_is_a_one_line_error(tmp_path):
         port = s.getsockname()[1]
     result = subprocess.run(_sweep_cli(tmp_path / "sweep", f"127.0.0.1:{port}"), capture_output=True,
                             text=True, timeout=600, cwd=REPO)
-    assert result.returncode == 1
+    assert result.returncode == 2
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith(f"error: --backend=ray could not join a Ray cluster at --address=127.0.0.1:{port}: "
                            "nothing answers")

@@ -66,6 +66,7 @@ def test_new_run_starts_with_the_source_pi0_and_fresh_task_columns(tiny_kl_2col_
                          init_from=str(tiny_kl_2col_run), seed=1)
     trainer = Trainer(config, make_suite(HELD_OUT))
     trainer._probe_environment()
+    (tmp_path / "target").mkdir()
     trainer._prepare_logdir()
     trainer._build()
     source = trained_run.load(str(tiny_kl_2col_run)).agent
