@@ -9,9 +9,10 @@ waits for a new checkpoint, kills the process with SIGKILL at a random moment af
 it, and checks that the trainer's own restore path gives exactly the parameters of
 the latest checkpoint. With ``--kill_at=random`` it kills at a moment drawn
 uniformly from ``[--min_kill_secs, --max_kill_secs]`` after the start, which
-includes kills before an attempt's first checkpoint. In every cycle, a second run
+includes kills before an attempt's first checkpoint. A second run
 on the same directory is attempted while the first one holds it
-(``--concurrent_attempts``): it must be refused with a one-line error. After each
+(``--concurrent_attempts``, every other cycle, so that the other cycles' kill times stay
+exact): it must be refused with a one-line error. After each
 kill the run's status must read "crashed". A last run completes the budget. Then
 it checks: the final per-task step counters equal the budget, no task's steps go
 backwards in ``metrics.jsonl``, no step is counted twice (the logged episodes of a
@@ -104,18 +105,36 @@ def wait_for_new_checkpoint(logdir, previous, proc, timeout=300):
     raise TimeoutError("no new checkpoint appeared")
 
 
-def concurrent_attempt(logdir, proc, env, timeout=120):
-    """Starts a second run on ``logdir`` once ``proc`` holds its lock; True if it is refused in one line."""
+def lock_holder_pid(logdir):
+    try:
+        with open(os.path.join(logdir, "run.lock")) as f:
+            return json.loads(f.read() or "{}").get("pid")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def start_concurrent_attempt(logdir, proc, env, timeout=120):
+    """Starts a second run on ``logdir`` once ``proc`` holds its lock (its pid is in ``run.lock``)."""
     deadline = time.time() + timeout
-    while not os.path.exists(os.path.join(logdir, "run.lock")):
+    while lock_holder_pid(logdir) != proc.pid:
         if proc.poll() is not None or time.time() > deadline:
             return None
         time.sleep(0.1)
-    second = subprocess.run(run_args(logdir), env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.Popen(run_args(logdir), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def concurrent_attempt_refused(second, proc):
+    """True if the second run ended with a one-line "in use by another run" error; None if untested."""
+    try:
+        _, stderr = second.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        second.kill()
+        second.communicate()
+        return False
     if proc.poll() is not None:
         return None  # the first run ended meanwhile: no concurrency was tested
-    last = second.stderr.strip().splitlines()[-1] if second.stderr.strip() else ""
-    return (second.returncode != 0 and "Traceback" not in second.stderr and last.startswith("error: ")
+    last = stderr.strip().splitlines()[-1] if stderr.strip() else ""
+    return (second.returncode != 0 and "Traceback" not in stderr and last.startswith("error: ")
             and "in use by another run" in last)
 
 
@@ -149,8 +168,10 @@ def main(argv):
         start = time.time()
         proc = subprocess.Popen(run_args(logdir), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         planned = float(rng.uniform(_MIN_KILL.value, _MAX_KILL.value))
-        # The concurrent attempt runs first; a kill planned while it runs waits for its end.
-        refused = concurrent_attempt(logdir, proc, env) if _CONCURRENT.value else None
+        # In odd cycles a concurrent attempt starts once the run holds its lock; a kill planned
+        # before the attempt has ended waits for its end (even cycles keep their kill times exact).
+        second = start_concurrent_attempt(logdir, proc, env) if _CONCURRENT.value and cycle % 2 else None
+        refused = concurrent_attempt_refused(second, proc) if second is not None else None
         if refused is not None:
             concurrency_checks.append(refused)
         if _KILL_AT.value == "random":
