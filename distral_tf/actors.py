@@ -69,7 +69,8 @@ class ActorGroup:
     Every step, the actions of all the group's active workers come from one
     batched call of the policy, then every environment steps (in the pool's
     processes, one command per process). ``collect`` returns one rollout per
-    active worker, joined along the batch axis.
+    active worker, joined along the batch axis. ``agent`` gives the workers' initial
+    LSTM states; the policy that acts is passed to each ``collect``.
     """
 
     def __init__(self, tasks: Sequence[int], envs: EnvPoolInterface, agent: Agent, unroll_length: int,
@@ -95,6 +96,7 @@ class ActorGroup:
         return len(self.tasks)
 
     def restarts_per_task(self, num_tasks: int) -> np.ndarray:
+        """Environment restarts after faults, summed per task (``[num_tasks]``)."""
         return self.envs.restarts_per_task(num_tasks)
 
     def collect(self, active: np.ndarray, policy: ActingPolicy) -> tuple[Rollout, list[Episode]]:

@@ -147,7 +147,7 @@ def test_an_episode_cut_by_a_fault_ends_the_rollout_episode_but_is_not_reported(
     assert [e.task_index for e in episodes] == [0]
     # The next episode of worker 1 counts from the fresh environment only.
     rollout2, episodes2 = group.collect(np.ones(2, bool), policy)
-    assert [e.task_index for e in episodes2] == [1, 0]  # worker 1 restarted one step after worker 0's reset
+    assert [e.task_index for e in episodes2] == [1, 0, 1]  # worker 1 restarted a step after worker 0's reset
     after_cut = np.concatenate([rollout.actions[2:, 1], rollout2.actions[:1, 1]]) + 1
     assert episodes2[0] == Episode(1, float(after_cut.sum()), EPISODE_LENGTH)
 

@@ -48,11 +48,19 @@ def stop_workers(workers):
         assert not w.is_alive()
 
 
+def pause_within_deadline(gate):
+    """``gate.pause()`` in a thread: a gate that never parks its workers fails the test instead of hanging it."""
+    pausing = threading.Thread(target=gate.pause, daemon=True)
+    pausing.start()
+    pausing.join(JOIN_S)
+    assert not pausing.is_alive(), "pause() did not return"
+
+
 def test_pause_returns_once_every_worker_is_parked_and_resume_lets_them_go_on():
     gate = _PauseGate()
     workers = start_workers(gate, 3)
     try:
-        gate.pause()
+        pause_within_deadline(gate)
         assert not any(w.in_round.is_set() for w in workers)  # all are between rounds
         parked = [w.rounds for w in workers]
         time.sleep(0.1)
@@ -72,10 +80,7 @@ def test_pause_does_not_wait_for_workers_that_left():
     workers = start_workers(gate, 2)
     stop_workers(workers[1:])  # one worker has finished its budget and left the gate
     try:
-        paused = threading.Thread(target=gate.pause, daemon=True)
-        paused.start()
-        paused.join(JOIN_S)
-        assert not paused.is_alive()
+        pause_within_deadline(gate)
     finally:
         gate.resume()
         stop_workers(workers[:1])
