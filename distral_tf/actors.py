@@ -6,18 +6,25 @@ memory, or in-process) and asks a *policy* (an :class:`~distral_tf.agent.Agent`
 or a group's :class:`~distral_tf.agent.Replica`) for the actions of all of them
 in one network call per step. Environment faults restart the environment
 (in the pool) and cut the episode instead of ending the run.
+
+The seams: the environments are an :class:`~distral_tf.env_pool.EnvPoolInterface`,
+the policy an :class:`ActingPolicy`, and ``collect`` returns a
+:class:`~distral_tf.agent.Rollout` for the learners.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 from absl import logging
 
-from distral_tf.agent import Agent, Rollout
+from distral_tf.agent import ActResult, Agent, LSTMState, Rollout
 from distral_tf.config import REWARD_CLIPPING
+from distral_tf.env_pool import EnvPoolInterface
 
 
 def clip_rewards(rewards: np.ndarray, mode: str) -> np.ndarray:
@@ -34,8 +41,23 @@ def clip_rewards(rewards: np.ndarray, mode: str) -> np.ndarray:
     raise ValueError(f"Unknown reward clipping {mode!r}; choose one of {', '.join(REWARD_CLIPPING)}.")
 
 
+@runtime_checkable
+class ActingPolicy(Protocol):
+    """What gives an actor group its actions: :class:`~distral_tf.agent.Agent` or a :class:`~distral_tf.agent.Replica`.
+
+    ``act`` takes a batch of workers (any tasks): their task ids ``[B]``, observations
+    ``[B, H, W, C]``, episode-start flags ``[B]`` and LSTM states, and returns
+    ``(actions [B], logits [B, A], distilled state, task state)``.
+    """
+
+    def act(self, task_ids: np.ndarray, observations: np.ndarray, first: np.ndarray, distilled_state: LSTMState,
+            task_state: LSTMState) -> ActResult: ...
+
+
 @dataclasses.dataclass
 class Episode:
+    """An episode a worker finished (episodes cut by an environment fault are not reported)."""
+
     task_index: int
     episode_return: float
     length: int
@@ -47,10 +69,15 @@ class ActorGroup:
     Every step, the actions of all the group's active workers come from one
     batched call of the policy, then every environment steps (in the pool's
     processes, one command per process). ``collect`` returns one rollout per
-    active worker, joined along the batch axis.
+    active worker, joined along the batch axis. ``agent`` gives the workers' initial
+    LSTM states; the policy that acts is passed to each ``collect``.
     """
 
-    def __init__(self, tasks, envs, agent: Agent, unroll_length: int, reward_clipping: str = "none"):
+    def __init__(self, tasks: Sequence[int], envs: EnvPoolInterface, agent: Agent, unroll_length: int,
+                 reward_clipping: str = "none"):
+        if len(tasks) != envs.num_envs:
+            raise ValueError(f"An actor group of {len(tasks)} workers needs as many environments, "
+                             f"not {envs.num_envs}.")
         self.tasks = np.asarray(tasks, np.int32)
         self.envs = envs
         self.unroll_length = unroll_length
@@ -69,14 +96,21 @@ class ActorGroup:
         return len(self.tasks)
 
     def restarts_per_task(self, num_tasks: int) -> np.ndarray:
+        """Environment restarts after faults, summed per task (``[num_tasks]``)."""
         return self.envs.restarts_per_task(num_tasks)
 
-    def collect(self, active: np.ndarray, policy) -> tuple[Rollout, list[Episode]]:
+    def collect(self, active: np.ndarray, policy: ActingPolicy) -> tuple[Rollout, list[Episode]]:
         """Runs ``unroll_length`` steps of the ``active`` workers; returns their rollouts and finished episodes.
 
-        ``policy.act`` gives the actions (:meth:`distral_tf.agent.Agent.act`). Inactive workers
-        (their task's budget is spent) do not step.
+        ``active`` is a boolean mask over the group's workers. ``policy.act`` gives the
+        actions of the active workers only (batch ``B`` = their number, in worker order);
+        the rollout's batch axis follows the same order. Inactive workers (their task's
+        budget is spent) do not step and keep their LSTM state and episode statistics.
         """
+        active = np.asarray(active)
+        if active.shape != (self.num_workers,) or active.dtype != bool:
+            raise ValueError(f"collect needs a boolean mask of {self.num_workers} workers, "
+                             f"got {active.dtype} of shape {active.shape}.")
         idx = np.flatnonzero(active)
         everyone = len(idx) == self.num_workers
         b, t_max = len(idx), self.unroll_length
@@ -130,7 +164,8 @@ class ActorGroup:
                           dones=dones, distilled_state=d0, task_state=t0)
         return rollout, episodes
 
-    def close(self):
+    def close(self) -> None:
+        """Closes the environments, logging instead of raising."""
         try:
             self.envs.close()
         except Exception as e:
@@ -150,7 +185,7 @@ def split_rollout(rollout: Rollout) -> list[Rollout]:
     return out
 
 
-def close_quietly(env):
+def close_quietly(env: object | None) -> None:
     """Closes ``env``, logging instead of raising if its engine fails while shutting down."""
     if env is None:
         return

@@ -26,6 +26,12 @@ from distral_tf.config import TWO_COLUMN_SCALINGS
 from distral_tf.networks import LSTM_SIZE, Column
 from distral_tf.optim import SharedRMSProp, linear_annealing
 
+LSTMState = tuple[np.ndarray, np.ndarray]
+"""A column's LSTM state ``(h, c)`` for a batch: two ``[B, 256]`` float32 arrays."""
+
+ActResult = tuple[np.ndarray, np.ndarray, LSTMState, LSTMState]
+"""What acting returns: ``(actions [B] int32, logits [B, A], distilled state, task state)``."""
+
 
 @dataclasses.dataclass
 class Rollout:
@@ -300,7 +306,7 @@ def rollout_args(r: Rollout):
             *r.distilled_state, *r.task_state)
 
 
-def _act_numpy(functions: _Functions, task_ids, observations, first, distilled_state, task_state):
+def _act_numpy(functions: _Functions, task_ids, observations, first, distilled_state, task_state) -> ActResult:
     a, logits, d_h, d_c, t_h, t_c = functions.act(
         np.asarray(task_ids, np.int32), observations, np.asarray(first, bool), *distilled_state, *task_state)
     return a.numpy(), logits.numpy(), (d_h.numpy(), d_c.numpy()), (t_h.numpy(), t_c.numpy())
@@ -376,7 +382,8 @@ class Agent(tf.Module):
         """The network evaluated as pi_0 (the shared network for a3c_multitask)."""
         return self._functions.network.distilled_column()
 
-    def initial_state(self, batch_size: int):
+    def initial_state(self, batch_size: int) -> tuple[LSTMState, LSTMState]:
+        """Zero LSTM states ``(distilled, task)`` for ``batch_size`` workers."""
         zeros = np.zeros([batch_size, LSTM_SIZE], np.float32)
         return (zeros, zeros.copy()), (zeros.copy(), zeros.copy())
 
@@ -407,11 +414,13 @@ class Agent(tf.Module):
     # ----------------------------------------------------------------------------------------- #
     # Public numpy-facing API.
 
-    def act(self, task_ids, observations, first, distilled_state, task_state):
+    def act(self, task_ids: np.ndarray, observations: np.ndarray, first: np.ndarray, distilled_state: LSTMState,
+            task_state: LSTMState) -> ActResult:
         """Samples actions of the task policies for a batch; returns ``(actions, logits, d_state, t_state)``."""
         return _act_numpy(self._functions, task_ids, observations, first, distilled_state, task_state)
 
-    def act_distilled(self, observations, first, state, greedy: bool):
+    def act_distilled(self, observations: np.ndarray, first: np.ndarray, state: LSTMState,
+                      greedy: bool) -> tuple[np.ndarray, LSTMState]:
         """Actions of pi_0 (greedy or sampled); returns ``(actions, state)``."""
         a, _, h, c = self._functions.act_distilled(observations, np.asarray(first, bool), *state,
                                                    tf.constant(greedy))
@@ -469,7 +478,8 @@ class Replica:
         self.version = int(self._sync())
         return self.version
 
-    def act(self, task_ids, observations, first, distilled_state, task_state):
+    def act(self, task_ids: np.ndarray, observations: np.ndarray, first: np.ndarray, distilled_state: LSTMState,
+            task_state: LSTMState) -> ActResult:
         """As :meth:`Agent.act`, with the snapshot's parameters."""
         return _act_numpy(self._functions, task_ids, observations, first, distilled_state, task_state)
 

@@ -19,7 +19,8 @@ included) and ends that group when the pool's owner dies
 (:func:`distral_tf.process_guard.die_with_parent`).
 
 :class:`LocalEnvs` offers the same interface with the environments stepped in
-the calling thread (``--num_env_processes=0``; fast for small tests).
+the calling thread (``--num_env_processes=0``; fast for small tests). Both
+satisfy :class:`EnvPoolInterface`, the seam the actor groups use.
 
 This module does not import TensorFlow: the processes are started with the
 ``spawn`` method and only import what stepping needs.
@@ -36,13 +37,18 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import wait as wait_connections
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 from absl import logging
+from numpy.typing import DTypeLike
 
 from distral_tf import process_guard
 
 _MAX_START_ATTEMPTS = 5
+
+EnvFactory = Callable[[int, int | None], Any]
+"""``make_env(task, seed) -> gymnasium.Env`` (picklable for :class:`EnvPool`); ``seed`` may be ``None``."""
 
 
 def default_num_processes() -> int:
@@ -61,6 +67,10 @@ def group_layout(num_envs: int, num_groups: int, num_processes: int) -> list[tup
     Each group gets its share of the processes (at least one when processes are
     used; none when ``num_processes`` is 0).
     """
+    if num_envs < 1:
+        raise ValueError(f"There must be at least one environment to split into groups, not {num_envs}.")
+    if num_processes < 0:
+        raise ValueError(f"The number of environment processes cannot be negative ({num_processes}).")
     num_groups = max(1, min(num_groups, num_envs))
     bounds = np.linspace(0, num_envs, num_groups + 1).round().astype(int)
     proc_bounds = np.linspace(0, num_processes, num_groups + 1).round().astype(int)
@@ -89,6 +99,31 @@ class StepResult:
     @property
     def done(self) -> np.ndarray:
         return self.terminated | self.truncated | self.cut
+
+
+@runtime_checkable
+class EnvPoolInterface(Protocol):
+    """``N`` environments (one per worker) stepped together: :class:`EnvPool` and :class:`LocalEnvs`.
+
+    ``step`` takes one action per environment (``-1`` skips it) and returns a
+    :class:`StepResult`; episodes reset automatically and faults cut them.
+    """
+
+    num_envs: int
+    tasks: np.ndarray  # [N] int64, the task of each environment
+    observations: np.ndarray  # [N, H, W, C], the current observation of each environment
+    restarts: np.ndarray  # [N] int64, restarts after faults, per environment
+    process_restarts: int
+    env_seconds: float  # seconds spent stepping environments
+
+    @property
+    def num_processes(self) -> int: ...
+
+    def step(self, actions: np.ndarray) -> StepResult: ...
+
+    def restarts_per_task(self, num_tasks: int) -> np.ndarray: ...
+
+    def close(self, timeout_s: float = 5.0) -> None: ...
 
 
 class EnvFault(RuntimeError):
@@ -214,9 +249,9 @@ class EnvPool:
       timeout_s: a step (or a start) not answered within this many seconds is a hung process.
     """
 
-    def __init__(self, make_env: Callable[[int, int], object], tasks: Sequence[int], seeds: Sequence[int],
-                 observation_shape, observation_dtype=np.uint8, num_processes: int = 1,
-                 timeout_s: float = 60.0, start_method: str = "spawn"):
+    def __init__(self, make_env: EnvFactory, tasks: Sequence[int], seeds: Sequence[int],
+                 observation_shape: Sequence[int], observation_dtype: DTypeLike = np.uint8,
+                 num_processes: int = 1, timeout_s: float = 60.0, start_method: str = "spawn"):
         n = len(tasks)
         if n == 0 or len(seeds) != n:
             raise ValueError("EnvPool needs one seed per environment and at least one environment.")
@@ -352,7 +387,7 @@ class EnvPool:
 
     # ------------------------------------------------------------------------------------------ #
 
-    def step(self, actions) -> StepResult:
+    def step(self, actions: np.ndarray) -> StepResult:
         """Steps every environment whose action is ``>= 0``; one command per process."""
         if self._closed:
             raise RuntimeError("The environment pool is closed.")
@@ -397,7 +432,7 @@ class EnvPool:
         """Sends ``sig`` to pool process ``index`` (for fault tests)."""
         os.kill(self._procs[index].process.pid, sig)
 
-    def close(self, timeout_s: float = 5.0):
+    def close(self, timeout_s: float = 5.0) -> None:
         """Stops every process; never raises and never waits more than about ``timeout_s``."""
         if self._closed:
             return
@@ -430,8 +465,11 @@ class EnvPool:
 class LocalEnvs:
     """The :class:`EnvPool` interface with the environments stepped in the calling thread."""
 
-    def __init__(self, make_env: Callable[[int, int], object], tasks: Sequence[int], seeds: Sequence[int],
-                 observation_shape=None, observation_dtype=np.uint8, **_unused):
+    def __init__(self, make_env: EnvFactory, tasks: Sequence[int], seeds: Sequence[int],
+                 observation_shape: Sequence[int] | None = None, observation_dtype: DTypeLike = np.uint8,
+                 **_unused: object):
+        if len(tasks) == 0 or len(seeds) != len(tasks):
+            raise ValueError("LocalEnvs needs one seed per environment and at least one environment.")
         self.num_envs = len(tasks)
         self.tasks = np.asarray(tasks, np.int64)
         self._make_env = make_env
@@ -448,7 +486,7 @@ class LocalEnvs:
         self._truncated = np.zeros(self.num_envs, bool)
         self._cut = np.zeros(self.num_envs, bool)
 
-    num_processes = 0
+    num_processes = 0  # steps in the calling thread
 
     def _new_slot(self, i):
         seed = int(np.random.SeedSequence([self._seeds[i], int(self._generation[i])]).generate_state(1)[0])
@@ -457,7 +495,8 @@ class LocalEnvs:
     def restarts_per_task(self, num_tasks: int) -> np.ndarray:
         return np.bincount(self.tasks, weights=self.restarts, minlength=num_tasks).astype(np.int64)
 
-    def step(self, actions) -> StepResult:
+    def step(self, actions: np.ndarray) -> StepResult:
+        """Steps every environment whose action is ``>= 0``, in turn; a fault recreates the environment."""
         start = time.perf_counter()
         self._cut[:] = False
         for i, a in enumerate(np.asarray(actions)):
@@ -480,14 +519,16 @@ class LocalEnvs:
         self.env_seconds += time.perf_counter() - start
         return StepResult(self.observations, self._rewards, self._terminated, self._truncated, self._cut)
 
-    def close(self, timeout_s: float = 5.0):
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Closes the environments (``timeout_s`` is unused: nothing runs elsewhere)."""
         for slot in self._slots:
             slot.close()
         self._slots = []
 
 
-def make_envs(make_env, tasks, seeds, observation_shape, observation_dtype=np.uint8, num_processes: int = 0,
-              timeout_s: float = 60.0):
+def make_envs(make_env: EnvFactory, tasks: Sequence[int], seeds: Sequence[int], observation_shape: Sequence[int],
+              observation_dtype: DTypeLike = np.uint8, num_processes: int = 0,
+              timeout_s: float = 60.0) -> EnvPoolInterface:
     """An :class:`EnvPool` with ``num_processes`` processes, or :class:`LocalEnvs` when it is 0."""
     if num_processes <= 0:
         return LocalEnvs(make_env, tasks, seeds, observation_shape, observation_dtype)

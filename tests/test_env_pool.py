@@ -1,5 +1,6 @@
 """The environment pool: same steps as in-process environments, and faults that restart processes."""
 
+import inspect
 import os
 import signal
 import subprocess
@@ -11,7 +12,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from distral_tf.env_pool import EnvPool, LocalEnvs
+from distral_tf.env_pool import EnvPool, EnvPoolInterface, LocalEnvs, group_layout, make_envs
 from distral_tf.envs import make_suite
 
 SUITE = "two_rooms_small"
@@ -77,6 +78,7 @@ def test_pool_steps_match_in_process_environments():
     local = LocalEnvs(suite.make_env, tasks, seeds, OBS_SHAPE)
     with EnvPool(suite.make_env, tasks, seeds, OBS_SHAPE, num_processes=3, timeout_s=20) as pool:
         assert pool.num_processes == 3
+        assert isinstance(pool, EnvPoolInterface) and isinstance(local, EnvPoolInterface)
         np.testing.assert_array_equal(pool.observations, local.observations)
         rng = np.random.default_rng(0)
         ends = 0
@@ -94,6 +96,56 @@ def test_pool_steps_match_in_process_environments():
         assert ends >= 10  # 40-step episodes: every environment reset at least once
         assert pool.restarts.sum() == 0
     local.close()
+
+
+def _interface_members():
+    """The public members of the interface: annotated data, the property and the methods."""
+    declared = (*vars(EnvPoolInterface), *EnvPoolInterface.__annotations__)
+    return {name for name in declared if not name.startswith("_")}
+
+
+def test_both_pool_kinds_have_the_interface_the_actor_groups_use():
+    """Each method of the interface exists on both kinds with its parameters; an object lacking any member is not
+    a pool. (Live pools of both kinds pass ``isinstance`` in test_pool_steps_match_in_process_environments.)"""
+    methods = [name for name in _interface_members() if callable(vars(EnvPoolInterface).get(name))]
+    assert methods
+    for kind in (EnvPool, LocalEnvs):
+        assert isinstance(vars(kind).get("num_processes"), property | int), kind.__name__
+        for name in methods:
+            expected = list(inspect.signature(getattr(EnvPoolInterface, name)).parameters)
+            assert list(inspect.signature(getattr(kind, name)).parameters) == expected, (kind.__name__, name)
+    local = make_envs(FaultyFactory(None, None), [0, 1], [1, 2], (8, 8, 3), num_processes=0)
+    assert isinstance(local, LocalEnvs) and isinstance(local, EnvPoolInterface)
+    local.close()
+    members = _interface_members()
+    assert isinstance(type("Complete", (), dict.fromkeys(members, 0))(), EnvPoolInterface)
+    for name in members:
+        stub = type("Stub", (), dict.fromkeys(members - {name}, 0))
+        assert not isinstance(stub(), EnvPoolInterface), name
+
+
+@pytest.mark.parametrize("num_envs", [1, 2, 5, 12])
+@pytest.mark.parametrize("num_groups", [1, 2, 3, 5, 16])
+@pytest.mark.parametrize("num_processes", [0, 1, 2, 3, 7, 16])
+def test_group_layout_splits_environments_and_processes_evenly(num_envs, num_groups, num_processes):
+    layout = group_layout(num_envs, num_groups, num_processes)
+    assert len(layout) == min(num_groups, num_envs)
+    los, his, procs = (np.array(column) for column in zip(*layout, strict=True))
+    assert los[0] == 0 and his[-1] == num_envs and (his[:-1] == los[1:]).all()  # contiguous, each once
+    sizes = his - los
+    assert sizes.min() >= 1 and sizes.max() - sizes.min() <= 1
+    if num_processes == 0:
+        assert (procs == 0).all()
+    else:
+        assert procs.min() >= 1 and procs.max() - procs.min() <= 1
+        assert procs.sum() == max(num_processes, len(layout))  # all processes used; one each at least
+
+
+def test_group_layout_refuses_what_cannot_be_split():
+    with pytest.raises(ValueError, match="at least one environment"):
+        group_layout(0, 2, 1)
+    with pytest.raises(ValueError, match="cannot be negative"):
+        group_layout(4, 2, -1)
 
 
 @pytest.mark.faults
