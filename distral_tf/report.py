@@ -42,7 +42,7 @@ def define_flags():
                        "default: --threshold_fraction of the way from the worst to the best final return "
                        "of any task-policy run of the experiment.")
     flags.DEFINE_float("threshold_fraction", 0.5, "See --threshold.", lower_bound=0.0, upper_bound=1.0)
-    flags.DEFINE_integer("random_episodes", 3, "Episodes per task of a uniformly random policy, measured once per "
+    flags.DEFINE_integer("random_episodes", 5, "Episodes per task of a uniformly random policy, measured once per "
                          f"report directory (kept in {random_policy.CACHE_FILE}) for the reference line on every "
                          "return plot; 0: no line.", lower_bound=0)
     flags.DEFINE_integer("random_seed", 0, "Seed of the random policy's environments and actions.")
@@ -56,7 +56,7 @@ class Options:
     final_fraction: float = 0.1
     threshold: float | None = None
     threshold_fraction: float = 0.5
-    random_episodes: int = 3
+    random_episodes: int = 5
     random_seed: int = 0
 
 POLICIES = ("task", "distilled")
