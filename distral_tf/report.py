@@ -24,7 +24,7 @@ import re
 from absl import app, flags
 
 from distral_tf.reporting import document as doc
-from distral_tf.reporting import metrics, style
+from distral_tf.reporting import metrics, random_policy, style
 from distral_tf.reporting.runs import Run, load_runs
 from flags import cli
 
@@ -42,6 +42,10 @@ def define_flags():
                        "default: --threshold_fraction of the way from the worst to the best final return "
                        "of any task-policy run of the experiment.")
     flags.DEFINE_float("threshold_fraction", 0.5, "See --threshold.", lower_bound=0.0, upper_bound=1.0)
+    flags.DEFINE_integer("random_episodes", 5, "Episodes per task of a uniformly random policy, measured once per "
+                         f"report directory (kept in {random_policy.CACHE_FILE}) for the reference line on every "
+                         "return plot; 0: no line.", lower_bound=0)
+    flags.DEFINE_integer("random_seed", 0, "Seed of the random policy's environments and actions.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +56,8 @@ class Options:
     final_fraction: float = 0.1
     threshold: float | None = None
     threshold_fraction: float = 0.5
+    random_episodes: int = 5
+    random_seed: int = 0
 
 POLICIES = ("task", "distilled")
 _POLICY_TITLE = {"task": "Task policies", "distilled": "Distilled policy"}
@@ -67,12 +73,24 @@ def fmt(value: float, digits: int = 4) -> str:
 
 
 def _mean_std(values: list[float]) -> str:
+    """"mean ± std" over runs; a single run's value alone, marked as one run (its spread is unknown)."""
     vals = [v for v in values if not math.isnan(v)]
     if not vals:
         return "n/a"
     mean = sum(vals) / len(vals)
+    if len(vals) == 1:
+        return f"{mean:.4f} (1 run)"
     std = math.sqrt(sum((v - mean) ** 2 for v in vals) / len(vals))
     return f"{mean:.4f} ± {std:.4f}"
+
+
+UNFINISHED_STATES = ("interrupted", "crashed", "failed")
+
+
+def _run_cell(run: Run) -> str:
+    """A run's id, with its state where it did not finish (or is still running)."""
+    state = "" if run.state in ("finished", "unknown") else f" ({run.state})"
+    return f"`{run.run_id}`{state}"
 
 
 def _slug(text: str) -> str:
@@ -145,7 +163,7 @@ def _finals_table(summaries: list[metrics.AlgoSummary], runs_by_id: dict[str, Ru
     for s in summaries:
         for rank, (run_id, final) in enumerate(s.sorted_finals(), 1):
             r = runs_by_id[run_id]
-            rows.append([style.display_name(s.algo), str(rank), f"`{run_id}`", fmt_hparam(r.learning_rate),
+            rows.append([style.display_name(s.algo), str(rank), _run_cell(r), fmt_hparam(r.learning_rate),
                          fmt_hparam(r.entropy_cost), "?" if r.seed is None else str(r.seed), fmt(final)])
     return doc.Table(
         header=["algorithm", "rank", "run", "learning rate", "entropy cost", "seed", "final return"],
@@ -198,16 +216,24 @@ def experiment_section(experiment: str, runs: list[Run], out_dir: str, results: 
         "tasks_distilled": f"{slug}_per_task_distilled.png",
     }
     path = lambda key: os.path.join(out_dir, files[key])
-    plots.figure4(path("figure4"), summaries["task"], summaries["distilled"], grid, experiment)
+    random_returns, random_source = random_policy.reference_returns(
+        experiment, out_dir, options.random_episodes, options.random_seed)
+    measured = [random_returns[t] for t in task_names if random_returns and t in random_returns]
+    reference = sum(measured) / len(measured) if measured else None
+    unfinished = frozenset(r.run_id for r in runs if r.state in UNFINISHED_STATES)
+    plots.figure4(path("figure4"), summaries["task"], summaries["distilled"], grid, experiment, reference,
+                  unfinished)
     for policy in POLICIES:
         curves_panel, finals_panel = _PANELS[policy]
         title = _POLICY_TITLE[policy].lower()
         plots.curves_figure(path(curves_panel), summaries[policy], grid,
-                            f"{experiment} {curves_panel}: {title}, best hyperparameters")
+                            f"{experiment} {curves_panel}: {title}, best hyperparameters", reference)
         plots.sorted_finals_figure(path(finals_panel), summaries[policy],
-                                   f"{experiment} {finals_panel}: {title}, final return of every run")
+                                   f"{experiment} {finals_panel}: {title}, final return of every run", reference,
+                                   unfinished)
         plots.per_task_figure(path(f"tasks_{policy}"), summaries[policy], grid, task_names,
-                              f"{experiment}: {title} per task (best hyperparameters; band = std over runs)")
+                              f"{experiment}: {title} per task (best hyperparameters; band = std over runs)",
+                              random_returns)
 
     states = collections.Counter(r.state for r in runs)
     empty = [r.run_id for r in runs if not r.has("task")]
@@ -223,6 +249,18 @@ def experiment_section(experiment: str, runs: list[Run], out_dir: str, results: 
         blocks.append(doc.Paragraph(
             f"Runs without task-policy episodes yet (left out of the figures): "
             f"{', '.join(f'`{r}`' for r in empty)}."))
+    if unfinished:
+        blocks.append(doc.Paragraph(
+            f"Runs that did not finish (their curves stop early; circled in A2 and B2): "
+            f"{', '.join(_run_cell(r) for r in runs if r.run_id in unfinished)}."))
+    if random_returns:
+        per_task = ", ".join(f"`{t}` {fmt(random_returns[t])}" for t in task_names if t in random_returns)
+        blocks.append(doc.Paragraph(
+            f"Random policy (the line on every return plot): uniformly random actions, "
+            f"{options.random_episodes} episodes per task, seed {options.random_seed} ({random_source}): "
+            f"mean over tasks {fmt(reference)}; {per_task}."))
+    else:
+        blocks.append(doc.Paragraph(f"Random policy: {random_source}; the plots have no reference line."))
     no_distilled = [style.display_name(s.algo) for s in summaries["distilled"] if not s.finals]
     if no_distilled:
         blocks.append(doc.Paragraph(f"No distilled-policy evaluations for: {', '.join(no_distilled)}."))
@@ -249,6 +287,10 @@ def experiment_section(experiment: str, runs: list[Run], out_dir: str, results: 
         "num_bins": grid.num_bins,
         "threshold": None if math.isnan(threshold) else threshold,
         "figures": files,
+        "random_policy": None if not random_returns else {
+            "returns": random_returns, "mean": reference, "episodes": options.random_episodes,
+            "seed": options.random_seed},
+        "unfinished_runs": sorted(unfinished),
         "policies": {
             p: {
                 s.algo: {
@@ -305,10 +347,12 @@ def build_report(runs_dir: str, out_dir: str, options: Options = Options()) -> d
         doc.Heading(2, "Runs"),
         doc.Table(
             header=["run", "algorithm", "experiment", "state", "source", "task episodes",
-                    "distilled episodes"],
+                    "distilled episodes", "commit"],
             rows=[[f"`{r.run_id}`", style.display_name(r.algo), r.suite, r.state, r.source,
                    str(sum(len(e.steps) for (p, _), e in r.episodes.items() if p == "task")),
-                   str(sum(len(e.steps) for (p, _), e in r.episodes.items() if p == "distilled"))]
+                   str(sum(len(e.steps) for (p, _), e in r.episodes.items() if p == "distilled")),
+                   f"`{r.git_commit[:12]}{'+changes' if r.git_commit.endswith('+changes') else ''}`"
+                   if r.git_commit else "not recorded"]
                   for r in runs]),
     ]
     with open(os.path.join(out_dir, "report.md"), "w") as f:
@@ -328,7 +372,8 @@ def main(argv):
     if FLAGS.threshold is not None and not math.isfinite(FLAGS.threshold):
         cli.fail(f"--threshold must be a finite number, got {FLAGS.threshold}.")
     try:
-        options = Options(FLAGS.num_bins, FLAGS.final_fraction, FLAGS.threshold, FLAGS.threshold_fraction)
+        options = Options(FLAGS.num_bins, FLAGS.final_fraction, FLAGS.threshold, FLAGS.threshold_fraction,
+                          FLAGS.random_episodes, FLAGS.random_seed)
         summary = build_report(FLAGS.runs, FLAGS.out, options)
     except (OSError, ValueError) as e:
         cli.fail(str(e))

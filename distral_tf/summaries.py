@@ -20,6 +20,7 @@ import math
 import os
 import re
 import socket
+import struct
 import time
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -32,6 +33,8 @@ from tensorboard.plugins.custom_scalar import metadata as custom_scalar_metadata
 from tensorboard.plugins.hparams import summary_v2 as hp
 from tensorboard.summary.writer.record_writer import RecordWriter
 from tensorboard.util import tensor_util
+
+from distral_tf.algorithm_spec import Algorithm, Architecture, Coefficients
 
 # Suffixes of the event files written here; the report skips files with these suffixes
 # when it looks for a run's scalars.
@@ -53,34 +56,83 @@ def _alternation(names: Sequence[str]) -> str:
     return "(?:" + "|".join(re.escape(n) for n in names) + ")" if names else ".*"
 
 
+def loss_term_names(algorithm: Algorithm, coeffs: Coefficients) -> tuple[str, ...]:
+    """The terms the algorithm's loss has (see :func:`distral_tf.objective.loss_terms`), read off its costs.
+
+    ``total``, ``policy_gradient`` and ``value`` always; ``entropy_bonus`` where the
+    A3C entropy bonus ``beta_ent`` is non-zero (Distral's entropy term lives in the
+    regularised reward, eq. 9); ``distillation`` where the algorithm has the KL term
+    (eq. 10). The others are constant zeros and are not logged.
+    """
+    names = ["total", "policy_gradient"]
+    if coeffs.value_cost:
+        names.append("value")
+    if coeffs.entropy_bonus:
+        names.append("entropy_bonus")
+    if algorithm.kl:
+        names.append("distillation")
+    return tuple(names)
+
+
+def uses_distilled_logits(algorithm: Algorithm) -> bool:
+    """Whether pi_0's logits enter the loss: in the KL term (eq. 9, 10) or in eq. 8's two-column logits."""
+    return algorithm.kl or algorithm.architecture is Architecture.TWO_COLUMN
+
+
+def logged_metrics(algorithm: Algorithm, coeffs: Coefficients, evaluates_distilled: bool) -> dict[str, tuple[str, ...]]:
+    """Tag prefix -> the per-task metrics a run of ``algorithm`` writes under it (the charts worth showing).
+
+    ``task/<t>/...``: episodes and the task policy's entropy, plus pi_0's entropy and
+    KL(pi_i || pi_0) where pi_0's logits are computed; ``distilled/<t>/...``: pi_0's
+    evaluation episodes, if it is evaluated; ``loss/<t>/...``: :func:`loss_term_names`.
+    """
+    task = ["episode_return", "episode_length", "entropy_task"]
+    if uses_distilled_logits(algorithm):
+        task += ["entropy_distilled", "kl_task_distilled"]
+    metrics = {"task": tuple(task)}
+    if evaluates_distilled:
+        metrics["distilled"] = ("episode_return", "episode_length")
+    metrics["loss"] = loss_term_names(algorithm, coeffs)
+    return metrics
+
+
 def custom_scalars_layout(
     task_names: Sequence[str],
-    tags: Sequence[str],
+    tags: Sequence[str] | Mapping[str, Sequence[str]],
     policies: Sequence[str] = DEFAULT_POLICIES,
 ) -> layout_pb2.Layout:
-    """Builds the layout: one chart per (policy, metric) with a line per task, and one
-    chart per task comparing the policies on each metric.
+    """Builds the layout: one chart per (prefix, metric) with a line per task, and one
+    chart per task comparing the task and distilled policies on each metric both write.
 
     Args:
       task_names: the suite's task names.
-      tags: metric names, the last component of the per-task tags
-        (e.g. ``["episode_return", "episode_length", "kl"]``).
-      policies: first components of the per-task tags.
+      tags: tag prefix -> metric names written under it (e.g. ``{"task": ["episode_return",
+        "kl_task_distilled"], "loss": ["policy_gradient"]}``, see :func:`logged_metrics`);
+        or metric names written under each of ``policies``.
+      policies: the prefixes of a sequence ``tags``.
+
+    Only charts of written tags are made, so none stays empty.
     """
+    by_prefix = dict(tags) if isinstance(tags, Mapping) else {p: tuple(tags) for p in policies}
     tasks_re = _alternation(task_names)
-    policies_re = _alternation(policies)
     by_metric = layout_pb2.Category(title="All tasks, one chart per metric")
-    for metric in tags:
-        for policy in policies:
-            regex = f"^{re.escape(policy)}/{tasks_re}/{re.escape(metric)}$"
+    order = list(dict.fromkeys(m for metrics in by_prefix.values() for m in metrics))
+    for metric in order:
+        for prefix, metrics in by_prefix.items():
+            if metric not in metrics:
+                continue
+            regex = f"^{re.escape(prefix)}/{tasks_re}/{re.escape(metric)}$"
             by_metric.chart.add(
-                title=f"{metric} ({_POLICY_TITLES.get(policy, policy)})",
+                title=f"{metric} ({_POLICY_TITLES.get(prefix, prefix)})",
                 multiline=layout_pb2.MultilineChartContent(tag=[regex]),
             )
     categories = [by_metric]
-    if len(policies) > 1:
+    compared = [p for p in DEFAULT_POLICIES if p in by_prefix]
+    shared = [m for m in order if len(compared) > 1 and all(m in by_prefix[p] for p in compared)]
+    if shared:
+        policies_re = _alternation(compared)
         by_task = layout_pb2.Category(title="Task vs distilled policy, one chart per task", closed=True)
-        for metric in tags:
+        for metric in shared:
             for task in task_names:
                 regex = f"^{policies_re}/{re.escape(task)}/{re.escape(metric)}$"
                 by_task.chart.add(
@@ -119,21 +171,49 @@ def _write_summaries(logdir: str, suffix: str, summaries: Iterable[summary_pb2.S
     return path
 
 
+def _records(path: str) -> Iterable[bytes]:
+    """The records of a TFRecord file (length, its CRC, data, the data's CRC; CRCs not checked)."""
+    with open(path, "rb") as f:
+        while len(header := f.read(12)) == 12:
+            (length,) = struct.unpack("<Q", header[:8])
+            data = f.read(length)
+            if len(data) < length:
+                return
+            f.read(4)
+            yield data
+
+
+def _read_layout(path: str) -> layout_pb2.Layout | None:
+    """The layout held by the event file ``path``; None if it holds none or cannot be read."""
+    try:
+        for record in _records(path):
+            event = event_pb2.Event.FromString(record)
+            for value in event.summary.value:
+                if value.tag == custom_scalar_metadata.CONFIG_SUMMARY_TAG:
+                    return layout_pb2.Layout.FromString(tensor_util.make_ndarray(value.tensor).item())
+    except Exception:  # a damaged file is replaced like an outdated one
+        return None
+    return None
+
+
 def write_custom_scalars_layout(
     logdir: str,
     task_names: Sequence[str],
-    tags: Sequence[str] = ("episode_return",),
+    tags: Sequence[str] | Mapping[str, Sequence[str]] = ("episode_return",),
     policies: Sequence[str] = DEFAULT_POLICIES,
 ) -> str:
     """Writes the custom-scalars layout of :func:`custom_scalars_layout` into ``logdir``.
 
-    Returns the path of the event file holding it (an existing one if the layout was
-    written before).
+    Returns the path of the event file holding it: an existing one if the same layout
+    was written before; a layout that differs (e.g. one written by an older version,
+    with charts this run never fills) is replaced.
     """
+    layout = custom_scalars_layout(task_names, tags, policies)
     existing = _existing(logdir, LAYOUT_SUFFIX)
     if existing:
-        return existing
-    layout = custom_scalars_layout(task_names, tags, policies)
+        if _read_layout(existing) == layout:
+            return existing
+        os.remove(existing)
     summary = summary_pb2.Summary()
     summary.value.add(
         tag=custom_scalar_metadata.CONFIG_SUMMARY_TAG,

@@ -27,7 +27,7 @@ import tensorflow as tf
 from absl import logging
 
 import distral_tf
-from distral_tf import algorithms, rundir, summaries, transfer
+from distral_tf import algorithms, provenance, rundir, summaries, transfer
 from distral_tf.actors import ActorGroup, close_quietly, split_rollout
 from distral_tf.agent import Agent, Replica, Rollout
 from distral_tf.algorithm_spec import Architecture
@@ -260,6 +260,7 @@ class Trainer:
             "coefficients": {"alpha": self.coeffs.alpha, "beta": self.coeffs.beta,
                              "entropy_bonus": self.coeffs.entropy_bonus,
                              "c_kl": self.coeffs.c_kl, "c_ent": self.coeffs.c_ent},
+            **provenance.git_provenance(),
         })
 
     def _write_status(self, state: str, **extra):
@@ -417,8 +418,8 @@ class Trainer:
                         self.monitor.task_scalars(task, task_steps, {
                             "mean": float(np.mean(staleness)), "max": float(np.max(staleness))}, prefix="staleness")
                         self.monitor.task_scalars(task, task_steps, {
-                            k: terms[k] for k in ("total", "policy_gradient", "value", "entropy_bonus",
-                                                  "distillation")}, prefix="loss")
+                            k: terms[k] for k in summaries.loss_term_names(self.algorithm, self.coeffs)},
+                            prefix="loss")
                     self.monitor.run_scalars(int(steps.sum()), {"learning_rate": per_rollout[-1]["learning_rate"]})
                 if self.agent.optimizer.consecutive_skipped.numpy() >= cfg.max_consecutive_nonfinite:
                     raise TrainingError(
@@ -573,7 +574,7 @@ class Trainer:
         self._write_status("running")
         summaries.write_custom_scalars_layout(
             cfg.logdir, self.suite.task_names,
-            ["episode_return", "episode_length", "kl_task_distilled", "entropy_task", "entropy_distilled"])
+            summaries.logged_metrics(self.algorithm, self.coeffs, evaluates_distilled=self._eval_interval() > 0))
         summaries.write_hparams(cfg.logdir, {**cfg.to_json(), "suite": self.suite.name},
                                 [summaries.per_task_tag("task", t, "episode_return") for t in self.suite.task_names])
         replicas = [self.agent.make_replica(i) for i in range(len(self._layout()))]  # one snapshot per group

@@ -131,3 +131,69 @@ def test_hparams_tab_lists_runs_hparams_and_metrics(tb):
 def test_hparam_values_are_normalised():
     values = summaries.normalize_hparams({"a": None, "b": [1, 2], "c": float("inf"), "d": 3, "e": "x"})
     assert values == {"a": "None", "b": "1,2", "c": "inf", "d": 3, "e": "x"}
+
+
+LOSS_PARTS = ("total", "policy_gradient", "value", "entropy_bonus", "distillation")
+
+
+@pytest.mark.parametrize("name", ["a3c", "a3c_multitask", "a3c_2col", "kl_1col", "klent_2col"])
+def test_logged_loss_terms_are_those_that_are_not_constant_zeros(name):
+    import numpy as np
+    import tensorflow as tf
+
+    from distral_tf import algorithms, objective
+
+    algo = algorithms.get(name)
+    coeffs = algo.coefficients(entropy_cost=0.01)
+    rng = np.random.default_rng(0)
+    t, b, a = 5, 3, 4
+    logits = lambda: tf.constant(rng.normal(size=(t + 1, b, a)), tf.float32)  # noqa: E731
+    distilled = logits() if summaries.uses_distilled_logits(algo) else None
+    terms = objective.loss_terms(
+        algo, coeffs, task_logits=logits(), values=tf.constant(rng.normal(size=(t + 1, b)), tf.float32),
+        distilled_logits=distilled, actions=tf.constant(rng.integers(a, size=(t, b)), tf.int32),
+        rewards=tf.constant(rng.normal(size=(t, b)), tf.float32), dones=tf.zeros((t, b)),
+        task_column_logits=logits())
+    nonzero = {k for k in LOSS_PARTS if float(terms[k]) != 0.0}
+    assert set(summaries.loss_term_names(algo, coeffs)) == nonzero
+    assert ("distillation" in nonzero) == algo.kl
+    metrics = summaries.logged_metrics(algo, coeffs, evaluates_distilled=True)
+    diagnostics = {k for k in ("entropy_distilled", "kl_task_distilled") if k in terms}
+    assert diagnostics == set(metrics["task"]) & {"entropy_distilled", "kl_task_distilled"}
+
+
+def _chart_regexes(layout) -> list[str]:
+    return [c.multiline.tag[0] for category in layout.category for c in category.chart]
+
+
+def test_every_chart_of_a_runs_layout_matches_a_logged_tag():
+    import re
+
+    from distral_tf import algorithms
+
+    for name in ("a3c", "kl_2col"):
+        algo = algorithms.get(name)
+        coeffs = algo.coefficients(entropy_cost=0.01)
+        for evaluates in (True, False):
+            metrics = summaries.logged_metrics(algo, coeffs, evaluates_distilled=evaluates)
+            tags = [f"{p}/{t}/{m}" for p, ms in metrics.items() for t in TASKS for m in ms]
+            layout = summaries.custom_scalars_layout(TASKS, metrics)
+            for regex in _chart_regexes(layout):
+                assert any(re.match(regex, tag) for tag in tags), (name, regex)
+            titles = [c.title for category in layout.category for c in category.chart]
+            assert ("distillation (loss)" in titles) == algo.kl
+            assert any("distilled policy" in t for t in titles) == evaluates
+            assert len(layout.category) == (2 if evaluates else 1)  # task vs distilled only if both exist
+
+
+def test_an_outdated_layout_is_replaced_and_a_current_one_kept(tmp_path):
+    logdir = str(tmp_path)
+    old = summaries.write_custom_scalars_layout(logdir, TASKS, ["episode_return", "kl_task_distilled"])
+    current = {"task": ("episode_return",), "loss": ("total",)}
+    new = summaries.write_custom_scalars_layout(logdir, TASKS, current)
+    assert not os.path.exists(old) and os.path.exists(new)
+    assert summaries.write_custom_scalars_layout(logdir, TASKS, current) == new
+    files = [f for f in os.listdir(logdir) if f.endswith(summaries.LAYOUT_SUFFIX)]
+    assert len(files) == 1
+    assert _chart_regexes(summaries._read_layout(new)) == _chart_regexes(
+        summaries.custom_scalars_layout(TASKS, current))

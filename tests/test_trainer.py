@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 from tensorboard.backend.event_processing import event_accumulator
 
-from distral_tf import algorithms
+from distral_tf import algorithms, provenance, summaries
 from distral_tf.config import TrainConfig
 from distral_tf.envs import make_suite
 from distral_tf.trainer import Trainer, TrainingError
@@ -59,6 +60,17 @@ def test_every_algorithm_trains_to_completion_with_per_task_summaries(tmp_path, 
     assert {r["task"] for r in rows if r["policy"] == "distilled"} == set(suite.task_names)
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["config"]["algo"] == algo and config["task_names"] == list(suite.task_names)
+    assert config.get("git_commit") == provenance.git_provenance().get("git_commit")
+
+    # Only the loss terms the algorithm has are logged, and every chart of the layout has data.
+    spec = algorithms.get(algo)
+    terms = set(summaries.loss_term_names(spec, spec.coefficients(small_config(tmp_path, algo).entropy_cost)))
+    for task in suite.task_names:
+        assert {t.rsplit("/", 1)[1] for t in scalars if t.startswith(f"loss/{task}/")} == terms
+    (layout_file,) = [f for f in os.listdir(tmp_path) if f.endswith(summaries.LAYOUT_SUFFIX)]
+    layout = summaries._read_layout(str(tmp_path / layout_file))
+    for chart in (c for category in layout.category for c in category.chart):
+        assert any(re.match(chart.multiline.tag[0], tag) for tag in scalars), chart.title
 
 
 def test_rerun_of_a_finished_run_returns_at_once(tmp_path):

@@ -23,6 +23,37 @@ def _label(algo: str, policy: str) -> str:
     return f"{name} (untrained net)" if policy == "distilled" and algo == "a3c" else name
 
 
+def _untrained(algo: str, policy: str) -> bool:
+    """Whether ``algo``'s ``policy`` curves are those of an untrained network (a3c's pi_0)."""
+    from distral_tf import algorithms
+    from distral_tf.algorithm_spec import DistilledPolicy
+
+    known = algorithms.ALGORITHMS.get(algo)
+    return policy == "distilled" and known is not None and known.distilled_policy is DistilledPolicy.UNTRAINED
+
+
+def _line_style(algo: str, policy: str) -> dict:
+    """Colour, line style and marker of ``algo``'s ``policy`` curves.
+
+    An untrained pi_0 (a3c's) is drawn dotted, thin and with open square markers,
+    so that its legend entry differs from the algorithm's task policies (dashed).
+    """
+    if _untrained(algo, policy):
+        return {"color": style.color(algo), "ls": ":", "lw": 1.3, "marker": "s", "mfc": "none", "ms": 4,
+                "markevery": 0.1}
+    return {"color": style.color(algo), "ls": style.linestyle(algo), "lw": 2}
+
+
+REFERENCE_LABEL = "random policy (measured)"
+
+
+def _reference_line(ax, value: float | None):
+    """The random policy's return as a labelled horizontal line (nothing if it was not measured)."""
+    if value is None or not math.isfinite(value):
+        return
+    ax.axhline(value, color="0.3", ls=(0, (6, 2, 1, 2)), lw=1.2, label=REFERENCE_LABEL, zorder=1)
+
+
 def _steps_axis(ax, grid: Grid):
     ax.set_xlim(0, grid.horizon)
     ax.set_xlabel("environment steps per task")
@@ -34,8 +65,11 @@ def _empty(ax, message: str):
     ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, color="0.4")
 
 
-def draw_curves(ax, summaries: list[AlgoSummary], grid: Grid, title: str):
-    """Panel A1/B1: best-setting mean curve per algorithm, band = mean std over tasks."""
+def draw_curves(ax, summaries: list[AlgoSummary], grid: Grid, title: str, reference: float | None = None):
+    """Panel A1/B1: best-setting mean curve per algorithm, band = mean std over tasks.
+
+    ``reference``: the random policy's return (mean over tasks), drawn as a horizontal line.
+    """
     x = grid.centers
     drawn = 0
     for s in summaries:
@@ -43,35 +77,51 @@ def draw_curves(ax, summaries: list[AlgoSummary], grid: Grid, title: str):
             continue
         c = style.color(s.algo)
         ok = ~np.isnan(s.mean_curve)
-        ax.plot(x[ok], s.mean_curve[ok], color=c, ls=style.linestyle(s.algo), lw=2,
-                label=_label(s.algo, s.policy))
+        ax.plot(x[ok], s.mean_curve[ok], **_line_style(s.algo, s.policy), label=_label(s.algo, s.policy))
         band = np.nan_to_num(s.band, nan=0.0)
         ax.fill_between(x[ok], (s.mean_curve - band)[ok], (s.mean_curve + band)[ok], color=c, alpha=0.15,
                         lw=0)
         drawn += 1
     if not drawn:
         _empty(ax, "no episodes")
+    _reference_line(ax, reference)
     _steps_axis(ax, grid)
     ax.set_ylabel("average return")
     ax.set_title(title)
 
 
-def draw_sorted_finals(ax, summaries: list[AlgoSummary], title: str):
-    """Panel A2/B2: final return of every run of each algorithm, best to worst."""
+UNFINISHED_LABEL = "run interrupted or crashed"
+
+
+def draw_sorted_finals(ax, summaries: list[AlgoSummary], title: str, reference: float | None = None,
+                       unfinished: frozenset[str] = frozenset()):
+    """Panel A2/B2: final return of every run of each algorithm, best to worst.
+
+    ``reference``: the random policy's return, a horizontal line; runs in ``unfinished``
+    (interrupted or crashed, by run id) are circled in black.
+    """
     most = 0
     for s in summaries:
-        finals = [f for _, f in s.sorted_finals()]
-        if not finals:
+        ranked = s.sorted_finals()
+        if not ranked:
             continue
+        finals = [f for _, f in ranked]
         ranks = np.arange(1, len(finals) + 1)
-        ax.plot(ranks, finals, color=style.color(s.algo), ls=style.linestyle(s.algo), lw=2,
-                marker="o", ms=3, label=_label(s.algo, s.policy))
+        line = {**_line_style(s.algo, s.policy), "marker": "o", "ms": 3, "markevery": None}
+        if _untrained(s.algo, s.policy):
+            line.update(marker="s", ms=4)
+        ax.plot(ranks, finals, **line, label=_label(s.algo, s.policy))
+        cut = [(rank, f) for rank, (run_id, f) in zip(ranks, ranked, strict=True) if run_id in unfinished]
+        if cut:
+            ax.plot(*zip(*cut, strict=True), ls="none", marker="o", ms=9, mfc="none", mec="k", mew=1.2,
+                    label=UNFINISHED_LABEL)
         most = max(most, len(finals))
     if not most:
         _empty(ax, "no episodes")
     else:
         ax.set_xlim(0.5, most + 0.5)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    _reference_line(ax, reference)
     ax.set_xlabel("runs, best to worst")
     ax.set_ylabel("final average return")
     ax.grid(True, alpha=0.3)
@@ -95,35 +145,43 @@ def _legend_below(fig, axes):
                    ncol=min(len(labels), 7), frameon=False, bbox_to_anchor=(0.5, -0.02))
 
 
-def curves_figure(path: str, summaries: list[AlgoSummary], grid: Grid, title: str):
+def curves_figure(path: str, summaries: list[AlgoSummary], grid: Grid, title: str,
+                  reference: float | None = None):
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    draw_curves(ax, summaries, grid, title)
+    draw_curves(ax, summaries, grid, title, reference)
     ax.legend(fontsize=8, loc="best")
     _save(fig, path)
 
 
-def sorted_finals_figure(path: str, summaries: list[AlgoSummary], title: str):
+def sorted_finals_figure(path: str, summaries: list[AlgoSummary], title: str, reference: float | None = None,
+                         unfinished: frozenset[str] = frozenset()):
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    draw_sorted_finals(ax, summaries, title)
+    draw_sorted_finals(ax, summaries, title, reference, unfinished)
     ax.legend(fontsize=8, loc="best")
     _save(fig, path)
 
 
-def figure4(path: str, task: list[AlgoSummary], distilled: list[AlgoSummary], grid: Grid, experiment: str):
-    """The four panels side by side, as one row of the paper's Figure 4."""
+def figure4(path: str, task: list[AlgoSummary], distilled: list[AlgoSummary], grid: Grid, experiment: str,
+            reference: float | None = None, unfinished: frozenset[str] = frozenset()):
+    """The four panels side by side, as one row of the paper's Figure 4 (``reference``, ``unfinished``:
+    see :func:`draw_sorted_finals`)."""
     fig, axes = plt.subplots(1, 4, figsize=(20, 4.6))
-    draw_curves(axes[0], task, grid, "A1: task policies (best hyperparameters)")
-    draw_sorted_finals(axes[1], task, "A2: task policies, every run")
-    draw_curves(axes[2], distilled, grid, "B1: distilled policy (best hyperparameters)")
-    draw_sorted_finals(axes[3], distilled, "B2: distilled policy, every run")
+    draw_curves(axes[0], task, grid, "A1: task policies (best hyperparameters)", reference)
+    draw_sorted_finals(axes[1], task, "A2: task policies, every run", reference, unfinished)
+    draw_curves(axes[2], distilled, grid, "B1: distilled policy (best hyperparameters)", reference)
+    draw_sorted_finals(axes[3], distilled, "B2: distilled policy, every run", reference, unfinished)
     fig.suptitle(experiment, fontsize=14)
     fig.tight_layout(rect=(0, 0.07, 1, 0.97))
     _legend_below(fig, axes)
     _save(fig, path)
 
 
-def per_task_figure(path: str, summaries: list[AlgoSummary], grid: Grid, task_names: list[str], title: str):
-    """One panel per task: best-setting mean over runs per algorithm, band = std over runs."""
+def per_task_figure(path: str, summaries: list[AlgoSummary], grid: Grid, task_names: list[str], title: str,
+                    references: dict[str, float] | None = None):
+    """One panel per task: best-setting mean over runs per algorithm, band = std over runs.
+
+    ``references``: task -> the random policy's return, drawn as a horizontal line.
+    """
     n = max(len(task_names), 1)
     cols = min(n, 4)
     rows = math.ceil(n / cols)
@@ -142,12 +200,13 @@ def per_task_figure(path: str, summaries: list[AlgoSummary], grid: Grid, task_na
             std = np.nan_to_num(s.per_task_std[task], nan=0.0)
             ok = ~np.isnan(mean)
             c = style.color(s.algo)
-            ax.plot(x[ok], mean[ok], color=c, ls=style.linestyle(s.algo), lw=1.6,
-                    label=_label(s.algo, s.policy))
+            line = _line_style(s.algo, s.policy)
+            ax.plot(x[ok], mean[ok], **{**line, "lw": min(line["lw"], 1.6)}, label=_label(s.algo, s.policy))
             ax.fill_between(x[ok], (mean - std)[ok], (mean + std)[ok], color=c, alpha=0.12, lw=0)
             drawn += 1
         if not drawn:
             _empty(ax, "no episodes")
+        _reference_line(ax, (references or {}).get(task))
         _steps_axis(ax, grid)
         ax.set_title(task, fontsize=10)
         if i % cols == 0:

@@ -54,6 +54,8 @@ class Run:
         process is gone) or "unknown" (no status.json).
       source: "metrics.jsonl" or "events".
       episodes: ``(policy, task) -> Episodes``, policy being "task" or "distilled".
+      git_commit: the commit of the code that made the run (``config.json``), with "+changes" if its
+        checkout had uncommitted changes; None if not recorded.
     """
 
     run_id: str
@@ -68,6 +70,7 @@ class Run:
     state: str
     source: str
     episodes: dict[tuple[str, str], Episodes]
+    git_commit: str | None = None
 
     @property
     def hparams(self) -> tuple[float | None, float | None]:
@@ -274,6 +277,8 @@ def load_run(run_dir: str, root: str) -> Run:
         state=rundir.effective_state(status) if status else "unknown",
         source=source,
         episodes=episodes,
+        git_commit=(f"{config['git_commit']}{'+changes' if config.get('git_dirty') else ''}"
+                    if isinstance(config.get("git_commit"), str) else None),
     )
 
 

@@ -1,0 +1,162 @@
+"""What the report adds for its reader: the random-policy line, run states, one-run spreads, pi_0 styles."""
+
+import json
+import os
+import subprocess
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from distral_tf import provenance, report  # noqa: E402
+from distral_tf.envs import make_suite  # noqa: E402
+from distral_tf.reporting import metrics, plots, random_policy  # noqa: E402
+from distral_tf.reporting.runs import load_runs  # noqa: E402
+
+SUITE = "two_rooms_small"  # a real suite, so that the random policy can be measured (40-step episodes)
+STEPS = np.arange(100, 5001, 100)
+
+
+def _rows(tasks, seed, policies=("task", "distilled")):
+    rows = []
+    for i, task in enumerate(tasks):
+        for policy in policies:
+            for s in STEPS:
+                ret = (0.3 if policy == "distilled" else 1.0) * (1 - np.exp(-s / 2000)) + 0.1 * i + 0.05 * seed
+                rows.append({"task": task, "task_index": i, "policy": policy, "env_steps": int(s),
+                             "return": float(ret), "length": 40, "wall_time": 1.7e9 + s})
+    return rows
+
+
+def _write_run(root, name, algo, seed, tasks, status, config_extra=None):
+    path = os.path.join(root, name)
+    os.makedirs(path)
+    flags = {"algo": algo, "suite": SUITE, "learning_rate": 1e-3, "entropy_cost": 0.01, "seed": seed}
+    with open(os.path.join(path, "config.json"), "w") as f:
+        json.dump({"flags": flags, "algo": algo, "suite": SUITE, "task_names": list(tasks),
+                   **(config_extra or {})}, f)
+    with open(os.path.join(path, "metrics.jsonl"), "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in _rows(tasks, seed))
+    with open(os.path.join(path, "status.json"), "w") as f:
+        json.dump(status, f)
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    tasks = make_suite(SUITE).task_names
+    root = str(tmp_path_factory.mktemp("runs"))
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    _write_run(root, "a3c-s0", "a3c", 0, tasks, {"state": "finished"},
+               {"git_commit": "0123456789abcdef0123456789abcdef01234567", "git_dirty": True})
+    # Says running, but its process is gone: crashed.
+    _write_run(root, "a3c-s1", "a3c", 1, tasks, {"state": "running", "pid": dead.pid, "host": os.uname().nodename})
+    _write_run(root, "kl_2col-s0", "kl_2col", 0, tasks, {"state": "interrupted"})
+    out = str(tmp_path_factory.mktemp("report"))
+    options = report.Options(num_bins=10, random_episodes=2)
+    return root, out, options, report.build_report(root, out, options)
+
+
+def test_random_policy_is_measured_once_and_reused(sweep):
+    root, out, options, summary = sweep
+    measured = summary["experiments"][SUITE]["random_policy"]
+    tasks = make_suite(SUITE).task_names
+    assert sorted(measured["returns"]) == sorted(tasks) and measured["episodes"] == 2
+    # Seeded: measuring again gives the same numbers.
+    assert random_policy.measure(make_suite(SUITE), 2, options.random_seed) == measured["returns"]
+    assert measured["mean"] == pytest.approx(np.mean(list(measured["returns"].values())))
+    md = open(os.path.join(out, "report.md")).read()
+    assert "Random policy (the line on every return plot)" in md and "measured now" in md
+
+    # A second report in the same directory reads the kept values instead of measuring.
+    cache_path = os.path.join(out, random_policy.CACHE_FILE)
+    cache = json.load(open(cache_path))
+    cache[SUITE]["returns"] = {t: 123.0 for t in tasks}
+    json.dump(cache, open(cache_path, "w"))
+    again = report.build_report(root, out, options)["experiments"][SUITE]["random_policy"]
+    assert again["mean"] == 123.0
+    assert "cached in" in open(os.path.join(out, "report.md")).read()
+
+
+def test_unknown_suite_gets_no_line_and_a_reason(tmp_path):
+    returns, reason = random_policy.reference_returns("no_such_suite", str(tmp_path), 2, 0)
+    assert returns is None and reason.startswith("not measured (ValueError")
+    assert random_policy.reference_returns(SUITE, str(tmp_path), 0, 0)[0] is None
+
+
+def _summaries(root, policy, grid_bins=10):
+    runs = load_runs(root)
+    grid = metrics.make_grid(runs, grid_bins)
+    return [metrics.summarize(runs, a, policy, grid, 0.1) for a in ("a3c", "kl_2col")], grid
+
+
+def test_every_return_plot_draws_the_reference_line(sweep):
+    root, *_ = sweep
+    task, grid = _summaries(root, "task")
+    fig, axes = plt.subplots(1, 2)
+    plots.draw_curves(axes[0], task, grid, "A1", reference=0.25)
+    plots.draw_sorted_finals(axes[1], task, "A2", reference=0.25)
+    for ax in axes:
+        (line,) = [ln for ln in ax.get_lines() if ln.get_label() == plots.REFERENCE_LABEL]
+        assert list(line.get_ydata()) == [0.25, 0.25]
+    plt.close(fig)
+
+
+def test_untrained_pi0_is_drawn_unlike_the_task_policies(sweep):
+    root, *_ = sweep
+    task, grid = _summaries(root, "task")
+    distilled, _ = _summaries(root, "distilled")
+    fig, ax = plt.subplots()
+    plots.draw_curves(ax, task + distilled, grid, "both")
+    lines = {ln.get_label(): ln for ln in ax.get_lines()}
+    a3c, untrained, kl = lines["A3C"], lines["A3C (untrained net)"], lines["KL 2col"]
+    assert a3c.get_color() == untrained.get_color()  # same algorithm, same colour
+    assert (a3c.get_linestyle(), a3c.get_marker()) != (untrained.get_linestyle(), untrained.get_marker())
+    assert untrained.get_marker() not in ("None", "", None)
+    # A trained pi_0 is drawn like its algorithm's task policies.
+    assert kl.get_linestyle() == "-"
+    plt.close(fig)
+
+
+def test_unfinished_runs_are_marked(sweep):
+    root, out, _, summary = sweep
+    assert summary["experiments"][SUITE]["unfinished_runs"] == ["a3c-s1", "kl_2col-s0"]
+    md = open(os.path.join(out, "report.md")).read()
+    assert "`a3c-s1` (crashed)" in md and "`kl_2col-s0` (interrupted)" in md
+    assert "`a3c-s0` (" not in md  # a finished run carries no mark
+    task, _ = _summaries(root, "task")
+    fig, ax = plt.subplots()
+    plots.draw_sorted_finals(ax, task, "A2", unfinished=frozenset({"a3c-s1", "kl_2col-s0"}))
+    circled = [ln for ln in ax.get_lines() if ln.get_label() == plots.UNFINISHED_LABEL]
+    assert sum(len(ln.get_xdata()) for ln in circled) == 2
+    plt.close(fig)
+
+
+def test_a_single_run_has_no_spread(sweep):
+    _, out, _, _ = sweep
+    md = open(os.path.join(out, "report.md")).read()
+    assert "± 0.0000" not in md
+    assert "(1 run)" in md  # kl_2col has one run
+    assert "± " in md  # a3c has two
+
+
+def test_the_runs_table_shows_the_recorded_commit(sweep):
+    _, out, _, _ = sweep
+    md = open(os.path.join(out, "report.md")).read()
+    assert "`0123456789ab+changes`" in md and "not recorded" in md
+
+
+def test_git_commit_is_read_from_a_checkout_only(tmp_path):
+    assert provenance.git_provenance(str(tmp_path)) == {}
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    env = {**os.environ, "GIT_AUTHOR_NAME": "a", "GIT_AUTHOR_EMAIL": "a@b", "GIT_COMMITTER_NAME": "a",
+           "GIT_COMMITTER_EMAIL": "a@b"}
+    for args in (["init", "-q"], ["commit", "-q", "--allow-empty", "-m", "x"]):
+        subprocess.run(["git", *args], cwd=repo, check=True, env=env)
+    sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
+    assert provenance.git_provenance(str(repo)) == {"git_commit": sha, "git_dirty": False}
