@@ -33,20 +33,14 @@ from tensorboard.plugins.hparams import summary_v2 as hp
 from tensorboard.summary.writer.record_writer import RecordWriter
 from tensorboard.util import tensor_util
 
-# Suffixes of the event files written here; the report skips files with these suffixes
-# when it looks for a run's scalars.
-LAYOUT_SUFFIX = ".distral-layout"
-HPARAMS_SUFFIX = ".distral-hparams"
-HPARAMS_CONFIG_SUFFIX = ".distral-hparams-config"
-METADATA_SUFFIXES = (LAYOUT_SUFFIX, HPARAMS_SUFFIX, HPARAMS_CONFIG_SUFFIX)
+from distral_tf import rundir
 
-DEFAULT_POLICIES = ("task", "distilled")
-_POLICY_TITLES = {"task": "task policies", "distilled": "distilled policy"}
+# The suffixes of the event files written here (the report skips them when it looks for a
+# run's scalars) and the tags are the run-directory format's, named in ``rundir``.
+from distral_tf.rundir import HPARAMS_CONFIG_SUFFIX, HPARAMS_SUFFIX, LAYOUT_SUFFIX
+from distral_tf.rundir import per_task_tag as per_task_tag
 
-
-def per_task_tag(policy: str, task_name: str, metric: str) -> str:
-    """The scalar tag of ``metric`` for one task, e.g. ``task/maze_0/episode_return``."""
-    return f"{policy}/{task_name}/{metric}"
+DEFAULT_POLICIES = rundir.POLICIES
 
 
 def _alternation(names: Sequence[str]) -> str:
@@ -74,7 +68,7 @@ def custom_scalars_layout(
         for policy in policies:
             regex = f"^{re.escape(policy)}/{tasks_re}/{re.escape(metric)}$"
             by_metric.chart.add(
-                title=f"{metric} ({_POLICY_TITLES.get(policy, policy)})",
+                title=f"{metric} ({rundir.policy_title(policy)})",
                 multiline=layout_pb2.MultilineChartContent(tag=[regex]),
             )
     categories = [by_metric]
@@ -92,7 +86,7 @@ def custom_scalars_layout(
 
 
 def _existing(logdir: str, suffix: str) -> str | None:
-    found = sorted(glob.glob(os.path.join(glob.escape(logdir), f"events.out.tfevents.*{suffix}")))
+    found = sorted(glob.glob(os.path.join(glob.escape(logdir), f"{rundir.EVENT_FILE_PREFIX}.*{suffix}")))
     return found[-1] if found else None
 
 
@@ -106,7 +100,7 @@ def _write_summaries(logdir: str, suffix: str, summaries: Iterable[summary_pb2.S
     reader never sees half of it.
     """
     os.makedirs(logdir, exist_ok=True)
-    name = (f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}.{os.getpid()}."
+    name = (f"{rundir.EVENT_FILE_PREFIX}.{int(time.time()):010d}.{socket.gethostname()}.{os.getpid()}."
             f"{next(_file_counter)}{suffix}")
     path = os.path.join(logdir, name)
     tmp = os.path.join(logdir, f".{name.replace('tfevents', 'partial')}")
@@ -223,7 +217,7 @@ def write_hparams_config(
     Returns the path of the event file written. Unlike the per-run writers this one
     replaces an earlier config, since a rerun sweep may have a different grid.
     """
-    for old in glob.glob(os.path.join(glob.escape(logdir), f"events.out.tfevents.*{HPARAMS_CONFIG_SUFFIX}")):
+    for old in glob.glob(os.path.join(glob.escape(logdir), f"{rundir.EVENT_FILE_PREFIX}.*{HPARAMS_CONFIG_SUFFIX}")):
         os.remove(old)
     params = []
     for name, values in domains.items():
