@@ -53,11 +53,16 @@ DEFAULT_SEEDS = 4
 BUDGETS = {"full": 1.0, "small": 0.001, "tiny": 0.0002}
 
 
+def algos_help() -> str:
+    """The help of ``--algos``: every algorithm of the registry with its description."""
+    return "'all' or a comma-separated subset of: " + "; ".join(
+        f"{a.name} ({a.description})" for a in algorithms.ALGORITHMS.values()) + "."
+
+
 def define_flags():
     """Defines the command-line flags (only when run as a program, so importing defines none)."""
     flags.DEFINE_string("experiment", None, "Task suite passed to the runs as --suite (e.g. doom_mazes).")
-    flags.DEFINE_string("algos", "all", "'all' or a comma-separated subset of: " + "; ".join(
-        f"{a.name} ({a.description})" for a in algorithms.ALGORITHMS.values()))
+    flags.DEFINE_string("algos", "all", algos_help())
     flags.DEFINE_string("entropy_costs", DEFAULT_ENTROPY_COSTS, "Comma-separated entropy costs.")
     flags.DEFINE_string("learning_rates", DEFAULT_LEARNING_RATES, "Comma-separated learning rates.")
     flags.DEFINE_integer("seeds", DEFAULT_SEEDS, "Seeds 0..N-1 per setting.", lower_bound=1)
