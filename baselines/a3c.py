@@ -1,9 +1,10 @@
-"""The three A3C baselines of Table 1 (alpha = 0: no KL term, explicit entropy bonus)."""
+"""The three A3C baselines of Table 1 (no KL term, explicit entropy bonus, beta = 1)."""
 
 from distral_tf.algorithm_spec import Algorithm, Architecture, DistilledPolicy
 
 A3C = Algorithm(
     name="a3c",
+    label="A3C",
     architecture=Architecture.ONE_COLUMN,
     kl=False,
     default_alpha=0.0,
@@ -13,6 +14,7 @@ A3C = Algorithm(
 
 A3C_MULTITASK = Algorithm(
     name="a3c_multitask",
+    label="A3C multitask",
     architecture=Architecture.MULTITASK,
     kl=False,
     default_alpha=0.0,
@@ -22,9 +24,10 @@ A3C_MULTITASK = Algorithm(
 
 A3C_2COL = Algorithm(
     name="a3c_2col",
+    label="A3C 2col",
     architecture=Architecture.TWO_COLUMN,
     kl=False,
-    default_alpha=0.0,
+    default_alpha=1.0,  # logits h_theta0 + f_thetai: eq. 8 with alpha = beta = 1
     distilled_policy=DistilledPolicy.COLUMN_H0,
     description="Two-column logits h_theta0 + f_thetai without any KL term; h_theta0 learns by policy gradient.",
 )

@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from distral_tf import objective
-from distral_tf.algorithm_spec import Algorithm, Architecture, Coefficients
+from distral_tf.algorithm_spec import Algorithm, Architecture, Coefficients, DistilledPolicy
 from distral_tf.config import TWO_COLUMN_SCALINGS
 from distral_tf.networks import LSTM_SIZE, Column
 from distral_tf.optim import SharedRMSProp, linear_annealing
@@ -103,8 +103,8 @@ class _Network:
         self.task_columns = task_columns
         self.distilled = distilled
         self.num_actions = num_actions
-        # Columns whose outputs the loss needs, and therefore the acting path steps.
-        self.uses_distilled = algorithm.kl or algorithm.architecture is Architecture.TWO_COLUMN
+        # Columns whose outputs the loss needs, and therefore the acting path steps (from the registry).
+        self.uses_distilled = algorithm.uses_distilled
         self.trained = list(task_columns) + ([distilled] if self.uses_distilled and train_distilled else [])
         self.trainable = [v for column in self.trained for v in column.trainable_variables]
         # What a snapshot copies from the shared parameters: the trained variables and a fixed pi_0.
@@ -112,7 +112,10 @@ class _Network:
         self.synced = self.trainable + [v for column in fixed for v in column.trainable_variables]
 
     def distilled_column(self) -> Column:
-        return self.distilled if self.distilled is not None else self.task_columns[0]
+        """The column evaluated as pi_0, as the algorithm's ``distilled_policy`` declares it."""
+        if self.algorithm.distilled_policy is DistilledPolicy.SHARED:
+            return self.task_columns[0]
+        return self.distilled
 
     # Per-task routing: each element of a batch goes through its own task's column. Columns
     # without elements are skipped (TensorFlow's CPU convolution rejects empty batches).
@@ -363,13 +366,13 @@ class Agent(tf.Module):
     def _make_columns(self, suffix: str = "") -> tuple[list[Column], Column | None]:
         """A fresh, built set of this algorithm's columns (the shared ones, or a replica's)."""
         num_actions, dtype = self.num_actions, self.torso_dtype
-        if self.algorithm.architecture is Architecture.MULTITASK:
-            task_columns = [Column(num_actions, with_value=True, name=f"shared{suffix}", torso_dtype=dtype)]
-            distilled = None
-        else:
+        if self.algorithm.has_distilled_column:
             task_columns = [Column(num_actions, with_value=True, name=f"task_{i}{suffix}", torso_dtype=dtype,
                                    policy_scale=self.policy_scale) for i in range(self.num_tasks)]
             distilled = Column(num_actions, with_value=False, name=f"distilled{suffix}", torso_dtype=dtype)
+        else:
+            task_columns = [Column(num_actions, with_value=True, name=f"shared{suffix}", torso_dtype=dtype)]
+            distilled = None
         for column in task_columns + ([distilled] if distilled is not None else []):
             column.build_for(self.observation_shape)
         return task_columns, distilled

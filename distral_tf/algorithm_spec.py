@@ -22,6 +22,32 @@ class DistilledPolicy(enum.Enum):
     UNTRAINED = "untrained"  # a3c: an untrained network, as in the paper's Figure 4.
     COLUMN_H0 = "h0"  # a3c_2col: the shared column h_theta0, trained by the policy gradient only.
 
+    @property
+    def meaning(self) -> str:
+        """What pi_0 is, in words (the report explains the distilled-policy panels with it)."""
+        return _DISTILLED_POLICY_MEANINGS[self]
+
+
+_DISTILLED_POLICY_MEANINGS = {
+    DistilledPolicy.TRAINED: "the column h_theta0 trained by distillation",
+    DistilledPolicy.SHARED: "its one shared network",
+    DistilledPolicy.UNTRAINED: "an untrained network, as in the paper",
+    DistilledPolicy.COLUMN_H0: "the shared column h_theta0, trained by the policy gradient only",
+}
+
+
+def expected_distilled_policy(architecture: Architecture, kl: bool) -> DistilledPolicy:
+    """The pi_0 that an architecture with (``kl``) or without a KL term has (Table 1)."""
+    if architecture is Architecture.MULTITASK:
+        return DistilledPolicy.SHARED
+    if kl:
+        return DistilledPolicy.TRAINED
+    return DistilledPolicy.COLUMN_H0 if architecture is Architecture.TWO_COLUMN else DistilledPolicy.UNTRAINED
+
+
+# The A3C baselines have no KL term; their logits are those of eq. 8 with beta = 1.
+BASELINE_BETA = 1.0
+
 
 @dataclasses.dataclass(frozen=True)
 class Coefficients:
@@ -48,26 +74,52 @@ class Coefficients:
 
 @dataclasses.dataclass(frozen=True)
 class Algorithm:
-    """One row/column cell of the paper's Table 1."""
+    """One row/column cell of the paper's Table 1.
+
+    Attributes:
+      name: the name on the command line and in run ids, e.g. ``kl_2col``.
+      label: the name in the report's tables and legends, e.g. ``KL 2col``.
+      architecture: how the task policies' logits are formed.
+      kl: regularised rewards (eq. 9) and a distillation loss (eq. 10).
+      default_alpha: the alpha it trains with. Distral: unless ``--alpha`` overrides it.
+        A3C baselines (fixed, beta = 1): the weight of h_theta0 in eq. 8's logits, 1 for
+        a3c_2col (logits h_theta0 + f_thetai), 0 for the others (no KL term).
+      distilled_policy: what pi_0 is; must agree with ``architecture`` and ``kl``.
+      description: one sentence, shown where an algorithm is chosen (``--algos``).
+    """
 
     name: str
+    label: str
     architecture: Architecture
-    kl: bool  # regularised rewards (eq. 9) and a distillation loss (eq. 10)
-    default_alpha: float  # 0 for the A3C baselines
+    kl: bool
+    default_alpha: float
     distilled_policy: DistilledPolicy
     description: str
+
+    def __post_init__(self):
+        expected = expected_distilled_policy(self.architecture, self.kl)
+        if self.distilled_policy is not expected:
+            raise ValueError(f"{self.name}: a {self.architecture.value} algorithm {'with' if self.kl else 'without'} "
+                             f"a KL term has distilled policy {expected.value}, not {self.distilled_policy.value}.")
+        if not 0.0 <= self.default_alpha <= 1.0:
+            raise ValueError(f"{self.name}: default_alpha must be in [0, 1], got {self.default_alpha}.")
 
     @property
     def has_distilled_column(self) -> bool:
         """Whether a separate h_theta0 column exists (every architecture except multitask)."""
-        return self.architecture is not Architecture.MULTITASK
+        return self.distilled_policy is not DistilledPolicy.SHARED
+
+    @property
+    def uses_distilled(self) -> bool:
+        """Whether the task policies or rewards involve h_theta0, which therefore trains (KL or 2col)."""
+        return self.distilled_policy in (DistilledPolicy.TRAINED, DistilledPolicy.COLUMN_H0)
 
     def coefficients(self, entropy_cost: float, alpha: float | None = None, value_cost: float = 0.5,
                      discount: float = 0.99) -> Coefficients:
         """Maps the swept ``entropy_cost`` onto the algorithm's coefficients.
 
         For Distral the swept cost is ``1/beta`` (spec section 5); for A3C it is the
-        entropy bonus ``beta_ent``. ``a3c_2col`` uses logits ``h0 + f`` (alpha = beta = 1).
+        entropy bonus ``beta_ent``, with ``default_alpha`` and ``BASELINE_BETA`` fixed.
         """
         if self.kl:
             if entropy_cost <= 0:
@@ -77,8 +129,5 @@ class Algorithm:
                                 value_cost=value_cost, discount=discount)
         if alpha is not None:
             raise ValueError(f"{self.name} is an A3C baseline without a KL term; alpha does not apply.")
-        if self.architecture is Architecture.TWO_COLUMN:
-            return Coefficients(alpha=1.0, beta=1.0, entropy_bonus=entropy_cost,
-                                value_cost=value_cost, discount=discount)
-        return Coefficients(alpha=0.0, beta=1.0, entropy_bonus=entropy_cost,
+        return Coefficients(alpha=self.default_alpha, beta=BASELINE_BETA, entropy_bonus=entropy_cost,
                             value_cost=value_cost, discount=discount)

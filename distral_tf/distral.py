@@ -4,6 +4,7 @@ from distral_tf.algorithm_spec import Algorithm, Architecture, DistilledPolicy
 
 KL_1COL = Algorithm(
     name="kl_1col",
+    label="KL 1col",
     architecture=Architecture.ONE_COLUMN,
     kl=True,
     default_alpha=1.0,
@@ -13,6 +14,7 @@ KL_1COL = Algorithm(
 
 KL_2COL = Algorithm(
     name="kl_2col",
+    label="KL 2col",
     architecture=Architecture.TWO_COLUMN,
     kl=True,
     default_alpha=1.0,
@@ -22,6 +24,7 @@ KL_2COL = Algorithm(
 
 KLENT_1COL = Algorithm(
     name="klent_1col",
+    label="KL+ent 1col",
     architecture=Architecture.ONE_COLUMN,
     kl=True,
     default_alpha=0.5,
@@ -31,6 +34,7 @@ KLENT_1COL = Algorithm(
 
 KLENT_2COL = Algorithm(
     name="klent_2col",
+    label="KL+ent 2col",
     architecture=Architecture.TWO_COLUMN,
     kl=True,
     default_alpha=0.5,

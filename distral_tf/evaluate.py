@@ -27,6 +27,7 @@ import numpy as np  # noqa: E402
 from absl import app  # noqa: E402
 from absl import flags as absl_flags  # noqa: E402
 
+from distral_tf.rundir import POLICIES  # noqa: E402
 from flags import cli  # noqa: E402
 
 
@@ -34,7 +35,7 @@ def define_flags():
     """Defines the command-line flags (only when run as a program, so importing defines none)."""
     absl_flags.DEFINE_string("logdir", None, "Run directory to evaluate (read only).", required=True)
     absl_flags.DEFINE_integer("checkpoint", None, "Agent step of the checkpoint (default: the newest).")
-    absl_flags.DEFINE_enum("policy", "both", ["task", "distilled", "both"],
+    absl_flags.DEFINE_enum("policy", "both", [*POLICIES, "both"],
                            "Which policies: the task policies pi_i, the distilled policy pi_0, or both.")
     absl_flags.DEFINE_integer("episodes", 10, "Episodes per task and policy.", lower_bound=1)
     absl_flags.DEFINE_bool("greedy", False, "Take the most probable action instead of sampling.")
@@ -55,7 +56,7 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def evaluate(logdir: str, *, checkpoint: int | None = None, policies=("task", "distilled"), episodes: int = 10,
+def evaluate(logdir: str, *, checkpoint: int | None = None, policies=POLICIES, episodes: int = 10,
              greedy: bool = False, video_dir: str | None = None, suite_name: str | None = None,
              seed: int = 0) -> dict:
     """Evaluates the run in ``logdir``; returns the results (also what ``--json_out`` writes)."""
@@ -120,7 +121,7 @@ def main(argv):
     from distral_tf.videos import VideoError
 
     values = absl_flags.FLAGS
-    policies = ("task", "distilled") if values.policy == "both" else (values.policy,)
+    policies = POLICIES if values.policy == "both" else (values.policy,)
     try:
         results = evaluate(values.logdir, checkpoint=values.checkpoint, policies=policies, episodes=values.episodes,
                            greedy=values.greedy, video_dir=values.video_dir, suite_name=values.suite,

@@ -17,8 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from distral_tf.networks import LSTM_SIZE
-
-POLICIES = ("task", "distilled")
+from distral_tf.rundir import POLICIES
 
 
 class PolicyRunner:

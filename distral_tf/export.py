@@ -45,7 +45,7 @@ def policies_module(agent):
     algorithm, coeffs = agent.algorithm, agent.coeffs
     task_columns = list(agent.task_columns)
     distilled = agent.distilled_column()
-    has_distilled = agent.distilled is not None
+    has_distilled = algorithm.has_distilled_column
     num_actions = agent.num_actions
     obs_spec = tf.TensorSpec([None, *agent.observation_shape], tf.uint8, name="observation")
 

@@ -14,7 +14,7 @@ from absl import logging
 from distral_tf import rundir
 from distral_tf.rundir import METRICS_FILE
 
-PER_TASK_PREFIXES = ("task/", "loss/", "distilled/")
+PER_TASK_PREFIXES = tuple(f"{prefix}/" for prefix in (*rundir.POLICIES, "loss"))
 
 
 def rewind_event_files(logdir: str, task_steps: dict[str, int], run_steps: int) -> int:
@@ -37,7 +37,7 @@ def rewind_event_files(logdir: str, task_steps: dict[str, int], run_steps: int) 
     dropped = 0
     for name in sorted(os.listdir(logdir)):
         path = os.path.join(logdir, name)
-        if not name.startswith("events.out.tfevents") or not os.path.isfile(path):
+        if not name.startswith(rundir.EVENT_FILE_PREFIX) or not os.path.isfile(path):
             continue
         kept, removed = [], 0
         try:
@@ -112,13 +112,13 @@ class Monitor:
                 policy: str = "task"):
         """Records one finished episode of the task policy (or, ``policy="distilled"``, of pi_0)."""
         name = self.task_names[task_index]
-        row = {"task": name, "task_index": task_index, "policy": policy, "env_steps": int(env_steps),
-               "return": float(episode_return), "length": int(length), "wall_time": time.time()}
+        row = rundir.metrics_row(name, task_index, policy, env_steps, episode_return, length, time.time())
         with self._lock:
             self._metrics.write(json.dumps(row) + "\n")
             with self._writer.as_default():
-                tf.summary.scalar(f"{policy}/{name}/episode_return", episode_return, step=env_steps)
-                tf.summary.scalar(f"{policy}/{name}/episode_length", length, step=env_steps)
+                tf.summary.scalar(rundir.per_task_tag(policy, name, rundir.EPISODE_RETURN), episode_return,
+                                  step=env_steps)
+                tf.summary.scalar(rundir.per_task_tag(policy, name, rundir.EPISODE_LENGTH), length, step=env_steps)
             if policy == "task":
                 recent = self._recent_returns[task_index]
                 recent.append(float(episode_return))

@@ -16,13 +16,14 @@ from __future__ import annotations
 import collections
 import dataclasses
 import datetime
-import json
 import math
 import os
 import re
 
 from absl import app, flags
 
+from distral_tf import algorithms, rundir
+from distral_tf.algorithm_spec import DistilledPolicy
 from distral_tf.reporting import document as doc
 from distral_tf.reporting import metrics, random_policy, style
 from distral_tf.reporting.runs import Run, load_runs
@@ -59,8 +60,7 @@ class Options:
     random_episodes: int = 5
     random_seed: int = 0
 
-POLICIES = ("task", "distilled")
-_POLICY_TITLE = {"task": "Task policies", "distilled": "Distilled policy"}
+POLICIES = rundir.POLICIES
 _PANELS = {"task": ("A1", "A2"), "distilled": ("B1", "B2")}
 
 
@@ -97,6 +97,18 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "experiment"
 
 
+def _policy_title(policy: str) -> str:
+    """``policy``'s title at the start of a caption, e.g. "Task policies"."""
+    return rundir.policy_title(policy).capitalize()
+
+
+def _distilled_policy_definition() -> str:
+    """What the distilled-policy panels show for each algorithm whose pi_0 is not a distilled column."""
+    others = [f"for {algo.label} {algo.distilled_policy.meaning}" for algo in algorithms.ALGORITHMS.values()
+              if algo.distilled_policy is not DistilledPolicy.TRAINED]
+    return "**Distilled policy**: pi0's evaluation episodes" + "".join(f"; {o}" for o in others) + "."
+
+
 def definitions(num_bins: int, final_fraction: float) -> list[str]:
     pct = f"{100 * final_fraction:g}%"
     return [
@@ -113,8 +125,7 @@ def definitions(num_bins: int, final_fraction: float) -> list[str]:
         "reached; then the mean over tasks.",
         "**A1/B1**: mean over the best setting's runs of the run curves; shaded band = the runs' mean "
         "standard deviation over tasks. **A2/B2**: final return of every run, sorted best to worst.",
-        "**Distilled policy**: pi0's evaluation episodes; for A3C multitask its shared network; for A3C an "
-        "untrained network, as in the paper.",
+        _distilled_policy_definition(),
     ]
 
 
@@ -154,7 +165,7 @@ def _summary_table(summaries: list[metrics.AlgoSummary], threshold: float, polic
                 "final return, best setting (mean ± std)", "final return, all runs (mean ± std)",
                 "fraction of runs reaching threshold"],
         rows=rows,
-        caption=f"{_POLICY_TITLE[policy]}: best hyperparameters by AUC",
+        caption=f"{_policy_title(policy)}: best hyperparameters by AUC",
     )
 
 
@@ -168,7 +179,7 @@ def _finals_table(summaries: list[metrics.AlgoSummary], runs_by_id: dict[str, Ru
     return doc.Table(
         header=["algorithm", "rank", "run", "learning rate", "entropy cost", "seed", "final return"],
         rows=rows,
-        caption=f"{_POLICY_TITLE[policy]}: final return of every run, best to worst ({_PANELS[policy][1]})",
+        caption=f"{_policy_title(policy)}: final return of every run, best to worst ({_PANELS[policy][1]})",
     )
 
 
@@ -225,7 +236,7 @@ def experiment_section(experiment: str, runs: list[Run], out_dir: str, results: 
                   unfinished)
     for policy in POLICIES:
         curves_panel, finals_panel = _PANELS[policy]
-        title = _POLICY_TITLE[policy].lower()
+        title = rundir.policy_title(policy)
         plots.curves_figure(path(curves_panel), summaries[policy], grid,
                             f"{experiment} {curves_panel}: {title}, best hyperparameters", reference)
         plots.sorted_finals_figure(path(finals_panel), summaries[policy],
@@ -311,17 +322,6 @@ def experiment_section(experiment: str, runs: list[Run], out_dir: str, results: 
     return blocks
 
 
-def _finite(value):
-    """``value`` with NaN and infinities replaced by None (JSON has no NaN)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
-
-
 def build_report(runs_dir: str, out_dir: str, options: Options = Options()) -> dict:
     """Writes the report of every run under ``runs_dir`` into ``out_dir``; returns its numbers."""
     runs = load_runs(runs_dir)
@@ -360,8 +360,7 @@ def build_report(runs_dir: str, out_dir: str, options: Options = Options()) -> d
     with open(os.path.join(out_dir, "index.html"), "w") as f:
         f.write(doc.to_html(blocks, title))
     summary = {"runs_dir": os.path.abspath(runs_dir), **dataclasses.asdict(options), "experiments": results}
-    with open(os.path.join(out_dir, "summary.json"), "w") as f:
-        json.dump(_finite(summary), f, indent=1, allow_nan=False, default=str)
+    rundir.write_json_atomically(os.path.join(out_dir, "summary.json"), summary)
     return summary
 
 

@@ -1,9 +1,11 @@
-"""The files of a run directory: their names, the run lock, strict atomic JSON and crash recovery.
+"""The run-directory format: file names, run ids, policies and tags, the run lock, strict atomic JSON, crash recovery.
 
 A run directory holds ``config.json``, ``status.json``, ``metrics.jsonl``,
 TensorBoard event files, ``checkpoints/`` and, while a run is active,
-``run.lock``. Everything here is plain file handling: it imports neither
-TensorFlow nor the trainer, so the report and the sweep use it too.
+``run.lock``. Its name, in a sweep, is a run id such as ``kl_2col-lr5e-4-ent1e-2-s0``.
+Every writer (trainer, monitor, TensorBoard metadata, sweep) and every reader
+(report, evaluation, transfer) takes these names from here. Everything here is
+plain file handling: it imports neither TensorFlow nor the trainer.
 """
 
 from __future__ import annotations
@@ -34,6 +36,92 @@ ATTEMPTS_DIR = "previous_attempts"
 STALE_HEARTBEAT_SECS = 15 * 60
 
 _CHECKPOINT_INDEX = re.compile(r"^ckpt-(\d+)\.index$")
+
+# ---------------------------------------------------------------------------------------------- #
+# What a run records: its policies, per-task scalar tags, metrics rows and event files.
+
+# The policies whose episodes a run records: the task policies pi_i and the distilled policy pi_0.
+POLICIES: tuple[str, ...] = ("task", "distilled")
+POLICY_TITLES: dict[str, str] = {"task": "task policies", "distilled": "distilled policy"}
+
+EPISODE_RETURN = "episode_return"
+EPISODE_LENGTH = "episode_length"
+# Keys every row of ``metrics.jsonl`` has (rows also hold ``task_index``, ``length`` and ``wall_time``).
+METRICS_ROW_KEYS = frozenset({"task", "policy", "env_steps", "return"})
+
+EVENT_FILE_PREFIX = "events.out.tfevents"
+_EVENT_FILE_MARKER = "tfevents"
+# Suffixes of the event files that hold run metadata only (TensorBoard layout and HParams), no scalars.
+LAYOUT_SUFFIX = ".distral-layout"
+HPARAMS_SUFFIX = ".distral-hparams"
+HPARAMS_CONFIG_SUFFIX = ".distral-hparams-config"
+METADATA_SUFFIXES = (LAYOUT_SUFFIX, HPARAMS_SUFFIX, HPARAMS_CONFIG_SUFFIX)
+
+
+def policy_title(policy: str) -> str:
+    """How figures and TensorBoard charts name ``policy``, e.g. "task policies" (unknown names unchanged)."""
+    return POLICY_TITLES.get(policy, policy)
+
+
+def per_task_tag(policy: str, task_name: str, metric: str) -> str:
+    """The scalar tag of ``metric`` for one task, e.g. ``task/maze_0/episode_return``."""
+    return f"{policy}/{task_name}/{metric}"
+
+
+_PER_TASK_EPISODE_TAG = re.compile(
+    "^(" + "|".join(map(re.escape, POLICIES)) + f")/(.+)/({EPISODE_RETURN}|{EPISODE_LENGTH})$")
+
+
+def parse_episode_tag(tag: str) -> tuple[str, str, str] | None:
+    """``(policy, task, metric)`` of a per-task episode scalar (return or length), else None."""
+    match = _PER_TASK_EPISODE_TAG.match(tag)
+    return (match.group(1), match.group(2), match.group(3)) if match else None
+
+
+def metrics_row(task: str, task_index: int, policy: str, env_steps: int, episode_return: float,
+                length: int, wall_time: float) -> dict:
+    """One line of ``metrics.jsonl``: a finished episode of ``policy`` on ``task``."""
+    return {"task": task, "task_index": int(task_index), "policy": policy, "env_steps": int(env_steps),
+            "return": float(episode_return), "length": int(length), "wall_time": float(wall_time)}
+
+
+def is_event_file(name: str) -> bool:
+    """Whether file ``name`` is a TensorBoard event file."""
+    return _EVENT_FILE_MARKER in name
+
+
+def is_scalar_event_file(name: str) -> bool:
+    """Whether file ``name`` is an event file that may hold scalars (not one of the metadata files)."""
+    return is_event_file(name) and not name.endswith(METADATA_SUFFIXES)
+
+
+# ---------------------------------------------------------------------------------------------- #
+# Run ids: the names of a sweep's run directories.
+
+_RUN_ID = re.compile(r"^(?P<algo>[a-z0-9_]+)-lr(?P<lr>[0-9.e+-]+)-ent(?P<ent>[0-9.e+-]+)-s(?P<seed>\d+)$")
+
+
+def format_value(x: float) -> str:
+    """Compact, stable text of a hyperparameter for run ids: 0.0005 -> '5e-4', 0.01 -> '1e-2'."""
+    if x == 0:
+        return "0"
+    mantissa, exponent = f"{x:.6e}".split("e")
+    mantissa = mantissa.rstrip("0").rstrip(".")
+    return f"{mantissa}e{int(exponent)}"
+
+
+def run_id(algo: str, learning_rate: float, entropy_cost: float, seed: int) -> str:
+    """E.g. ``kl_2col-lr5e-4-ent1e-2-s0``."""
+    return f"{algo}-lr{format_value(learning_rate)}-ent{format_value(entropy_cost)}-s{seed}"
+
+
+def parse_run_id(name: str) -> dict[str, str] | None:
+    """The flags a run id encodes (``algo``, ``learning_rate``, ``entropy_cost``, ``seed``, as text), else None."""
+    match = _RUN_ID.match(name)
+    if not match:
+        return None
+    return {"algo": match["algo"], "learning_rate": match["lr"], "entropy_cost": match["ent"],
+            "seed": match["seed"]}
 
 
 class RunDirError(RuntimeError):
@@ -254,7 +342,7 @@ def run_data_files(logdir: str) -> list[str]:
         names = sorted(os.listdir(logdir))
     except OSError:
         return []
-    return [n for n in names if n in (METRICS_FILE, STATUS_FILE) or n.startswith("events.out.tfevents")]
+    return [n for n in names if n in (METRICS_FILE, STATUS_FILE) or n.startswith(EVENT_FILE_PREFIX)]
 
 
 def move_attempt_aside(logdir: str) -> str | None:

@@ -34,22 +34,15 @@ from tensorboard.plugins.hparams import summary_v2 as hp
 from tensorboard.summary.writer.record_writer import RecordWriter
 from tensorboard.util import tensor_util
 
-from distral_tf.algorithm_spec import Algorithm, Architecture, Coefficients
+from distral_tf import rundir
+from distral_tf.algorithm_spec import Algorithm, Coefficients
 
-# Suffixes of the event files written here; the report skips files with these suffixes
-# when it looks for a run's scalars.
-LAYOUT_SUFFIX = ".distral-layout"
-HPARAMS_SUFFIX = ".distral-hparams"
-HPARAMS_CONFIG_SUFFIX = ".distral-hparams-config"
-METADATA_SUFFIXES = (LAYOUT_SUFFIX, HPARAMS_SUFFIX, HPARAMS_CONFIG_SUFFIX)
+# The suffixes of the event files written here (the report skips them when it looks for a
+# run's scalars) and the tags are the run-directory format's, named in ``rundir``.
+from distral_tf.rundir import HPARAMS_CONFIG_SUFFIX, HPARAMS_SUFFIX, LAYOUT_SUFFIX
+from distral_tf.rundir import per_task_tag as per_task_tag
 
-DEFAULT_POLICIES = ("task", "distilled")
-_POLICY_TITLES = {"task": "task policies", "distilled": "distilled policy"}
-
-
-def per_task_tag(policy: str, task_name: str, metric: str) -> str:
-    """The scalar tag of ``metric`` for one task, e.g. ``task/maze_0/episode_return``."""
-    return f"{policy}/{task_name}/{metric}"
+DEFAULT_POLICIES = rundir.POLICIES
 
 
 def _alternation(names: Sequence[str]) -> str:
@@ -74,11 +67,6 @@ def loss_term_names(algorithm: Algorithm, coeffs: Coefficients) -> tuple[str, ..
     return tuple(names)
 
 
-def uses_distilled_logits(algorithm: Algorithm) -> bool:
-    """Whether pi_0's logits enter the loss: in the KL term (eq. 9, 10) or in eq. 8's two-column logits."""
-    return algorithm.kl or algorithm.architecture is Architecture.TWO_COLUMN
-
-
 def logged_metrics(algorithm: Algorithm, coeffs: Coefficients, evaluates_distilled: bool) -> dict[str, tuple[str, ...]]:
     """Tag prefix -> the per-task metrics a run of ``algorithm`` writes under it (the charts worth showing).
 
@@ -87,7 +75,7 @@ def logged_metrics(algorithm: Algorithm, coeffs: Coefficients, evaluates_distill
     evaluation episodes, if it is evaluated; ``loss/<t>/...``: :func:`loss_term_names`.
     """
     task = ["episode_return", "episode_length", "entropy_task"]
-    if uses_distilled_logits(algorithm):
+    if algorithm.uses_distilled:  # pi_0 enters the loss (KL term, or eq. 8's two-column logits)
         task += ["entropy_distilled", "kl_task_distilled"]
     metrics = {"task": tuple(task)}
     if evaluates_distilled:
@@ -123,7 +111,7 @@ def custom_scalars_layout(
                 continue
             regex = f"^{re.escape(prefix)}/{tasks_re}/{re.escape(metric)}$"
             by_metric.chart.add(
-                title=f"{metric} ({_POLICY_TITLES.get(prefix, prefix)})",
+                title=f"{metric} ({rundir.policy_title(prefix)})",
                 multiline=layout_pb2.MultilineChartContent(tag=[regex]),
             )
     categories = [by_metric]
@@ -144,7 +132,7 @@ def custom_scalars_layout(
 
 
 def _existing(logdir: str, suffix: str) -> str | None:
-    found = sorted(glob.glob(os.path.join(glob.escape(logdir), f"events.out.tfevents.*{suffix}")))
+    found = sorted(glob.glob(os.path.join(glob.escape(logdir), f"{rundir.EVENT_FILE_PREFIX}.*{suffix}")))
     return found[-1] if found else None
 
 
@@ -158,7 +146,7 @@ def _write_summaries(logdir: str, suffix: str, summaries: Iterable[summary_pb2.S
     reader never sees half of it.
     """
     os.makedirs(logdir, exist_ok=True)
-    name = (f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}.{os.getpid()}."
+    name = (f"{rundir.EVENT_FILE_PREFIX}.{int(time.time()):010d}.{socket.gethostname()}.{os.getpid()}."
             f"{next(_file_counter)}{suffix}")
     path = os.path.join(logdir, name)
     tmp = os.path.join(logdir, f".{name.replace('tfevents', 'partial')}")
@@ -303,7 +291,7 @@ def write_hparams_config(
     Returns the path of the event file written. Unlike the per-run writers this one
     replaces an earlier config, since a rerun sweep may have a different grid.
     """
-    for old in glob.glob(os.path.join(glob.escape(logdir), f"events.out.tfevents.*{HPARAMS_CONFIG_SUFFIX}")):
+    for old in glob.glob(os.path.join(glob.escape(logdir), f"{rundir.EVENT_FILE_PREFIX}.*{HPARAMS_CONFIG_SUFFIX}")):
         os.remove(old)
     params = []
     for name, values in domains.items():

@@ -33,8 +33,9 @@ from collections.abc import Callable, Sequence
 
 from absl import app, flags
 
-from distral_tf import __version__, rundir
-from distral_tf.reporting.style import ALGORITHMS
+from distral_tf import __version__, algorithms, rundir
+from distral_tf.rundir import format_value as format_value
+from distral_tf.rundir import run_id as run_id
 from flags import cli
 
 FLAGS = flags.FLAGS
@@ -52,10 +53,16 @@ DEFAULT_SEEDS = 4
 BUDGETS = {"full": 1.0, "small": 0.001, "tiny": 0.0002}
 
 
+def algos_help() -> str:
+    """The help of ``--algos``: every algorithm of the registry with its description."""
+    return "'all' or a comma-separated subset of: " + "; ".join(
+        f"{a.name} ({a.description})" for a in algorithms.ALGORITHMS.values()) + "."
+
+
 def define_flags():
     """Defines the command-line flags (only when run as a program, so importing defines none)."""
     flags.DEFINE_string("experiment", None, "Task suite passed to the runs as --suite (e.g. doom_mazes).")
-    flags.DEFINE_string("algos", "all", f"'all' or a comma-separated subset of {', '.join(ALGORITHMS)}.")
+    flags.DEFINE_string("algos", "all", algos_help())
     flags.DEFINE_string("entropy_costs", DEFAULT_ENTROPY_COSTS, "Comma-separated entropy costs.")
     flags.DEFINE_string("learning_rates", DEFAULT_LEARNING_RATES, "Comma-separated learning rates.")
     flags.DEFINE_integer("seeds", DEFAULT_SEEDS, "Seeds 0..N-1 per setting.", lower_bound=1)
@@ -90,20 +97,6 @@ MANIFEST = "manifest.json"
 _POLL_SECS = 0.2
 
 
-def format_value(x: float) -> str:
-    """Compact, stable text of a hyperparameter for run ids: 0.0005 -> '5e-4', 0.01 -> '1e-2'."""
-    if x == 0:
-        return "0"
-    mantissa, exponent = f"{x:.6e}".split("e")
-    mantissa = mantissa.rstrip("0").rstrip(".")
-    return f"{mantissa}e{int(exponent)}"
-
-
-def run_id(algo: str, learning_rate: float, entropy_cost: float, seed: int) -> str:
-    """E.g. ``kl_2col-lr5e-4-ent1e-2-s0``."""
-    return f"{algo}-lr{format_value(learning_rate)}-ent{format_value(entropy_cost)}-s{seed}"
-
-
 @dataclasses.dataclass(frozen=True)
 class RunSpec:
     """One run of the sweep: its id and the flags it is started with (without --logdir)."""
@@ -123,12 +116,13 @@ def parse_floats(text: str, name: str) -> list[float]:
 
 
 def parse_algos(text: str) -> list[str]:
+    """``--algos``: 'all' (the registry's algorithms, in Table 1's order) or a subset of their names."""
     if text.strip() == "all":
-        return list(ALGORITHMS)
+        return list(algorithms.NAMES)
     algos = list(dict.fromkeys(a.strip() for a in text.split(",") if a.strip()))
-    unknown = [a for a in algos if a not in ALGORITHMS]
+    unknown = [a for a in algos if a not in algorithms.ALGORITHMS]
     if unknown or not algos:
-        raise ValueError(f"--algos: unknown {unknown or text!r}; choose from all, {', '.join(ALGORITHMS)}")
+        raise ValueError(f"--algos: unknown {unknown or text!r}; choose from all, {', '.join(algorithms.NAMES)}")
     return algos
 
 
@@ -193,7 +187,7 @@ def read_state(logdir: str) -> str | None:
 def _read_progress(logdir: str) -> str:
     """A short progress note: the per-task step count of the run's latest logged episode."""
     try:
-        with open(os.path.join(logdir, "metrics.jsonl"), "rb") as f:
+        with open(os.path.join(logdir, rundir.METRICS_FILE), "rb") as f:
             f.seek(max(0, os.path.getsize(f.name) - 4096))
             lines = f.read().decode(errors="replace").splitlines()
         for line in reversed(lines):
@@ -301,10 +295,7 @@ class Sweep:
         states = collections.Counter(self.entries[k]["state"] for k in wanted)
         manifest = {"version": __version__, **self.info, "updated": _now(), "counts": dict(states),
                     "runs": [self.entries[k] for k in wanted + others]}
-        tmp = self.manifest_path + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(manifest, f, indent=1)
-        os.replace(tmp, self.manifest_path)
+        rundir.write_json_atomically(self.manifest_path, manifest)
 
     def logdir(self, spec: RunSpec) -> str:
         return os.path.join(self.runs_dir, spec.run_id)
@@ -459,7 +450,7 @@ def _write_tensorboard_config(runs_dir: str, specs: list[RunSpec], experiment: s
         print(f"[sweep] no sweep-level HParams config ({type(e).__name__}: {e})")
         return
     domains = {k: [s.flags[k] for s in specs] for k in ("algo", "learning_rate", "entropy_cost", "seed")}
-    tags = [f"{p}/{t}/episode_return" for p in ("task", "distilled") for t in task_names]
+    tags = [rundir.per_task_tag(p, t, rundir.EPISODE_RETURN) for p in rundir.POLICIES for t in task_names]
     summaries.write_hparams_config(runs_dir, domains, tags)
 
 

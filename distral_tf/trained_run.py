@@ -12,14 +12,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import re
 
+from distral_tf import rundir
 from distral_tf.config import LEGACY_VALUES, TrainConfig
 from distral_tf.envs.suites import Suite
-
-CONFIG_FILE = "config.json"
-CHECKPOINT_DIR = "checkpoints"
-_CHECKPOINT_INDEX = re.compile(r"^ckpt-(\d+)\.index$")
+from distral_tf.rundir import CHECKPOINT_DIR, CONFIG_FILE
 
 
 class RunLoadError(ValueError):
@@ -45,14 +42,7 @@ def read_config(logdir: str) -> tuple[TrainConfig, dict]:
 def checkpoint_steps(logdir: str) -> dict[int, str]:
     """Agent step -> checkpoint prefix, for every checkpoint in ``logdir/checkpoints`` (any order)."""
     directory = os.path.join(logdir, CHECKPOINT_DIR)
-    if not os.path.isdir(directory):
-        return {}
-    steps = {}
-    for name in os.listdir(directory):
-        match = _CHECKPOINT_INDEX.match(name)
-        if match:
-            steps[int(match.group(1))] = os.path.join(directory, name[: -len(".index")])
-    return steps
+    return {n: os.path.join(directory, f"ckpt-{n}") for n in rundir.checkpoint_numbers(directory)}
 
 
 def select_checkpoint(logdir: str, step: int | None = None) -> tuple[int, str]:

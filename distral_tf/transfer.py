@@ -12,7 +12,7 @@ starts as ``pi_0^alpha`` (renormalised), and in 1col as the uniform policy.
 from __future__ import annotations
 
 from distral_tf import algorithms, trained_run
-from distral_tf.algorithm_spec import Architecture, DistilledPolicy
+from distral_tf.algorithm_spec import DistilledPolicy
 from distral_tf.trained_run import RunLoadError
 
 # Sources whose pi_0 was trained (a3c's is an untrained network; a3c_multitask has no distilled column).
@@ -21,8 +21,7 @@ TRANSFERABLE = (DistilledPolicy.TRAINED, DistilledPolicy.COLUMN_H0)
 
 def uses_distilled(algo: str) -> bool:
     """Whether ``algo``'s task policies or rewards involve pi_0 (the KL algorithms and the 2col ones)."""
-    algorithm = algorithms.get(algo)
-    return algorithm.kl or algorithm.architecture is Architecture.TWO_COLUMN
+    return algorithms.get(algo).uses_distilled
 
 
 def check_source(logdir: str, algo: str, observation_shape, num_actions: int) -> int:

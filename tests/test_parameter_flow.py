@@ -118,7 +118,7 @@ def test_registry_has_exactly_the_seven_algorithms_of_table_1():
     table = {
         "a3c": (Architecture.ONE_COLUMN, False, 0.0),
         "a3c_multitask": (Architecture.MULTITASK, False, 0.0),
-        "a3c_2col": (Architecture.TWO_COLUMN, False, 0.0),
+        "a3c_2col": (Architecture.TWO_COLUMN, False, 1.0),  # logits h0 + f (alpha = beta = 1)
         "kl_1col": (Architecture.ONE_COLUMN, True, 1.0),
         "kl_2col": (Architecture.TWO_COLUMN, True, 1.0),
         "klent_1col": (Architecture.ONE_COLUMN, True, 0.5),

@@ -140,3 +140,67 @@ def test_attempt_without_checkpoint_is_moved_aside(tmp_path):
     assert sorted(os.listdir(target)) == ["events.out.tfevents.1.host", "metrics.jsonl", "status.json"]
     assert (tmp_path / "config.json").exists() and not (tmp_path / "metrics.jsonl").exists()
     assert rundir.move_attempt_aside(str(tmp_path)) is None
+
+
+# ---------------------------------------------------------------------------------------------- #
+# The format's names: every writer and reader of a run directory goes through them.
+
+
+@pytest.mark.parametrize("learning_rate, entropy_cost, seed", [(5e-4, 0.01, 0), (2.5e-4, 3e-2, 11), (1.0, 0.0, 3)])
+def test_run_ids_of_every_algorithm_parse_back(learning_rate, entropy_cost, seed):
+    from distral_tf import algorithms
+
+    for algo in algorithms.NAMES:
+        parsed = rundir.parse_run_id(rundir.run_id(algo, learning_rate, entropy_cost, seed))
+        assert parsed["algo"] == algo and int(parsed["seed"]) == seed
+        assert float(parsed["learning_rate"]) == learning_rate and float(parsed["entropy_cost"]) == entropy_cost
+    assert rundir.parse_run_id("my_run") is None
+    assert rundir.parse_run_id("kl_2col-lr5e-4-ent1e-2") is None
+
+
+def test_episode_tags_parse_back_and_other_tags_do_not():
+    for policy in rundir.POLICIES:
+        for metric in (rundir.EPISODE_RETURN, rundir.EPISODE_LENGTH):
+            assert rundir.parse_episode_tag(rundir.per_task_tag(policy, "maze/0", metric)) == (policy, "maze/0", metric)
+    assert rundir.parse_episode_tag("loss/maze_0/episode_return") is None
+    assert rundir.parse_episode_tag("task/maze_0/kl") is None
+    assert rundir.policy_title("distilled") == "distilled policy" and rundir.policy_title("other") == "other"
+
+
+def test_tensorboard_layout_charts_the_tags_a_run_writes(tmp_path):
+    import re
+
+    from distral_tf import summaries
+
+    layout = summaries.custom_scalars_layout(["maze_0", "maze_1"], [rundir.EPISODE_RETURN])
+    regexes = [re.compile(tag) for c in layout.category for chart in c.chart for tag in chart.multiline.tag]
+    titles = [chart.title for c in layout.category for chart in c.chart]
+    for policy in rundir.POLICIES:
+        assert any(rundir.policy_title(policy) in t for t in titles)
+        tag = rundir.per_task_tag(policy, "maze_1", rundir.EPISODE_RETURN)
+        assert sum(bool(r.match(tag)) for r in regexes) == 2  # its policy's chart and its task's chart
+    layout_file = os.path.basename(summaries.write_custom_scalars_layout(str(tmp_path), ["maze_0"]))
+    assert rundir.is_event_file(layout_file) and not rundir.is_scalar_event_file(layout_file)
+    assert rundir.run_data_files(str(tmp_path)) == [layout_file]
+
+
+def test_what_the_monitor_writes_the_report_reads_back(tmp_path):
+    from distral_tf.monitoring import Monitor
+    from distral_tf.reporting.runs import load_run
+
+    run_dir = tmp_path / rundir.run_id("klent_1col", 3e-4, 1e-2, 2)
+    monitor = Monitor(str(run_dir), ["a", "b"], frames_per_step=1, total_env_steps=100)
+    monitor.episode(0, 10, 1.5, 7)
+    monitor.episode(1, 12, -2.0, 9, policy="distilled")
+    monitor.close()
+    rows = [json.loads(line) for line in (run_dir / rundir.METRICS_FILE).read_text().splitlines()]
+    assert all(rundir.METRICS_ROW_KEYS <= row.keys() for row in rows) and len(rows) == 2
+    for source in (rundir.METRICS_FILE, "events"):
+        if source == "events":
+            os.remove(run_dir / rundir.METRICS_FILE)
+        run = load_run(str(run_dir), str(tmp_path))
+        assert run.source == source
+        assert (run.algo, run.learning_rate, run.entropy_cost, run.seed) == ("klent_1col", 3e-4, 1e-2, 2)
+        assert sorted(run.episodes) == [("distilled", "b"), ("task", "a")]
+        assert run.episodes[("task", "a")].returns.tolist() == [1.5]
+        assert run.episodes[("distilled", "b")].steps.tolist() == [12.0]

@@ -148,7 +148,7 @@ def test_logged_loss_terms_are_those_that_are_not_constant_zeros(name):
     rng = np.random.default_rng(0)
     t, b, a = 5, 3, 4
     logits = lambda: tf.constant(rng.normal(size=(t + 1, b, a)), tf.float32)  # noqa: E731
-    distilled = logits() if summaries.uses_distilled_logits(algo) else None
+    distilled = logits() if algo.uses_distilled else None
     terms = objective.loss_terms(
         algo, coeffs, task_logits=logits(), values=tf.constant(rng.normal(size=(t + 1, b)), tf.float32),
         distilled_logits=distilled, actions=tf.constant(rng.integers(a, size=(t, b)), tf.int32),

@@ -34,6 +34,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
+from distral_tf import rundir  # noqa: E402
+
 ARMS = ("transfer", "transfer_frozen", "scratch")
 ARM_LABELS = {"transfer": "transfer (pi_0 from the source run, keeps learning)",
               "transfer_frozen": "transfer, pi_0 frozen", "scratch": "from scratch"}
@@ -90,11 +92,7 @@ def run_commands(runs: str, algo: str, source_tasks, held_out_task: str, seeds, 
 
 
 def _finished(logdir: str) -> bool:
-    try:
-        with open(os.path.join(logdir, "status.json")) as f:
-            return json.load(f).get("state") == "finished"
-    except (OSError, ValueError):
-        return False
+    return rundir.read_state(logdir) == "finished"
 
 
 def execute(commands: list[dict], jobs: int) -> dict[str, float]:
@@ -133,7 +131,7 @@ def execute(commands: list[dict], jobs: int) -> dict[str, float]:
 def read_returns(logdir: str, policy: str = "task") -> tuple[np.ndarray, np.ndarray]:
     """``(agent steps, returns)`` of the episodes of ``policy`` in the run's ``metrics.jsonl``."""
     steps, returns = [], []
-    with open(os.path.join(logdir, "metrics.jsonl")) as f:
+    with open(os.path.join(logdir, rundir.METRICS_FILE)) as f:
         for line in f:
             row = json.loads(line)
             if row["policy"] == policy:

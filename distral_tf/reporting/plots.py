@@ -14,13 +14,11 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from distral_tf.reporting import style  # noqa: E402
 from distral_tf.reporting.metrics import AlgoSummary, Grid  # noqa: E402
 
-_POLICY_LABEL = {"task": "task policies", "distilled": "distilled policy"}
 _DPI = 110
 
 
 def _label(algo: str, policy: str) -> str:
-    name = style.display_name(algo)
-    return f"{name} (untrained net)" if policy == "distilled" and algo == "a3c" else name
+    return style.policy_label(algo, policy)
 
 
 def _untrained(algo: str, policy: str) -> bool:

@@ -14,22 +14,13 @@ import dataclasses
 import json
 import logging
 import os
-import re
 from collections import defaultdict
 
 import numpy as np
 
 from distral_tf import rundir
 
-POLICIES = ("task", "distilled")
-_EVENT_MARKER = "tfevents"
-# Event files holding only run metadata (see distral_tf.summaries); they have no episodes.
-_METADATA_SUFFIXES = (".distral-layout", ".distral-hparams", ".distral-hparams-config")
-_TAG_RE = re.compile(r"^(task|distilled)/(.+)/episode_return$")
-_LENGTH_TAG_RE = re.compile(r"^(task|distilled)/(.+)/episode_length$")
-_RUN_ID_RE = re.compile(
-    r"^(?P<algo>[a-z0-9_]+)-lr(?P<lr>[0-9.e+-]+)-ent(?P<ent>[0-9.e+-]+)-s(?P<seed>\d+)$"
-)
+POLICIES = rundir.POLICIES
 
 
 @dataclasses.dataclass
@@ -81,10 +72,6 @@ class Run:
         return any(p == policy and len(e.steps) for (p, _), e in self.episodes.items())
 
 
-def _is_event_file(name: str) -> bool:
-    return _EVENT_MARKER in name and not name.endswith(_METADATA_SUFFIXES)
-
-
 def find_run_dirs(root: str) -> list[str]:
     """Run directories under ``root`` (``root`` itself if it is one), sorted.
 
@@ -95,8 +82,8 @@ def find_run_dirs(root: str) -> list[str]:
         raise FileNotFoundError(f"--runs directory {root!r} does not exist.")
     found = []
     for dirpath, dirnames, filenames in os.walk(root):
-        if ("config.json" in filenames or "metrics.jsonl" in filenames
-                or any(_is_event_file(f) for f in filenames)):
+        if (rundir.CONFIG_FILE in filenames or rundir.METRICS_FILE in filenames
+                or any(rundir.is_scalar_event_file(f) for f in filenames)):
             found.append(dirpath)
             dirnames[:] = []
         else:
@@ -137,7 +124,7 @@ def _read_metrics(path: str) -> list[dict]:
         except ValueError:  # e.g. a line cut short by a crash
             logging.warning("%s:%d: skipping unreadable line", path, line_no)
             continue
-        if isinstance(row, dict) and {"task", "policy", "env_steps", "return"} <= row.keys():
+        if isinstance(row, dict) and rundir.METRICS_ROW_KEYS <= row.keys():
             rows.append(row)
     return rows
 
@@ -146,13 +133,13 @@ def _event_files(run_dir: str) -> list[str]:
     files = []
     for dirpath, dirnames, filenames in os.walk(run_dir):
         dirnames.sort()
-        files += [os.path.join(dirpath, f) for f in sorted(filenames) if _is_event_file(f)]
+        files += [os.path.join(dirpath, f) for f in sorted(filenames) if rundir.is_scalar_event_file(f)]
     return files
 
 
 def _hparams_files(run_dir: str) -> list[str]:
     return [os.path.join(run_dir, f) for f in sorted(os.listdir(run_dir))
-            if _EVENT_MARKER in f and f.endswith(".distral-hparams")]
+            if rundir.is_event_file(f) and f.endswith(rundir.HPARAMS_SUFFIX)]
 
 
 def _iter_events(path: str):
@@ -182,12 +169,12 @@ def _rows_from_events(run_dir: str) -> list[dict]:
             if not event.HasField("summary"):
                 continue
             for value in event.summary.value:
-                match = _TAG_RE.match(value.tag) or _LENGTH_TAG_RE.match(value.tag)
-                scalar = _scalar_value(value) if match else None
+                parsed = rundir.parse_episode_tag(value.tag)
+                scalar = _scalar_value(value) if parsed else None
                 if scalar is None:
                     continue
-                policy, task = match.group(1), match.group(2)
-                if value.tag.endswith("episode_length"):
+                policy, task, metric = parsed
+                if metric == rundir.EPISODE_LENGTH:
                     lengths[(policy, task, event.step)] = scalar
                 else:
                     rows.append({"policy": policy, "task": task, "env_steps": event.step, "return": scalar,
@@ -229,24 +216,21 @@ def _int(value) -> int | None:
 
 def load_run(run_dir: str, root: str) -> Run:
     """Loads one run directory (see the module docstring for the sources used)."""
-    config = _read_json(os.path.join(run_dir, "config.json"))
-    status = _read_json(os.path.join(run_dir, "status.json"))
+    config = _read_json(os.path.join(run_dir, rundir.CONFIG_FILE))
+    status = _read_json(os.path.join(run_dir, rundir.STATUS_FILE))
     flags = dict(config.get("flags") or config.get("config") or {})
     run_id = os.path.relpath(run_dir, root)
     if run_id == ".":
         run_id = os.path.basename(os.path.abspath(run_dir))
-    metrics_path = os.path.join(run_dir, "metrics.jsonl")
+    metrics_path = os.path.join(run_dir, rundir.METRICS_FILE)
     if os.path.exists(metrics_path):
-        rows, source = _read_metrics(metrics_path), "metrics.jsonl"
+        rows, source = _read_metrics(metrics_path), rundir.METRICS_FILE
     else:
         rows, source = _rows_from_events(run_dir), "events"
         if not flags:
             flags = _hparams_from_events(run_dir)
     if not flags:
-        match = _RUN_ID_RE.match(os.path.basename(run_dir))
-        if match:
-            flags = {"algo": match["algo"], "learning_rate": match["lr"],
-                     "entropy_cost": match["ent"], "seed": match["seed"]}
+        flags = rundir.parse_run_id(os.path.basename(run_dir)) or {}
 
     task_names = [str(t) for t in config.get("task_names") or []]
     for row in rows:

@@ -1,31 +1,19 @@
 """Fixed display names, colours and line styles of the seven algorithms.
 
 Every figure of the report draws an algorithm the same way, so that panels can
-be compared at a glance. The order is the paper's Table 1: the three A3C
-baselines first, then the four Distral variants.
+be compared at a glance. The algorithms, their order (the paper's Table 1: the
+three A3C baselines first, then the four Distral variants) and their display
+names come from the registry, ``distral_tf.algorithms``; colours are chosen here.
 """
 
 from __future__ import annotations
 
-ALGORITHMS: tuple[str, ...] = (
-    "a3c",
-    "a3c_multitask",
-    "a3c_2col",
-    "kl_1col",
-    "kl_2col",
-    "klent_1col",
-    "klent_2col",
-)
+from distral_tf import algorithms
+from distral_tf.algorithm_spec import DistilledPolicy
 
-DISPLAY_NAMES: dict[str, str] = {
-    "a3c": "A3C",
-    "a3c_multitask": "A3C multitask",
-    "a3c_2col": "A3C 2col",
-    "kl_1col": "KL 1col",
-    "kl_2col": "KL 2col",
-    "klent_1col": "KL+ent 1col",
-    "klent_2col": "KL+ent 2col",
-}
+ALGORITHMS: tuple[str, ...] = algorithms.NAMES
+
+DISPLAY_NAMES: dict[str, str] = {name: algo.label for name, algo in algorithms.ALGORITHMS.items()}
 
 COLORS: dict[str, str] = {
     "a3c": "#1f77b4",  # blue
@@ -37,8 +25,8 @@ COLORS: dict[str, str] = {
     "klent_2col": "#2ca02c",  # green
 }
 
-# Baselines dashed, Distral solid.
-LINESTYLES: dict[str, str] = {a: ("--" if a.startswith("a3c") else "-") for a in ALGORITHMS}
+# Baselines (no KL term) dashed, Distral solid.
+LINESTYLES: dict[str, str] = {name: ("-" if algo.kl else "--") for name, algo in algorithms.ALGORITHMS.items()}
 
 _FALLBACK_COLORS = ("#7f7f7f", "#bcbd22", "#e377c2", "#393b79", "#637939")
 
@@ -57,6 +45,14 @@ def color(algo: str) -> str:
 
 def linestyle(algo: str) -> str:
     return LINESTYLES.get(algo, ":")
+
+
+def policy_label(algo: str, policy: str) -> str:
+    """Legend label of ``algo``'s ``policy`` curves: its name, noting an untrained pi_0 (a3c's)."""
+    known = algorithms.ALGORITHMS.get(algo)
+    if policy == "distilled" and known is not None and known.distilled_policy is DistilledPolicy.UNTRAINED:
+        return f"{display_name(algo)} (untrained net)"
+    return display_name(algo)
 
 
 def sort_key(algo: str) -> tuple[int, str]:
