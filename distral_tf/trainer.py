@@ -328,11 +328,12 @@ class Trainer:
     def _make_actor_groups(self) -> list[ActorGroup]:
         """The workers (task-major) in ``actor_threads`` groups of contiguous workers, with their environments."""
         cfg = self.config
-        total = self.suite.num_tasks * cfg.workers_per_task
+        total, num_groups = self.suite.num_tasks * cfg.workers_per_task, len(layout(cfg, self.suite.num_tasks))
+        self._startup_phase(f"starting {total} environments in {num_groups} groups")
 
         def ready(groups: int, workers: int, seconds: float):
-            self._startup_phase(f"starting environments: {workers}/{total} ready ({groups} of "
-                                f"{len(layout(cfg, self.suite.num_tasks))} groups, {seconds:.0f} s)")
+            self._startup_phase(f"starting environments: {workers}/{total} ready ({groups} of {num_groups} groups "
+                                f"in {seconds:.0f} s)")
 
         return [ActorGroup(tasks, envs, self.agent, cfg.unroll_length, cfg.reward_clipping)
                 for tasks, envs in make_groups(self.suite, cfg, self._obs_space, self.state.generation,
