@@ -34,9 +34,7 @@ def measure(suite_name: str) -> dict:
     with tempfile.TemporaryDirectory() as logdir:
         config = TrainConfig(algo=_ALGO.value, suite=suite_name, logdir=logdir, keep_checkpoints=_REPEATS.value + 1)
         trainer = Trainer(config, make_suite(suite_name))
-        trainer._probe_environment()
-        trainer._prepare_logdir()
-        trainer._build()
+        trainer.build()
         seconds = []
         for step in range(1, _REPEATS.value + 1):
             start = time.perf_counter()

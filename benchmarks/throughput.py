@@ -202,15 +202,12 @@ def measure_ceiling(suite, config, seconds: float) -> dict:
     """Random actions on the same actor-thread / process layout as training (no TensorFlow work)."""
     import numpy as np
 
-    from distral_tf.env_pool import group_layout, make_envs, resolve_num_processes
+    from distral_tf import worker_envs
 
     probe = suite.make_env(0)
     obs_space, n_actions = probe.observation_space, probe.action_space.n
     probe.close()
-    tasks = [t for t in range(suite.num_tasks) for _ in range(config.workers_per_task)]
-    layout = group_layout(len(tasks), config.actor_threads, resolve_num_processes(config.num_env_processes))
-    groups = [make_envs(suite.env_factory(in_pool=p > 0), tasks[lo:hi], list(range(lo, hi)), obs_space.shape,
-                        obs_space.dtype, num_processes=p, timeout_s=config.env_timeout_secs) for lo, hi, p in layout]
+    groups = [envs for _, envs in worker_envs.make_groups(suite, config, obs_space)]
     counts = [0] * len(groups)
     stop = threading.Event()
 
@@ -246,7 +243,7 @@ def measure_training(suite, config, warmup: float, seconds: float) -> dict:
     runner = threading.Thread(target=lambda: result.update(summary=trainer.run()), daemon=True)
     wall_start = time.monotonic()
     runner.start()
-    while not hasattr(trainer, "task_steps") or int(trainer.task_steps.sum()) == 0:
+    while trainer.state.total_steps == 0:
         if not runner.is_alive():
             raise RuntimeError(f"training ended before its first rollout: {result.get('summary')}")
         time.sleep(0.1)
@@ -255,9 +252,9 @@ def measure_training(suite, config, warmup: float, seconds: float) -> dict:
     # Steps are counted per finished rollout (a whole group's at once in batched mode), so the
     # rate is taken between the first and the last change of the count seen in the window.
     timings0, deadline = trainer.timings.snapshot(), time.monotonic() + seconds
-    changes, last = [], int(trainer.task_steps.sum())
+    changes, last = [], trainer.state.total_steps
     while time.monotonic() < deadline:
-        now = int(trainer.task_steps.sum())
+        now = trainer.state.total_steps
         if now != last:
             changes.append((time.monotonic(), now))
             last = now

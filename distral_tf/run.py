@@ -25,15 +25,20 @@ absl_flags.adopt_module_key_flags(training_flags)  # --help lists the training f
 
 def main(argv):
     cli.refuse_positional(argv)
+    from distral_tf import budgets, progress
+    from distral_tf.envs import make_suite
+
+    config = training_flags.config_from_flags()
+    suite = make_suite(config.suite)
+    for line in progress.run_header(config, suite, budgets.longest_episode_steps(suite)):  # before TensorFlow loads
+        logging.info("%s", line)
     # TensorFlow is imported only once the flags are valid, so that a bad flag costs nothing.
     from distral_tf.checkpointing import CheckpointError
-    from distral_tf.envs import make_suite
     from distral_tf.rundir import RunDirError
     from distral_tf.trained_run import RunLoadError
     from distral_tf.trainer import Trainer, TrainingError
 
-    config = training_flags.config_from_flags()
-    trainer = Trainer(config, make_suite(config.suite))
+    trainer = Trainer(config, suite)
 
     def on_signal(signum, _frame):
         logging.warning("Received %s: writing a final checkpoint and stopping.", signal.Signals(signum).name)

@@ -33,7 +33,7 @@ from collections.abc import Callable, Sequence
 
 from absl import app, flags
 
-from distral_tf import __version__, algorithms, rundir
+from distral_tf import __version__, algorithms, budgets, rundir
 from distral_tf.rundir import format_value as format_value
 from distral_tf.rundir import run_id as run_id
 from flags import cli
@@ -49,8 +49,7 @@ FLAGS = flags.FLAGS
 DEFAULT_LEARNING_RATES = "1e-4,3e-4,1e-3"
 DEFAULT_ENTROPY_COSTS = "3e-3,1e-2,3e-2"
 DEFAULT_SEEDS = 4
-# Named --budget values: fractions of --total_env_steps.
-BUDGETS = {"full": 1.0, "small": 0.001, "tiny": 0.0002}
+BUDGETS = budgets.BUDGETS  # named --budget values
 
 
 def algos_help() -> str:
@@ -70,15 +69,17 @@ def define_flags():
     flags.DEFINE_integer("parallel", 1, "Runs at a time.", lower_bound=1)
     flags.DEFINE_integer("total_env_steps", None, "Agent steps over all tasks of a full run "
                          "(default: the trainer's default).", lower_bound=1)
-    flags.DEFINE_string("budget", "full", f"Scales --total_env_steps: a fraction, or one of "
-                        f"{', '.join(f'{k} ({v:g})' for k, v in BUDGETS.items())}.")
+    flags.DEFINE_string("budget", "full", "A fraction of --total_env_steps, or one of "
+                        f"{', '.join(f'{k} ({v.description})' for k, v in BUDGETS.items())}; the episodes are "
+                        "those of the suite's longest task, so that every run draws learning curves.")
     flags.DEFINE_integer("workers_per_task", None, "Passed to every run if set.", lower_bound=1)
     flags.DEFINE_string("run_flags", "", "Further flags passed to every run, e.g. '--eval_episodes=4'.")
     flags.DEFINE_string("run_module", "distral_tf.run", "Module run for each run (python -m MODULE).")
     flags.DEFINE_float("grace_secs", 120.0,
                        "After Ctrl-C, seconds the runs get to checkpoint before SIGTERM.")
     flags.DEFINE_float("progress_every_secs", 60.0, "Seconds between progress lines while runs are going.")
-    flags.DEFINE_bool("dry_run", False, "Print the commands of the runs still to do and exit.")
+    flags.DEFINE_bool("dry_run", False, "Print the commands of the runs still to do, their estimated wall time, "
+                      "and exit.")
     flags.DEFINE_enum("backend", "local", ["local", "ray"],
                       "local: runs are subprocesses of the sweep; ray: runs are Ray actors on a cluster "
                       "(see docs/cluster.md; --out must then be on a filesystem every node reaches).")
@@ -126,17 +127,9 @@ def parse_algos(text: str) -> list[str]:
     return algos
 
 
-def parse_budget(text: str) -> float:
-    if text in BUDGETS:
-        return BUDGETS[text]
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not value > 0:
-        raise ValueError(f"--budget: expected a positive fraction or one of {', '.join(BUDGETS)}, "
-                         f"got {text!r}")
-    return value
+def parse_budget(text: str) -> budgets.NamedBudget | float:
+    """``--budget``: a named budget (:data:`BUDGETS`) or a positive fraction of ``--total_env_steps``."""
+    return budgets.parse(text)
 
 
 def expand_grid(
@@ -454,10 +447,49 @@ def _write_tensorboard_config(runs_dir: str, specs: list[RunSpec], experiment: s
     summaries.write_hparams_config(runs_dir, domains, tags)
 
 
-def _default_total_env_steps() -> int:
+def _default_config():
     from distral_tf.config import TrainConfig
 
-    return TrainConfig().total_env_steps
+    return TrainConfig()
+
+
+def _suite(name: str):
+    from distral_tf.envs import make_suite
+
+    return make_suite(name)
+
+
+def _run_flag(args: Sequence[str], name: str, default):
+    """The value of ``--name=VALUE`` in ``args`` (the last one given), else ``default``."""
+    value = default
+    for arg in args:
+        if arg.startswith(f"--{name}="):
+            value = arg.split("=", 1)[1]
+    return value
+
+
+def wall_time_estimate(specs: list[RunSpec], update_mode: str, parallel: int, backend: str,
+                       cpus_per_run: int) -> list[str]:
+    """Lines estimating the wall time of ``specs`` from the measured per-core speed (:mod:`distral_tf.budgets`)."""
+    if not specs:
+        return []
+    if update_mode not in ("hogwild", "batched"):
+        return [f"no wall-time estimate for --update_mode={update_mode}"]
+    core_seconds = [s.flags["total_env_steps"] / budgets.steps_per_core_second(s.flags["algo"], update_mode)
+                    for s in specs]
+    total = f"{sum(core_seconds) / 3600:,.1f} core-hours in all"
+    basis = (f"(measured speed per core in {update_mode} mode: "
+             + ", ".join(f"{a} {budgets.steps_per_core_second(a, update_mode):,.0f}"
+                         for a in dict.fromkeys(s.flags["algo"] for s in specs))
+             + " agent steps/s; the grid world runs faster)")
+    if backend == "ray":
+        longest = max(core_seconds) / cpus_per_run
+        return [f"estimated: {total}; the longest run takes {budgets.format_hours(longest)} on "
+                f"{cpus_per_run} CPUs {basis}"]
+    cores = os.cpu_count() or 1
+    wall = budgets.wall_seconds(core_seconds, cores, parallel)
+    return [f"estimated wall time: {budgets.format_hours(wall)} on this machine's {cores} cores, {parallel} at a "
+            f"time ({total}) {basis}"]
 
 
 def parse_resources(text: str) -> dict[str, float]:
@@ -527,22 +559,37 @@ def main(argv):
         except ray_runs.RayUnavailableError as e:
             cli.fail(str(e))
         out = os.path.abspath(out)  # the runs start in other working directories, on other machines
-    base_steps = FLAGS.total_env_steps or _default_total_env_steps()
-    total_env_steps = max(1, round(base_steps * budget))
+    extra_args = shlex.split(FLAGS.run_flags)
+    defaults = _default_config()
+    base_steps = FLAGS.total_env_steps or defaults.total_env_steps
+    workers_per_task = FLAGS.workers_per_task or int(_run_flag(extra_args, "workers_per_task",
+                                                               defaults.workers_per_task))
+    suite = _suite(FLAGS.experiment)
+    episode_steps = budgets.longest_episode_steps(suite)
+    total_env_steps = budgets.total_env_steps(budget, base_steps, suite.num_tasks, workers_per_task, episode_steps)
     extra = {"workers_per_task": FLAGS.workers_per_task} if FLAGS.workers_per_task else {}
     specs = expand_grid(FLAGS.experiment, algos, entropy_costs, learning_rates, FLAGS.seeds,
                         total_env_steps, extra)
-    extra_args = shlex.split(FLAGS.run_flags)
+    per_worker = budgets.episodes_per_worker(total_env_steps, suite.num_tasks, workers_per_task, episode_steps)
+    budget_note = (f"{total_env_steps:,} agent steps each: about {per_worker:,.1f} episodes of {episode_steps:,} "
+                   f"steps per worker ({suite.num_tasks} tasks x {workers_per_task} workers)")
+    if per_worker < 2:
+        print(f"[sweep] warning: {budget_note}; a run needs at least two episodes per worker for a learning "
+              "curve: raise --budget or --total_env_steps, or lower --workers_per_task", file=sys.stderr, flush=True)
     if FLAGS.backend == "ray":
         extra_args += ray_run_args(FLAGS.cpus_per_run, extra_args)
     command_fn = lambda spec, logdir: run_command(spec, logdir, FLAGS.run_module, extra_args)
-    info = {"experiment": FLAGS.experiment, "budget": budget, "total_env_steps": total_env_steps,
+    info = {"experiment": FLAGS.experiment, "budget": FLAGS.budget if isinstance(budget, budgets.NamedBudget)
+            else budget, "total_env_steps": total_env_steps,
             "backend": FLAGS.backend, "command": [sys.executable, "-m", "distral_tf.sweep", *sys.argv[1:]]}
     sweep = Sweep(specs, out, FLAGS.parallel, command_fn, FLAGS.grace_secs, FLAGS.progress_every_secs,
                   log=lambda line: print(line, flush=True), info=info)
     if FLAGS.dry_run:
         todo = sweep.to_run()
-        print(f"# {len(specs)} runs, {len(specs) - len(todo)} finished, {len(todo)} to run")
+        print(f"# {len(specs)} runs, {len(specs) - len(todo)} finished, {len(todo)} to run; {budget_note}")
+        update_mode = str(_run_flag(extra_args, "update_mode", defaults.update_mode))
+        for line in wall_time_estimate(todo, update_mode, FLAGS.parallel, FLAGS.backend, FLAGS.cpus_per_run):
+            print(f"# {line}")
         for spec in todo:
             crashed = "  # crashed: resumes" if sweep.entries[spec.run_id]["state"] == "crashed" else ""
             print(shlex.join(sweep.entries[spec.run_id]["command"]) + crashed)

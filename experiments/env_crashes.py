@@ -50,7 +50,7 @@ def main(argv):
     first_seen = {}
 
     def killer():
-        while len(kills) < _CRASHES.value and not trainer._stop.is_set():
+        while len(kills) < _CRASHES.value and not trainer.stop_requested:
             time.sleep(_INTERVAL.value)
             now = time.time()
             for p in multiprocessing.active_children():

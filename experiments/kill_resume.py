@@ -84,9 +84,7 @@ def restored_fingerprint(logdir):
     config = TrainConfig(algo=_ALGO.value, suite="two_rooms_small", total_env_steps=_STEPS.value, workers_per_task=2,
                          logdir=logdir, eval_episodes=1, eval_every_env_steps=400)
     trainer = Trainer(config, make_suite("two_rooms_small"))
-    trainer._probe_environment()
-    trainer._prepare_logdir()
-    trainer._build()
+    trainer.build()
     prints = sorted((tuple(v.shape), float(np.sum(v.numpy(), dtype=np.float64)))
                     for v in trainer.agent.parameters)
     trainer.monitor.close()

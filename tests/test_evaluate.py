@@ -215,11 +215,9 @@ def test_trainer_writes_pi0_clips_that_tensorboard_shows_as_animated_gifs(tmp_pa
     trainer = Trainer(TrainConfig(algo="kl_1col", suite=suite.name, logdir=str(tmp_path), total_env_steps=40,
                                   workers_per_task=1, entropy_cost=0.05, num_env_processes=0, eval_clip_every=1),
                       suite)
-    trainer._probe_environment()
-    trainer._prepare_logdir()
-    trainer._build()
+    trainer.build()
     envs = [suite.make_env(i) for i in range(suite.num_tasks)]
-    trainer._write_clips(envs, seed=0)
+    trainer.evaluator.write_clips(envs, seed=0)
     trainer.monitor.close()
     for env in envs:
         env.close()

@@ -99,7 +99,7 @@ def test_defaults_follow_the_paper():
     specs = sweep.expand_grid("doom_mazes", algos, sweep.parse_floats(sweep.DEFAULT_ENTROPY_COSTS, "e"),
                               sweep.parse_floats(sweep.DEFAULT_LEARNING_RATES, "l"), sweep.DEFAULT_SEEDS)
     assert len(specs) == 7 * 36
-    assert sweep.parse_budget("small") == 0.001 and sweep.parse_budget("0.25") == 0.25
+    assert sweep.parse_budget("small") is sweep.BUDGETS["small"] and sweep.parse_budget("0.25") == 0.25
     for bad in (lambda: sweep.parse_algos("a3c,ppo"), lambda: sweep.parse_floats("1e-3,x", "e"),
                 lambda: sweep.parse_budget("0"), lambda: sweep.parse_budget("huge")):
         with pytest.raises(ValueError):
@@ -137,19 +137,62 @@ def test_manifest_failures_and_resume_skips_finished(tmp_path, fake_run, monkeyp
 def _sweep_cli(out, *extra, env=None):
     return [sys.executable, "-m", "distral_tf.sweep", "--experiment=two_rooms_small", "--algos=a3c,kl_2col",
             "--entropy_costs=1e-2", "--learning_rates=5e-4", "--seeds=2", "--total_env_steps=50000",
-            "--budget=small", f"--out={out}", "--run_module=fake_run", *extra]
+            "--budget=0.001", f"--out={out}", "--run_module=fake_run", *extra]
 
 
 def test_dry_run_prints_commands(tmp_path, fake_run):
     out = tmp_path / "sweep"
-    result = subprocess.run(_sweep_cli(out, "--dry_run"), capture_output=True, text=True, timeout=60,
+    result = subprocess.run(_sweep_cli(out, "--dry_run"), capture_output=True, text=True, timeout=120,
                             cwd=REPO)
     assert result.returncode == 0, result.stderr
     lines = [line for line in result.stdout.splitlines() if not line.startswith("#")]
     assert len(lines) == 4
+    assert "[sweep] warning: 50 agent steps each" in result.stderr  # far less than an episode per worker
     assert all("-m fake_run" in line and "--total_env_steps=50 " in line for line in lines)
     assert any(line.endswith(f"--logdir={out}/runs/kl_2col-lr5e-4-ent1e-2-s1") for line in lines)
     assert not out.exists()
+    # 50 steps are not one 40-step episode for each of 3 x 32 workers: said before anything else.
+    assert result.stdout.startswith("[sweep] warning: 50 agent steps each: about 0.0 episodes of 40 steps")
+
+
+def test_named_budgets_give_every_worker_several_episodes_of_the_longest_task():
+    from distral_tf import budgets
+    from distral_tf.envs import make_suite
+
+    for name in ("two_rooms_small", "doom_mazes", "doom_lasertag"):
+        suite = make_suite(name)
+        longest = budgets.longest_episode_steps(suite)
+        for workers in (1, 8, 32):
+            small = budgets.total_env_steps(sweep.BUDGETS["small"], 10**8, suite.num_tasks, workers, longest)
+            tiny = budgets.total_env_steps(sweep.BUDGETS["tiny"], 10**8, suite.num_tasks, workers, longest)
+            assert budgets.episodes_per_worker(tiny, suite.num_tasks, workers, longest) >= 4
+            assert budgets.episodes_per_worker(small, suite.num_tasks, workers, longest) >= 12
+    doom = make_suite("doom_mazes")
+    assert budgets.longest_episode_steps(doom) == 1350  # mazes 5-8
+    assert budgets.total_env_steps(sweep.BUDGETS["full"], 12345, 8, 32, 1350) == 12345
+    assert budgets.total_env_steps(0.5, 12345, 8, 32, 1350) == 6172
+
+
+def test_dry_run_estimates_the_wall_time_from_the_measured_speed(tmp_path, fake_run):
+    from distral_tf import budgets
+
+    out = tmp_path / "sweep"
+    command = [sys.executable, "-m", "distral_tf.sweep", "--experiment=doom_mazes", "--algos=a3c,kl_2col",
+               "--entropy_costs=1e-2", "--learning_rates=5e-4", "--seeds=1", "--budget=small", "--parallel=2",
+               f"--out={out}", "--run_module=fake_run", "--run_flags=--update_mode=batched", "--dry_run"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    # small: 12 episodes of 1,350 steps for each of 8 x 32 workers.
+    assert "4,147,200 agent steps each: about 12.0 episodes of 1,350 steps per worker (8 tasks x 32 workers)" \
+        in result.stdout
+    (estimate,) = [line for line in result.stdout.splitlines() if line.startswith("# estimated wall time:")]
+    # a3c at 1,094 and kl_2col at 697 agent steps/s per core (batched): 1.05 + 1.65 core-hours.
+    assert "(2.7 core-hours in all)" in estimate and "a3c 1,094, kl_2col 697" in estimate
+    cores = os.cpu_count()
+    wall = budgets.wall_seconds([4_147_200 / 1094, 4_147_200 / 697], cores, parallel=2)
+    assert f"{budgets.format_hours(wall)} on this machine's {cores} cores, 2 at a time" in estimate
+
+
 
 
 def test_sigint_stops_runs_cleanly_and_rerun_completes(tmp_path, fake_run):

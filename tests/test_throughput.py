@@ -39,9 +39,9 @@ def test_killed_environment_process_does_not_end_the_run(tmp_path):
     killed = []
 
     def kill_one_pool_process():
-        while not hasattr(trainer, "task_steps") or trainer.task_steps.sum() < 200:
+        while trainer.state.total_steps < 200:
             time.sleep(0.05)
-        pid = trainer._groups[0].envs.process_ids()[0]
+        pid = trainer.actor_groups[0].envs.process_ids()[0]
         os.kill(pid, signal.SIGKILL)
         killed.append(pid)
 

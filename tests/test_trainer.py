@@ -3,6 +3,8 @@
 import json
 import os
 import re
+import threading
+import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -87,16 +89,13 @@ def test_interrupted_run_resumes_without_repeating_steps(tmp_path):
     suite = make_suite(SUITE)
     cfg = small_config(tmp_path, "kl_1col", total_env_steps=3 * 200, workers_per_task=2, eval_episodes=0)
     trainer = Trainer(cfg, suite)
-    original_reserve = trainer._reserve
-    calls = {"n": 0}
 
-    def reserve_then_stop(task):  # stop the run after a few rollouts
-        calls["n"] += 1
-        if calls["n"] == 8:
-            trainer.request_stop()
-        return original_reserve(task)
+    def stop_after_a_few_rollouts():
+        while trainer.state.total_steps < 120 and not trainer.stop_requested:
+            time.sleep(0.005)
+        trainer.request_stop()
 
-    trainer._reserve = reserve_then_stop
+    threading.Thread(target=stop_after_a_few_rollouts, daemon=True).start()
     first = trainer.run()
     assert first["state"] == "interrupted"
     steps_at_stop = json.loads((tmp_path / "status.json").read_text())["env_steps_per_task"]

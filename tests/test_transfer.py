@@ -65,10 +65,7 @@ def test_new_run_starts_with_the_source_pi0_and_fresh_task_columns(tiny_kl_2col_
                          workers_per_task=1, entropy_cost=0.05, eval_episodes=0, num_env_processes=0,
                          init_from=str(tiny_kl_2col_run), seed=1)
     trainer = Trainer(config, make_suite(HELD_OUT))
-    trainer._probe_environment()
-    (tmp_path / "target").mkdir()
-    trainer._prepare_logdir()
-    trainer._build()
+    trainer.build()
     source = trained_run.load(str(tiny_kl_2col_run)).agent
     for new, old in zip(trainer.agent.distilled.variables, source.distilled.variables, strict=True):
         np.testing.assert_array_equal(new.numpy(), old.numpy())

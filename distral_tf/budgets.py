@@ -1,0 +1,133 @@
+"""How many agent steps a run gets, and how long runs take: named budgets and wall-time estimates.
+
+A named budget (``--budget=tiny|small`` of the sweep) is a number of episodes per
+worker on the suite's longest task, so that every run finishes episodes at several
+points of its budget and draws learning curves, whatever the suite and the number
+of workers; ``full`` is the whole ``--total_env_steps``. A fraction scales
+``--total_env_steps`` instead.
+
+Wall times are estimated from the per-core training speed measured on 2 cores
+(``docs/throughput.md``, ``doom_mazes``, 8 tasks x 32 workers; the per-core table of
+``docs/cluster.md``), assuming speed grows in proportion to the cores of a run. The
+grid world runs faster than these 3D figures.
+
+Nothing here imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import math
+
+# Agent steps of an episode when the environment does not say (DeepMind Lab levels run
+# 60-120 s at 60 frames/s with an action repeat of 4: at most 1,800 agent steps).
+FALLBACK_EPISODE_STEPS = 1_800
+
+
+@dataclasses.dataclass(frozen=True)
+class NamedBudget:
+    """``episodes_per_worker`` on the longest task; ``None`` for the whole ``--total_env_steps``."""
+
+    episodes_per_worker: int | None
+    description: str
+
+
+BUDGETS = {
+    "full": NamedBudget(None, "the whole --total_env_steps"),
+    "small": NamedBudget(12, "12 episodes per worker"),
+    "tiny": NamedBudget(4, "4 episodes per worker"),
+}
+
+# Agent steps per second per core, measured training doom_mazes on 2 cores (docs/cluster.md).
+ONE_COLUMN_ALGOS = ("a3c", "a3c_multitask")
+STEPS_PER_CORE_SECOND = {
+    ("one_column", "hogwild"): 614.0,
+    ("one_column", "batched"): 1094.0,
+    ("two_column", "hogwild"): 391.0,
+    ("two_column", "batched"): 697.0,
+}
+
+
+def task_episode_steps(suite, task: int) -> int | None:
+    """Agent steps of one episode of ``suite``'s task ``task`` (its time limit), or None if unknown.
+
+    Read from the task's ``episode_length`` argument or its environment's default, or
+    from Gymnasium's ``max_episode_steps``; no environment is started.
+    """
+    kwargs = suite.env_kwargs[task]
+    if "episode_length" in kwargs:
+        return int(kwargs["episode_length"])
+    import gymnasium as gym
+
+    try:
+        spec = gym.spec(suite.env_ids[task])
+    except Exception:  # not registered, or its module does not import: the length is only informative
+        return None
+    if spec.max_episode_steps:
+        return int(spec.max_episode_steps)
+    try:
+        creator = gym.envs.registration.load_env_creator(spec.entry_point) if isinstance(spec.entry_point, str) \
+            else spec.entry_point
+        default = inspect.signature(creator).parameters["episode_length"].default
+    except Exception:
+        return None
+    return int(default) if isinstance(default, int) and default > 0 else None
+
+
+def longest_episode_steps(suite) -> int:
+    """Agent steps of the longest episode of any task of ``suite`` (:data:`FALLBACK_EPISODE_STEPS` if unknown)."""
+    lengths = [task_episode_steps(suite, t) for t in range(suite.num_tasks)]
+    known = [n for n in lengths if n]
+    return max(known) if len(known) == len(lengths) else max([*known, FALLBACK_EPISODE_STEPS])
+
+
+def parse(text: str) -> NamedBudget | float:
+    """``--budget``: a named budget, or a positive fraction of ``--total_env_steps``; ``ValueError`` otherwise."""
+    if text in BUDGETS:
+        return BUDGETS[text]
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not value > 0 or not math.isfinite(value):
+        raise ValueError(f"--budget: expected a positive fraction or one of {', '.join(BUDGETS)}, got {text!r}")
+    return value
+
+
+def total_env_steps(budget: NamedBudget | float, full_steps: int, num_tasks: int, workers_per_task: int,
+                    episode_steps: int) -> int:
+    """Agent steps (all tasks) of a run with ``budget``; ``full_steps`` is ``--total_env_steps``."""
+    if isinstance(budget, NamedBudget):
+        if budget.episodes_per_worker is None:
+            return full_steps
+        return budget.episodes_per_worker * episode_steps * workers_per_task * num_tasks
+    return max(1, round(full_steps * budget))
+
+
+def episodes_per_worker(total_steps: int, num_tasks: int, workers_per_task: int, episode_steps: int) -> float:
+    """Episodes of ``episode_steps`` that each worker finishes in a run of ``total_steps``."""
+    return total_steps / (num_tasks * workers_per_task * episode_steps)
+
+
+def steps_per_core_second(algo: str, update_mode: str) -> float:
+    """Measured training speed per core (agent steps/s) of ``algo`` in ``update_mode``."""
+    columns = "one_column" if algo in ONE_COLUMN_ALGOS else "two_column"
+    return STEPS_PER_CORE_SECOND[(columns, update_mode)]
+
+
+def wall_seconds(run_core_seconds: list[float], cores: float, parallel: int) -> float:
+    """Wall time of runs needing ``run_core_seconds`` each, ``parallel`` at a time sharing ``cores``."""
+    if not run_core_seconds:
+        return 0.0
+    at_once = max(1, min(parallel, len(run_core_seconds)))
+    return max(sum(run_core_seconds) / cores, max(run_core_seconds) * at_once / cores)
+
+
+def format_hours(seconds: float) -> str:
+    """``"2.5 h"``, ``"40 min"`` or ``"3.1 days"``."""
+    if seconds < 3600:
+        return f"{max(seconds / 60, 1):.0f} min"
+    if seconds < 3 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"

@@ -1,0 +1,97 @@
+"""Applying a group's rollouts to the shared parameters: one interface for both update modes.
+
+A learner takes the rollouts of an actor group (joined along the batch axis) and
+the group's :class:`~distral_tf.agent.Replica`, applies their updates through the
+shared RMSProp and returns the loss terms of each worker's rollout.
+
+* :class:`HogwildLearner` (``--update_mode=hogwild``, the paper's A3C scheme): each
+  worker's own gradient, applied without locks by a few learner threads.
+* :class:`BatchedLearner` (``--update_mode=batched``): the group's rollouts make one update.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from typing import Protocol
+
+from distral_tf.actors import split_rollout
+from distral_tf.agent import Agent, Replica, Rollout
+
+
+class Learner(Protocol):
+    def warm_up(self, agent: Agent, replicas: list[Replica]):
+        """Prepares the update functions this learner uses, before the workers start."""
+
+    def learn(self, replica: Replica, rollout: Rollout) -> list[dict[str, float]]:
+        """Applies the updates of ``rollout`` (gradients at ``replica``); the loss terms of each worker."""
+
+    def close(self):
+        """Stops the learner's threads, if any."""
+
+
+class BatchedLearner:
+    """One update from all the rollouts of a group."""
+
+    def warm_up(self, agent: Agent, replicas: list[Replica]):
+        agent.warm_up(replicas, single_task_updates=False, batched_updates=True)
+
+    def learn(self, replica: Replica, rollout: Rollout) -> list[dict[str, float]]:
+        terms = replica.train_step(rollout)
+        return [terms] * len(rollout.task_ids)
+
+    def close(self):
+        pass
+
+
+class HogwildLearner:
+    """Threads applying each worker's own update through the shared RMSProp, without locks."""
+
+    def __init__(self, num_threads: int):
+        self._queue: queue.Queue = queue.Queue()
+        self._threads = [threading.Thread(target=self._serve, name=f"learner-{i}", daemon=True)
+                         for i in range(max(1, num_threads))]
+        for t in self._threads:
+            t.start()
+
+    def warm_up(self, agent: Agent, replicas: list[Replica]):
+        agent.warm_up(replicas, single_task_updates=True, batched_updates=False)
+
+    def learn(self, replica: Replica, rollout: Rollout) -> list[dict[str, float]]:
+        """Applies each worker's update (concurrently with others); returns when all are applied."""
+        slots = [{"done": threading.Event()} for _ in range(len(rollout.task_ids))]
+        for single, slot in zip(split_rollout(rollout), slots, strict=True):
+            self._queue.put((replica, single, slot))
+        for slot in slots:
+            slot["done"].wait()
+        for slot in slots:
+            if "error" in slot:
+                raise slot["error"]
+        return [slot["terms"] for slot in slots]
+
+    def _serve(self):
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            replica, rollout, slot = item
+            try:
+                slot["terms"] = replica.train_step(rollout)
+            except Exception as e:
+                slot["error"] = e
+            slot["done"].set()
+
+    def close(self):
+        for _ in self._threads:
+            self._queue.put(None)
+        for t in self._threads:
+            t.join(timeout=10)
+
+
+def make_learner(update_mode: str, learner_threads: int) -> Learner:
+    """The learner of ``--update_mode`` (``hogwild`` with ``learner_threads`` threads, or ``batched``)."""
+    if update_mode == "hogwild":
+        return HogwildLearner(learner_threads)
+    if update_mode == "batched":
+        return BatchedLearner()
+    raise ValueError(f"Unknown update mode {update_mode!r}; choose hogwild or batched.")
