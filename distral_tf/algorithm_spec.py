@@ -25,7 +25,7 @@ class DistilledPolicy(enum.Enum):
 
 @dataclasses.dataclass(frozen=True)
 class Coefficients:
-    """The scalar costs of one run (spec sections 1 and 5), kept separately named.
+    """The scalar costs of one run (docs/spec.md sections 1 and 5), kept separately named.
 
     ``alpha``/``beta`` define the KL-regularised objective; ``entropy_bonus`` is
     A3C's ``beta_ent`` (zero for Distral, whose entropy term lives in the reward).
@@ -66,7 +66,7 @@ class Algorithm:
                      discount: float = 0.99) -> Coefficients:
         """Maps the swept ``entropy_cost`` onto the algorithm's coefficients.
 
-        For Distral the swept cost is ``1/beta`` (spec section 5); for A3C it is the
+        For Distral the swept cost is ``1/beta`` (docs/spec.md section 5); for A3C it is the
         entropy bonus ``beta_ent``. ``a3c_2col`` uses logits ``h0 + f`` (alpha = beta = 1).
         """
         if self.kl:

@@ -1,4 +1,4 @@
-"""The Keras column (spec section 6) and the agent's batched acting."""
+"""The Keras column (docs/spec.md section 6) and the agent's batched acting."""
 
 import keras
 import numpy as np

@@ -1,6 +1,6 @@
 """Kills environment processes of a running training run many times; the run must still finish.
 
-    python experiments/env_crashes.py --crashes=100 --logdir=/tmp/env_crashes
+    python drills/env_crashes.py --crashes=100 --logdir=/tmp/env_crashes
 
 Trains in this process with ``--num_env_processes`` environment processes while a
 second thread sends SIGKILL to one of them (picked at random) every ``--interval``
