@@ -29,10 +29,12 @@ def main(argv):
     from distral_tf.checkpointing import CheckpointError
     from distral_tf.envs import make_suite
     from distral_tf.rundir import RunDirError
+    from distral_tf.tensorflow_setup import configure_tensorflow
     from distral_tf.trained_run import RunLoadError
     from distral_tf.trainer import Trainer, TrainingError
 
     config = training_flags.config_from_flags()
+    configure_tensorflow(config.tf_inter_op_threads, config.tf_intra_op_threads)
     trainer = Trainer(config, make_suite(config.suite))
 
     def on_signal(signum, _frame):
