@@ -49,6 +49,9 @@ def measure(suite_name: str) -> dict:
 
 def main(argv):
     del argv
+    from distral_tf.tensorflow_setup import configure_tensorflow
+
+    configure_tensorflow()
     print("| suite | algorithm | write, median (s) | write, max (s) | size (MiB) |")
     print("| --- | --- | --- | --- | --- |")
     for suite_name in _SUITES.value:

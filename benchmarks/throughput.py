@@ -301,6 +301,9 @@ def main(argv):
         entropy_cost=0.01, eval_episodes=0, checkpoint_every_secs=10**6, log_every_secs=10**6,
         summary_every_updates=20, seed=_SEED.value)
     from distral_tf.env_pool import resolve_num_processes
+    from distral_tf.tensorflow_setup import configure_tensorflow
+
+    configure_tensorflow(config.tf_inter_op_threads, config.tf_intra_op_threads)
 
     processes = resolve_num_processes(config.num_env_processes)
     workers = config.workers_per_task * suite.num_tasks

@@ -14,9 +14,9 @@ gradient is computed at that snapshot, and applied to the shared parameters.
 from __future__ import annotations
 
 import dataclasses
+import random
 import threading
 
-import keras
 import numpy as np
 import tensorflow as tf
 
@@ -316,7 +316,14 @@ def _act_numpy(functions: _Functions, task_ids, observations, first, distilled_s
 
 
 class Agent(tf.Module):
-    """All columns of one algorithm for ``num_tasks`` tasks (the shared parameters), and their optimiser."""
+    """All columns of one algorithm for ``num_tasks`` tasks (the shared parameters), and their optimiser.
+
+    ``total_env_steps`` and the ``env_steps`` counter count agent steps: actions taken,
+    summed over tasks and workers (one agent step may be several environment frames).
+    ``total_env_steps`` is the horizon of the learning rate's linear annealing. ``seed``
+    alone sets the initial parameters and the action sampling: building an agent reads
+    and changes no global random state or TensorFlow setting.
+    """
 
     def __init__(self, algorithm: Algorithm, coeffs: Coefficients, num_tasks: int,
                  observation_shape: tuple[int, ...], num_actions: int, *, unroll_length: int,
@@ -335,7 +342,8 @@ class Agent(tf.Module):
         self.torso_dtype = torso_dtype
         self.policy_scale = task_policy_scale(algorithm, coeffs, two_column_scaling)
 
-        keras.utils.set_random_seed(seed)
+        # The initial parameters follow from ``seed`` alone: no global random state is read or changed.
+        self._seed_stream = random.Random(seed)
         self.task_columns, self.distilled = self._make_columns()
         # train_distilled=False keeps pi_0 fixed (transfer with a frozen pi_0): it gets no updates.
         self.train_distilled = bool(train_distilled)
@@ -365,13 +373,15 @@ class Agent(tf.Module):
 
     def _make_columns(self, suffix: str = "") -> tuple[list[Column], Column | None]:
         """A fresh, built set of this algorithm's columns (the shared ones, or a replica's)."""
-        num_actions, dtype = self.num_actions, self.torso_dtype
+        num_actions, dtype, seeds = self.num_actions, self.torso_dtype, self._seed_stream
         if self.algorithm.has_distilled_column:
             task_columns = [Column(num_actions, with_value=True, name=f"task_{i}{suffix}", torso_dtype=dtype,
-                                   policy_scale=self.policy_scale) for i in range(self.num_tasks)]
-            distilled = Column(num_actions, with_value=False, name=f"distilled{suffix}", torso_dtype=dtype)
+                                   policy_scale=self.policy_scale, seed_stream=seeds) for i in range(self.num_tasks)]
+            distilled = Column(num_actions, with_value=False, name=f"distilled{suffix}", torso_dtype=dtype,
+                               seed_stream=seeds)
         else:
-            task_columns = [Column(num_actions, with_value=True, name=f"shared{suffix}", torso_dtype=dtype)]
+            task_columns = [Column(num_actions, with_value=True, name=f"shared{suffix}", torso_dtype=dtype,
+                                   seed_stream=seeds)]
             distilled = None
         for column in task_columns + ([distilled] if distilled is not None else []):
             column.build_for(self.observation_shape)

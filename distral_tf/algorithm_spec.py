@@ -51,7 +51,7 @@ BASELINE_BETA = 1.0
 
 @dataclasses.dataclass(frozen=True)
 class Coefficients:
-    """The scalar costs of one run (spec sections 1 and 5), kept separately named.
+    """The scalar costs of one run (docs/spec.md sections 1 and 5), kept separately named.
 
     ``alpha``/``beta`` define the KL-regularised objective; ``entropy_bonus`` is
     A3C's ``beta_ent`` (zero for Distral, whose entropy term lives in the reward).
@@ -118,7 +118,7 @@ class Algorithm:
                      discount: float = 0.99) -> Coefficients:
         """Maps the swept ``entropy_cost`` onto the algorithm's coefficients.
 
-        For Distral the swept cost is ``1/beta`` (spec section 5); for A3C it is the
+        For Distral the swept cost is ``1/beta`` (docs/spec.md section 5); for A3C it is the
         entropy bonus ``beta_ent``, with ``default_alpha`` and ``BASELINE_BETA`` fixed.
         """
         if self.kl:

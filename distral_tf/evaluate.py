@@ -117,9 +117,11 @@ def evaluate(logdir: str, *, checkpoint: int | None = None, policies=POLICIES, e
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    from distral_tf.tensorflow_setup import configure_tensorflow
     from distral_tf.trained_run import RunLoadError
     from distral_tf.videos import VideoError
 
+    configure_tensorflow()
     values = absl_flags.FLAGS
     policies = POLICIES if values.policy == "both" else (values.policy,)
     try:

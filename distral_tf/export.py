@@ -157,8 +157,10 @@ def define_flags():
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    from distral_tf.tensorflow_setup import configure_tensorflow
     from distral_tf.trained_run import RunLoadError
 
+    configure_tensorflow()
     values = absl_flags.FLAGS
     try:
         metadata = export(values.logdir, values.out, values.checkpoint)

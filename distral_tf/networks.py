@@ -1,4 +1,4 @@
-"""Keras columns: the conv + LSTM torso of the paper's agents (spec section 6) with policy/value heads.
+"""Keras columns: the conv + LSTM torso of the paper's agents (docs/spec.md section 6), with policy and value heads.
 
 A column maps observations to policy logits (and, for task columns, a value).
 ``h_theta0`` (the distilled policy) is a column without a value head; ``f_thetai``
@@ -6,6 +6,8 @@ A column maps observations to policy logits (and, for task columns, a value).
 """
 
 from __future__ import annotations
+
+import random
 
 import keras
 import tensorflow as tf
@@ -28,10 +30,15 @@ class Column(keras.Model):
     The policy layer starts at zero, so every column's initial policy is uniform, and its
     output is multiplied by ``policy_scale``: a two-column task column ``f_thetai`` built with
     ``policy_scale = 1/beta`` makes ``beta * f`` a unit-scaled network (``docs/fidelity.md``).
+
+    ``seed_stream`` gives the seeds of the random initialisers (and of the LSTM's seed
+    generator), drawn as Keras draws its default seeds, so that a column built after
+    ``random.seed(s)`` equals one built with ``seed_stream=random.Random(s)``; without it,
+    Keras draws them from Python's global ``random``.
     """
 
     def __init__(self, num_actions: int, with_value: bool, name: str = "column", torso_dtype: str = "float32",
-                 policy_scale: float = 1.0):
+                 policy_scale: float = 1.0, seed_stream: random.Random | None = None):
         super().__init__(name=name)
         if torso_dtype not in TORSO_DTYPES:
             raise ValueError(f"torso_dtype must be one of {TORSO_DTYPES}, got {torso_dtype!r}.")
@@ -39,16 +46,27 @@ class Column(keras.Model):
         self.num_actions = num_actions
         self.with_value = with_value
         policy = "mixed_bfloat16" if torso_dtype == "bfloat16" else "float32"
-        self.conv1 = keras.layers.Conv2D(16, 8, strides=4, activation="relu", name="conv1", dtype=policy)
-        self.conv2 = keras.layers.Conv2D(32, 4, strides=2, activation="relu", name="conv2", dtype=policy)
+
+        def seed():  # Keras' default seed (``keras.random.make_default_seed``), from the given stream
+            return None if seed_stream is None else seed_stream.randint(1, int(1e9))
+
+        def glorot():
+            return keras.initializers.GlorotUniform(seed=seed())
+
+        self.conv1 = keras.layers.Conv2D(16, 8, strides=4, activation="relu", name="conv1", dtype=policy,
+                                         kernel_initializer=glorot())
+        self.conv2 = keras.layers.Conv2D(32, 4, strides=2, activation="relu", name="conv2", dtype=policy,
+                                         kernel_initializer=glorot())
         self.flatten = keras.layers.Flatten(name="flatten", dtype=policy)
-        self.fc = keras.layers.Dense(256, activation="relu", name="fc", dtype=policy)
-        self.lstm = keras.layers.LSTMCell(LSTM_SIZE, name="lstm")
+        self.fc = keras.layers.Dense(256, activation="relu", name="fc", dtype=policy, kernel_initializer=glorot())
+        lstm_kernel, lstm_recurrent = glorot(), keras.initializers.Orthogonal(seed=seed())
+        self.lstm = keras.layers.LSTMCell(LSTM_SIZE, name="lstm", kernel_initializer=lstm_kernel,
+                                          recurrent_initializer=lstm_recurrent, seed=seed())
         if not (policy_scale > 0 and policy_scale < float("inf")):
             raise ValueError(f"policy_scale must be positive and finite, got {policy_scale}.")
         self.policy_scale = float(policy_scale)
         self.policy_head = keras.layers.Dense(num_actions, name="policy", kernel_initializer="zeros")
-        self.value_head = keras.layers.Dense(1, name="value") if with_value else None
+        self.value_head = keras.layers.Dense(1, name="value", kernel_initializer=glorot()) if with_value else None
 
     @staticmethod
     def initial_state(batch_size: int) -> tuple[tf.Tensor, tf.Tensor]:

@@ -1,6 +1,6 @@
 """Assembles each algorithm's loss on a rollout from the pure functions in ``losses``.
 
-Which parameters receive which gradient follows spec section 5:
+Which parameters receive which gradient follows docs/spec.md section 5:
 
 * task policies learn by the policy gradient of eq. 9 on (regularised) rewards;
 * values predict the return of the same rewards (never shared in Distral);
@@ -28,7 +28,7 @@ def task_policy_logits(algorithm: Algorithm, coeffs: Coefficients, task_column_l
 
 def entropy_bonus_logits(algorithm: Algorithm, coeffs: Coefficients, task_logits, task_column_logits,
                          distilled_logits):
-    """Logits whose entropy the bonus rewards: pi_i's, with no gradient into h0 for 2col (spec section 5)."""
+    """Logits whose entropy the bonus rewards: pi_i's, with no gradient into h0 for 2col (docs/spec.md section 5)."""
     if algorithm.architecture is not Architecture.TWO_COLUMN or coeffs.entropy_bonus == 0:
         return task_logits
     if task_column_logits is None:

@@ -1,4 +1,4 @@
-"""Shared RMSProp (spec section 6): one set of squared-gradient statistics for all workers.
+"""Shared RMSProp (docs/spec.md section 6): one set of squared-gradient statistics for all workers.
 
 ``g <- rho g + (1 - rho) d^2``, ``theta <- theta - lr d / sqrt(g + eps)``, applied
 Hogwild style: any worker thread may call :meth:`SharedRMSProp.apply` at any time,

@@ -35,9 +35,11 @@ def main(argv):
     # TensorFlow is imported only once the flags are valid, so that a bad flag costs nothing.
     from distral_tf.checkpointing import CheckpointError
     from distral_tf.rundir import RunDirError
+    from distral_tf.tensorflow_setup import configure_tensorflow
     from distral_tf.trained_run import RunLoadError
     from distral_tf.trainer import Trainer, TrainingError
 
+    configure_tensorflow(config.tf_inter_op_threads, config.tf_intra_op_threads)
     trainer = Trainer(config, suite)
 
     def on_signal(signum, _frame):

@@ -26,11 +26,10 @@ import threading
 import time
 
 import numpy as np
-import tensorflow as tf
 from absl import logging
 
 import distral_tf
-from distral_tf import algorithms, budgets, provenance, rundir, summaries, transfer
+from distral_tf import algorithms, budgets, provenance, rundir, summaries, tensorflow_setup, transfer
 from distral_tf.actors import ActorGroup, close_quietly
 from distral_tf.agent import Agent, Replica
 from distral_tf.algorithm_spec import Architecture
@@ -111,35 +110,18 @@ class Timings:
             return dict(self.seconds)
 
 
-def _configure_tf_threads(inter_op: int, intra_op: int):
-    """Sets TensorFlow's thread pools (only possible before TensorFlow first runs an operation).
-
-    Also turns off Grappler, TensorFlow's graph optimiser. Its arithmetic optimisation
-    (an AddN rewrite) creates per-step temporary variables whose names collide when two
-    threads run the same training function at once ("AlreadyExistsError ... tmp_var"),
-    and on these graphs the whole optimiser brings no speed on CPU (measured: acting and
-    learning equally fast or faster without it) while it costs several seconds at start.
-    """
-    tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
-    try:
-        if inter_op > 0 and tf.config.threading.get_inter_op_parallelism_threads() != inter_op:
-            tf.config.threading.set_inter_op_parallelism_threads(inter_op)
-        if intra_op > 0 and tf.config.threading.get_intra_op_parallelism_threads() != intra_op:
-            tf.config.threading.set_intra_op_parallelism_threads(intra_op)
-    except RuntimeError as e:
-        logging.warning("TensorFlow's thread pools are already running; keeping them (%s).", e)
-
-
 class Trainer:
     """Trains one algorithm on one suite as configured; ``run()`` returns when the budget is spent or on stop.
 
     Everything a run holds exists from construction: ``state`` (the counters, zero until
     :meth:`build` restores them), ``actor_groups`` (empty until the workers start),
     ``agent``, ``checkpointer``, ``monitor`` and ``evaluator`` (None until :meth:`build`).
+
+    The program calls :func:`~distral_tf.tensorflow_setup.configure_tensorflow` (with the
+    config's thread counts) before the first run: the trainer changes no process-wide setting.
     """
 
     def __init__(self, config: TrainConfig, suite: Suite):
-        _configure_tf_threads(config.tf_inter_op_threads, config.tf_intra_op_threads)  # before any TF operation
         self.config = config
         self.suite = suite
         self.algorithm = algorithms.get(config.algo)
@@ -459,6 +441,9 @@ class Trainer:
 
     def _run_locked(self) -> dict:
         cfg = self.config
+        if not tensorflow_setup.is_configured():
+            logging.warning("TensorFlow is not configured for concurrent training (Grappler is on): call "
+                            "distral_tf.tensorflow_setup.configure_tensorflow() at the program's start.")
         self._startup_phase("building the agent and restoring the newest checkpoint")
         self._build()
         if self.state.budget_spent:

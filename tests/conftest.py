@@ -6,6 +6,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest  # noqa: E402
 
+
+@pytest.fixture(scope="session", autouse=True)
+def configured_tensorflow():
+    """TensorFlow set up as the entry points set it up (Grappler off), once for the test session."""
+    from distral_tf.tensorflow_setup import configure_tensorflow
+
+    configure_tensorflow()
+
 SMALL_AGENT = {"num_tasks": 2, "observation_shape": (36, 36, 3), "num_actions": 3, "unroll_length": 3}
 
 

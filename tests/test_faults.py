@@ -34,7 +34,7 @@ def config(logdir, **overrides):
 
 def test_kill_9_resume_cycles_lose_and_repeat_nothing(tmp_path):
     result = subprocess.run(
-        [sys.executable, str(ROOT / "experiments" / "kill_resume.py"), "--cycles=1", "--total_env_steps=2400",
+        [sys.executable, str(ROOT / "drills" / "kill_resume.py"), "--cycles=1", "--total_env_steps=2400",
          f"--logdir={tmp_path / 'run'}"], capture_output=True, text=True, timeout=600,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     summary = json.loads(result.stdout[result.stdout.index("{"):])

@@ -99,7 +99,7 @@ def test_regularized_rewards_value_and_gradient(seed, alpha, beta):
     assert out.shape == (T, B)
     np.testing.assert_allclose(out, expected, **TOL)
     np.testing.assert_allclose(g_r.numpy(), w, **TOL)
-    # Both log-probabilities are rewards, not paths for gradients (pitfall 2).
+    # Both log-probabilities are rewards, not paths for gradients (docs/pitfalls.md item 2).
     assert_no_gradient(g_0)
     assert_no_gradient(g_i)
 
@@ -189,12 +189,12 @@ def test_distillation_loss_value_and_gradient(seed, alpha, beta):
     np.testing.assert_allclose(out, -(alpha / beta) * np.sum(pi_i * np_log_softmax(distilled)), rtol=1e-5)
     # eq. 10, second term: (alpha/beta) (pi0 - pi_i), per time step and batch element.
     np.testing.assert_allclose(g_distilled.numpy(), (alpha / beta) * (pi0 - pi_i), **TOL)
-    # The task policy is a target (pitfall 2).
+    # The task policy is a target (docs/pitfalls.md item 2).
     assert_no_gradient(g_task)
 
 
 def test_distillation_loss_is_a_per_element_cross_entropy_from_pi_i_to_pi0():
-    """A sum of per-(t, b) cross entropies: no B x B pairing (pitfall 1), no reversed KL (pitfall 3)."""
+    """A sum of per-(t, b) cross entropies: no B x B pairing, no reversed KL (docs/pitfalls.md items 1 and 3)."""
     _, x = random_inputs(3)
     task, distilled = x["logits"], x["logits2"]
     total = losses.distillation_loss(task, distilled, 1.0, 1.0).numpy()
@@ -318,7 +318,7 @@ def test_soft_value_value_and_gradient(seed, alpha, beta):
 
 @pytest.mark.parametrize("alpha,beta", [(1.0, 1.0), (0.5, 100.0)])
 def test_soft_value_is_stable_per_row(alpha, beta):
-    """beta*Q ~ 1e4 in some rows and ~ -1e4 or ~ 1 in others: a per-row log-sum-exp (pitfall 5)."""
+    """beta*Q ~ 1e4 in some rows and ~ -1e4 or ~ 1 in others: a per-row log-sum-exp (docs/pitfalls.md item 5)."""
     rng, q, log_prior = soft_inputs(5)
     q = q * (1e4 / beta)
     q[0] += 1e4 / beta  # row 0 large and positive

@@ -1,4 +1,4 @@
-"""The Keras column (spec section 6) and the agent's batched acting."""
+"""The Keras column (docs/spec.md section 6) and the agent's batched acting."""
 
 import keras
 import numpy as np
@@ -226,3 +226,19 @@ def test_bfloat16_torso_keeps_float32_variables_and_outputs_close_to_float32():
 def test_unknown_torso_dtype_is_rejected():
     with pytest.raises(ValueError, match="torso_dtype must be one of"):
         Column(4, with_value=True, torso_dtype="float16")
+
+
+@pytest.mark.parametrize("with_value", [True, False])
+def test_a_seed_stream_gives_the_parameters_of_a_globally_seeded_build(with_value):
+    """Checkpoints and runs keep their initial parameters: ``seed_stream=random.Random(s)`` draws the
+    initialisers' seeds exactly as Keras draws them from Python's ``random`` after ``random.seed(s)``."""
+    import random
+
+    random.seed(7)
+    globally_seeded = Column(3, with_value=with_value, name="global").build_for(OBS)
+    from_stream = Column(3, with_value=with_value, name="stream", seed_stream=random.Random(7)).build_for(OBS)
+    assert len(globally_seeded.variables) == len(from_stream.variables)
+    for a, b in zip(globally_seeded.variables, from_stream.variables, strict=True):
+        assert a.shape == b.shape and np.array_equal(a.numpy(), b.numpy()), a.name
+    other = Column(3, with_value=with_value, name="other", seed_stream=random.Random(8)).build_for(OBS)
+    assert not np.array_equal(other.conv1.kernel.numpy(), from_stream.conv1.kernel.numpy())

@@ -24,7 +24,7 @@ def np_take(x, a):
 
 def np_loss_terms(algorithm, coeffs, task_logits, values, distilled_logits, actions, rewards, dones,
                   task_column_logits=None):
-    """Spec sections 4-5 written out with loops: the reference the objective must match."""
+    """docs/spec.md sections 4-5 written out with loops: the reference the objective must match."""
     logits = task_logits[:-1]
     log_pi = np_log_softmax(logits)
     log_pi_a = np_take(log_pi, actions)
@@ -165,7 +165,7 @@ def test_entropy_bonus_only_for_a3c_and_distillation_only_for_kl(name):
 
 
 def test_a3c_2col_entropy_bonus_holds_h0_fixed():
-    """Spec section 5: the bonus is pi_i's entropy, but its gradient reaches f only; the policy gradient both."""
+    """docs/spec.md section 5: the bonus is pi_i's entropy, its gradient reaching f only; the policy gradient both."""
     algorithm = algorithms.get("a3c_2col")
     coeffs = algorithm.coefficients(0.3)
     inputs = make_inputs(7, algorithm, coeffs)
@@ -229,7 +229,7 @@ def test_distral_coefficients(name, alpha, entropy_cost):
     np.testing.assert_allclose(coeffs.beta, 1.0 / entropy_cost)
     np.testing.assert_allclose(coeffs.c_kl, alpha * entropy_cost)  # alpha / beta
     np.testing.assert_allclose(coeffs.c_ent, (1.0 - alpha) * entropy_cost)  # (1 - alpha) / beta
-    # alpha = c_KL / (c_KL + c_Ent), beta = 1 / (c_KL + c_Ent)  (spec section 1)
+    # alpha = c_KL / (c_KL + c_Ent), beta = 1 / (c_KL + c_Ent)  (docs/spec.md section 1)
     np.testing.assert_allclose(coeffs.c_kl / (coeffs.c_kl + coeffs.c_ent), coeffs.alpha)
     np.testing.assert_allclose(1.0 / (coeffs.c_kl + coeffs.c_ent), coeffs.beta)
     assert coeffs.entropy_bonus == 0.0
@@ -253,7 +253,7 @@ def test_distral_rejects_nonpositive_entropy_cost(name, entropy_cost):
 @pytest.mark.parametrize("name", A3C)
 def test_a3c_coefficients(name):
     coeffs = algorithms.get(name).coefficients(0.01, value_cost=0.25, discount=0.9)
-    assert coeffs.entropy_bonus == 0.01  # beta_ent, a separately named value (pitfall 8)
+    assert coeffs.entropy_bonus == 0.01  # beta_ent, a separately named value (docs/pitfalls.md item 8)
     assert coeffs.value_cost == 0.25 and coeffs.discount == 0.9
     if name == "a3c_2col":
         assert (coeffs.alpha, coeffs.beta) == (1.0, 1.0)  # logits h0 + f

@@ -1,4 +1,4 @@
-"""Shared RMSProp (spec section 6) against a NumPy reference, clipping, skipped updates, annealing."""
+"""Shared RMSProp (docs/spec.md section 6) against a NumPy reference, clipping, skipped updates, annealing."""
 
 import threading
 

@@ -1,4 +1,4 @@
-"""Which columns receive gradients from which loss term, per algorithm (spec section 5, paper Table 1)."""
+"""Which columns receive gradients from which loss term, per algorithm (docs/spec.md section 5, paper Table 1)."""
 
 import numpy as np
 import pytest
@@ -241,7 +241,7 @@ def test_two_column_mixture_weights(make_agent, name, terms):
 
 
 def test_a3c_2col_h0_learns_only_through_the_policy_gradient(make_agent):
-    """Spec section 5: the entropy bonus of pi_i = softmax(h0 + f) reaches f, never h0."""
+    """docs/spec.md section 5: the entropy bonus of pi_i = softmax(h0 + f) reaches f, never h0."""
     agent = make_agent("a3c_2col")
     grads, values = gradients(agent, make_rollout(agent, [0, 1, 0], seed=7), terms=TERMS + ("total",))
     assert values["entropy_bonus"] < 0

@@ -35,7 +35,7 @@ def _gradient(agent, rollout):
 
 
 def _rmsprop_step(agent, params, mean_squares, grads, learning_rate):
-    """The shared RMSProp's update of ``params`` with ``grads`` (global-norm clipped, spec section 6);
+    """The shared RMSProp's update of ``params`` with ``grads`` (global-norm clipped, docs/spec.md section 6);
     a ``None`` gradient (a column the rollout does not use) leaves its parameter as it is."""
     opt = agent.optimizer
     norm = np.sqrt(sum(np.sum(np.square(g)) for g in grads if g is not None))

@@ -1,6 +1,6 @@
 """Runs the entry points on many bad inputs and checks that each ends with a one-line error.
 
-    python experiments/bad_inputs.py [--filter=SUBSTRING] [--jobs=2]
+    python drills/bad_inputs.py [--filter=SUBSTRING] [--jobs=2]
 
 Each case runs ``python -m distral_tf.run`` (or ``sweep``, ``report``) in a
 subprocess, after preparing a run directory where the case needs one. A case

@@ -1,6 +1,6 @@
 """Kills environment processes of a running training run many times; the run must still finish.
 
-    python experiments/env_crashes.py --crashes=100 --logdir=/tmp/env_crashes
+    python drills/env_crashes.py --crashes=100 --logdir=/tmp/env_crashes
 
 Trains in this process with ``--num_env_processes`` environment processes while a
 second thread sends SIGKILL to one of them (picked at random) every ``--interval``
@@ -37,8 +37,10 @@ def main(argv):
     del argv
     from distral_tf.config import TrainConfig
     from distral_tf.envs import make_suite
+    from distral_tf.tensorflow_setup import configure_tensorflow
     from distral_tf.trainer import Trainer
 
+    configure_tensorflow()
     shutil.rmtree(_LOGDIR.value, ignore_errors=True)
     config = TrainConfig(algo="a3c", suite=_SUITE.value, logdir=_LOGDIR.value, total_env_steps=_STEPS.value,
                          workers_per_task=8, update_mode="batched", num_env_processes=_PROCESSES.value,

@@ -1,7 +1,7 @@
 """Kill -9 / resume cycles of one small run, then checks that nothing was lost or counted twice.
 
-    python experiments/kill_resume.py --cycles=10 --logdir=/tmp/kill_resume
-    python experiments/kill_resume.py --kill_at=random --min_kill_secs=5 --max_kill_secs=90 \\
+    python drills/kill_resume.py --cycles=10 --logdir=/tmp/kill_resume
+    python drills/kill_resume.py --kill_at=random --min_kill_secs=5 --max_kill_secs=90 \\
         --checkpoint_every_secs=20 --total_env_steps=200000
 
 With ``--kill_at=after_checkpoint`` each cycle starts ``python -m distral_tf.run``,
