@@ -7,6 +7,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import pytest  # noqa: E402
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """With ``-n N --dist loadgroup`` (pytest-xdist) each test file runs on one worker, so its
+    module fixtures are built once; a file that sets ``SPLIT_ACROSS_WORKERS = True`` (independent
+    long tests) has its tests spread over the workers."""
+    for item in items:
+        module = getattr(item, "module", None)
+        if module is not None and not getattr(module, "SPLIT_ACROSS_WORKERS", False):
+            item.add_marker(pytest.mark.xdist_group(module.__name__))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def configured_tensorflow():
     """TensorFlow set up as the entry points set it up (Grappler off), once for the test session."""

@@ -16,6 +16,7 @@ from distral_tf.envs import make_suite
 from distral_tf.trainer import Trainer
 
 SUITE = "two_rooms_small"
+SPLIT_ACROSS_WORKERS = True  # two independent runs of minutes each (see tests/conftest.py)
 
 
 def random_policy_return(suite, episodes=30, seed=0):

@@ -152,7 +152,7 @@ def test_dry_run_prints_commands(tmp_path, fake_run):
     assert any(line.endswith(f"--logdir={out}/runs/kl_2col-lr5e-4-ent1e-2-s1") for line in lines)
     assert not out.exists()
     # 50 steps are not one 40-step episode for each of 3 x 32 workers: said before anything else.
-    assert result.stdout.startswith("[sweep] warning: 50 agent steps each: about 0.0 episodes of 40 steps")
+    assert result.stderr.startswith("[sweep] warning: 50 agent steps each: about 0.0 episodes of 40 steps")
 
 
 def test_named_budgets_give_every_worker_several_episodes_of_the_longest_task():
