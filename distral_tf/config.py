@@ -117,7 +117,7 @@ class TrainConfig:
     update_mode: str = setting(
         "hogwild", "hogwild: each worker applies its own gradient asynchronously (the paper); batched: the rollouts "
         "of the workers waiting together are combined into one update.", choices=UPDATE_MODES)
-    checkpoint_every_secs: float = setting(600.0, "Seconds between checkpoints.", bound=UpTo(7 * 86_400.0))
+    checkpoint_every_secs: float = setting(300.0, "Seconds between checkpoints.", bound=UpTo(7 * 86_400.0))
     keep_checkpoints: int = setting(3, "Checkpoints kept.", bound=UpTo(1000))
     log_every_secs: float = setting(30.0, "Seconds between progress lines.", bound=UpTo(86_400.0))
     summary_every_updates: int = setting(20, "Per-task loss summaries every this many updates of a worker.",
