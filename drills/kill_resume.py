@@ -142,6 +142,18 @@ def checkpoint_numbers(logdir):
     return rundir.checkpoint_numbers(os.path.join(logdir, "checkpoints"))
 
 
+def status_after_kill_is_right(logdir):
+    """A killed run reads "crashed" (or has no status yet), or "finished" when the kill landed
+    after it had spent its whole budget and written its final status (while it was exiting)."""
+    from distral_tf import rundir
+
+    state = rundir.read_state(logdir)
+    if state == "finished":
+        status = json.loads(open(os.path.join(logdir, "status.json")).read())
+        return all(steps >= status["budget_per_task"] for steps in status["env_steps_per_task"])
+    return state in ("crashed", None)
+
+
 def steps_going_backwards(rows, task_names):
     backwards = 0
     for task in task_names:
@@ -190,7 +202,7 @@ def main(argv):
         new_checkpoint = after and after[-1] not in before
         if not new_checkpoint:
             kills_before_first_checkpoint += 1
-        crashed_checks.append(rundir.read_state(logdir) in ("crashed", None))
+        crashed_checks.append(status_after_kill_is_right(logdir))
         previous = latest_checkpoint(logdir)
         line = (f"cycle {cycle}: killed -9 {time.time() - start:.1f} s after the start, "
                 + (f"after checkpoint ckpt-{after[-1]}" if new_checkpoint else
