@@ -82,3 +82,16 @@ def train_tiny_run(logdir, algo="kl_2col", suite="two_rooms_small", **overrides)
 def tiny_kl_2col_run(tmp_path_factory):
     """The directory of a finished kl_2col run on two_rooms_small (40 agent steps per task)."""
     return train_tiny_run(tmp_path_factory.mktemp("runs") / "kl_2col")
+
+
+@pytest.fixture
+def parse():
+    """Parses command-line arguments into absl's FLAGS as ``python -m distral_tf.run ARGS`` would; resets after."""
+    from absl import flags
+
+    def _parse(args):
+        flags.FLAGS.unparse_flags()
+        flags.FLAGS(["run", *args])
+
+    yield _parse
+    flags.FLAGS.unparse_flags()

@@ -13,16 +13,6 @@ FLAGS = absl_flags.FLAGS
 FIELDS = dataclasses.fields(TrainConfig)
 
 
-@pytest.fixture
-def parse():
-    def _parse(args):
-        FLAGS.unparse_flags()
-        FLAGS(["run", *args])
-
-    yield _parse
-    FLAGS.unparse_flags()
-
-
 def _another_value(field: dataclasses.Field, tmp_path):
     """A valid value of ``field`` other than its default, found from its type and metadata alone."""
     default, choices, bound = field.default, field.metadata["choices"], field.metadata["bound"]

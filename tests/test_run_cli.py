@@ -47,16 +47,6 @@ BAD_FLAGS = [
 ]
 
 
-@pytest.fixture
-def parse():
-    def _parse(args):
-        FLAGS.unparse_flags()
-        FLAGS(["run", *args])
-
-    yield _parse
-    FLAGS.unparse_flags()
-
-
 @pytest.mark.parametrize("args,flag,allowed", BAD_FLAGS)
 def test_bad_flag_values_are_rejected_naming_the_flag(parse, args, flag, allowed):
     with pytest.raises(absl_flags.Error) as error:
