@@ -334,7 +334,7 @@ def build_report(runs_dir: str, out_dir: str, options: Options = Options()) -> d
     blocks: list[doc.Block] = [
         doc.Heading(1, title),
         doc.Paragraph(
-            f"Runs from `{os.path.abspath(runs_dir)}`: {len(runs)} runs in {len(by_experiment)} "
+            f"Runs from `{runs_dir}`: {len(runs)} runs in {len(by_experiment)} "
             f"experiment(s); generated {datetime.datetime.now().isoformat(timespec='seconds')}. "
             "x-axes: environment steps per task."),
         doc.Heading(2, "Definitions"),
@@ -359,7 +359,7 @@ def build_report(runs_dir: str, out_dir: str, options: Options = Options()) -> d
         f.write(doc.to_markdown(blocks))
     with open(os.path.join(out_dir, "index.html"), "w") as f:
         f.write(doc.to_html(blocks, title))
-    summary = {"runs_dir": os.path.abspath(runs_dir), **dataclasses.asdict(options), "experiments": results}
+    summary = {"runs_dir": runs_dir, **dataclasses.asdict(options), "experiments": results}
     rundir.write_json_atomically(os.path.join(out_dir, "summary.json"), summary)
     return summary
 
