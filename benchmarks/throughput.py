@@ -10,7 +10,10 @@ env frames/s (action repeat counted), agent steps/s, the ratio training / ceilin
 peak memory (resident and proportional set size of the process and all its
 children, engines included) and the split of the actor threads' time between
 stepping environments, inference, learning and waiting. ``--repeats`` > 1 reports
-medians. ``--json_out`` writes every figure.
+medians. ``--json_out`` writes every figure. ``--backend=ray`` then measures the same
+training spread over a Ray cluster started on this machine (``--learners`` task learners,
+the shared parameters in their own actor) and prints the ratio ray/local with the
+learners' exchanges with the shared parameters (pushes/s, time per push, bytes/s).
 """
 
 from __future__ import annotations
@@ -56,6 +59,12 @@ if __name__ == "__main__":
     _QUICK = flags.DEFINE_bool("quick", False, "Short measurement (under a minute): 3 s ceiling, 4 s warm-up, 10 s, "
                                "and 4 workers per task unless --workers_per_task is given (starting 256 Doom "
                                "engines alone takes about a minute on 2 cores).")
+    _BACKEND = flags.DEFINE_enum(
+        "backend", "local", ("local", "ray"), "ray: measure a local run, then a run of the same workers spread "
+        "over a Ray cluster started on this machine (docs/cluster.md), and print the ratio ray/local.")
+    _RAY_LEARNERS = flags.DEFINE_integer("learners", 1, "--backend=ray: task learners (0: one per task).")
+    _RAY_CPUS = flags.DEFINE_float("cpus_per_learner", float(os.cpu_count() or 1),
+                                   "--backend=ray: CPUs each learner reserves (its environment processes).")
     _JSON_OUT = flags.DEFINE_string("json_out", None, "Also write the results as JSON here.")
     _SEED = flags.DEFINE_integer("seed", 0, "Seed.")
 
@@ -236,21 +245,35 @@ def measure_ceiling(suite, config, seconds: float) -> dict:
 
 
 def measure_training(suite, config, warmup: float, seconds: float) -> dict:
-    from distral_tf.trainer import Trainer
+    if config.backend == "ray":
+        from distral_tf.distributed import DistributedRun
 
-    trainer = Trainer(config, suite)
+        run = DistributedRun(config, suite)
+
+        def current():  # the driver of the run's attempt
+            return run.trainer
+    else:
+        from distral_tf.trainer import Trainer
+
+        run = Trainer(config, suite)
+
+        def current():
+            return run
+
     result = {}
-    runner = threading.Thread(target=lambda: result.update(summary=trainer.run()), daemon=True)
+    runner = threading.Thread(target=lambda: result.update(summary=run.run()), daemon=True)
     wall_start = time.monotonic()
     runner.start()
-    while trainer.state.total_steps == 0:
+    while current() is None or current().state.total_steps == 0:
         if not runner.is_alive():
             raise RuntimeError(f"training ended before its first rollout: {result.get('summary')}")
         time.sleep(0.1)
+    trainer = current()
     startup = time.monotonic() - wall_start
     time.sleep(warmup)
     # Steps are counted per finished rollout (a whole group's at once in batched mode), so the
     # rate is taken between the first and the last change of the count seen in the window.
+    traffic0 = dict(getattr(trainer, "traffic", {}))
     timings0, deadline = trainer.timings.snapshot(), time.monotonic() + seconds
     changes, last = [], trainer.state.total_steps
     while time.monotonic() < deadline:
@@ -260,7 +283,8 @@ def measure_training(suite, config, warmup: float, seconds: float) -> dict:
             last = now
         time.sleep(0.01)
     timings1 = trainer.timings.snapshot()
-    trainer.request_stop()
+    traffic = {k: v - traffic0[k] for k, v in getattr(trainer, "traffic", {}).items()}
+    run.request_stop()
     runner.join()
     summary = result.get("summary", {})
     if "error" in summary:
@@ -271,9 +295,37 @@ def measure_training(suite, config, warmup: float, seconds: float) -> dict:
     rate = (steps1 - steps0) / (t1 - t0)
     split = {k: timings1[k] - timings0[k] for k in timings1}
     total = sum(split.values()) or 1.0
-    return {"agent_steps_per_second": rate, "env_frames_per_second": rate * suite.frames_per_step,
-            "startup_seconds": startup, "time_split": {k: v / total for k, v in split.items()},
-            "env_restarts": sum(summary.get("env_restarts_per_task", []))}
+    out = {"agent_steps_per_second": rate, "env_frames_per_second": rate * suite.frames_per_step,
+           "startup_seconds": startup, "time_split": {k: v / total for k, v in split.items()},
+           "env_restarts": sum(summary.get("env_restarts_per_task", []))}
+    if traffic:  # the learners' exchanges with the shared parameters during the measured window
+        pushes = max(traffic["pushes"], 1.0)
+        out["shared"] = {"pushes_per_second": traffic["pushes"] / seconds,
+                         "mean_push_ms": 1000 * traffic["push_seconds"] / pushes,
+                         "push_seconds_per_second": traffic["push_seconds"] / seconds,
+                         "megabytes_per_second": traffic["bytes"] / seconds / 2**20,
+                         "megabytes_per_push": traffic["bytes"] / pushes / 2**20}
+    return out
+
+
+def measure_ray(suite, config, warmup: float, seconds: float, logdir: str) -> dict:
+    """The training measurement of ``config`` run with ``--backend=ray`` on a Ray started here."""
+    import dataclasses
+    import shutil
+
+    config = dataclasses.replace(config, backend="ray", learners=_RAY_LEARNERS.value,
+                                 cpus_per_learner=_RAY_CPUS.value)
+    runs = []
+    for r in range(_REPEATS.value):
+        shutil.rmtree(logdir, ignore_errors=True)
+        runs.append(measure_training(suite, config, warmup, seconds))
+        print(f"ray training run {r + 1}: {runs[-1]['env_frames_per_second']:,.0f} env frames/s "
+              f"(started in {runs[-1]['startup_seconds']:.0f} s)", flush=True)
+    from distral_tf.distributed import partition_tasks
+
+    return {"learners": len(partition_tasks(suite.num_tasks, config.learners)),
+            "cpus_per_learner": config.cpus_per_learner, "runs": runs,
+            "env_frames_per_second": statistics.median(r["env_frames_per_second"] for r in runs)}
 
 
 def main(argv):
@@ -340,9 +392,22 @@ def main(argv):
     }
     print(f"training: {fps:,.0f} env frames/s, {sps:,.0f} agent steps/s "
           f"(median of {len(runs)}; {seconds:g} s after {warmup:g} s warm-up)")
+    if _BACKEND.value == "ray":
+        results["ray"] = measure_ray(suite, config, warmup, seconds, logdir)
+        results["ray_to_local"] = results["ray"]["env_frames_per_second"] / fps
     print(f"ratio training/ceiling: {results['ratio_to_ceiling']:.2f}")
     print(f"peak memory (process tree): RSS {results['peak_rss_gib']:.2f} GiB, PSS {results['peak_pss_gib']:.2f} GiB")
     print("actor time split: " + ", ".join(f"{k} {100 * v:.0f}%" for k, v in split.items()))
+    if _BACKEND.value == "ray":
+        ray_run, shared = results["ray"], results["ray"]["runs"][0].get("shared", {})
+        print(f"ray ({ray_run['learners']} learners of {ray_run['cpus_per_learner']:g} CPUs): "
+              f"{ray_run['env_frames_per_second']:,.0f} env frames/s (median of {len(ray_run['runs'])})")
+        if shared:
+            print(f"shared parameters: {shared['pushes_per_second']:.1f} pushes/s, {shared['mean_push_ms']:.1f} ms "
+                  f"per push (gradient sent, parameters received), {shared['megabytes_per_push']:.2f} MB per push, "
+                  f"{shared['megabytes_per_second']:.1f} MB/s, {shared['push_seconds_per_second']:.2f} s spent "
+                  "pushing per second")
+        print(f"ratio ray/local: {results['ray_to_local']:.2f}")
     if _JSON_OUT.value:
         with open(_JSON_OUT.value, "w") as f:
             json.dump(results, f, indent=2)

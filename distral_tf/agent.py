@@ -244,11 +244,16 @@ class _Functions:
     def _trace_train(self, task: int | None):
         agent, network = self._agent, self.network
         sources, targets, variable_task = network.trainable, agent.trainable, self._variable_task
+        # Variables every task uses (pi_0, h0, a3c_multitask's network): with a shared sink (a run spread over
+        # machines), their clipped gradients are returned for the sink instead of applied here.
+        shared = [t is None for t in variable_task]
         if task is not None:
             keep = [t in (None, task) for t in variable_task]
             sources = [v for v, k in zip(sources, keep, strict=True) if k]
             targets = [v for v, k in zip(targets, keep, strict=True) if k]
+            shared = [s for s, k in zip(shared, keep, strict=True) if k]
             variable_task = [None] * len(sources)
+        split = agent.shared_sink is not None
 
         @tf.function(autograph=False, input_signature=agent.rollout_spec)
         def train_step(task_ids, obs, first, actions, rewards, dones, d_h, d_c, t_h, t_c):
@@ -266,7 +271,16 @@ class _Functions:
             # clipped at B times the norm, the largest that B clipped gradients can sum to.
             num_rollouts = tf.cast(tf.shape(task_ids)[0], tf.float32)
             terms["updates_before"] = tf.cast(agent.optimizer.num_updates, tf.float32)
-            terms["grad_norm"] = agent.optimizer.apply(grads, targets, lr, active, clip_scale=num_rollouts)
+            if split:
+                clipped, terms["grad_norm"] = tf.clip_by_global_norm(grads, agent.optimizer.clip_norm * num_rollouts)
+                flags = [None] * len(clipped) if active is None else active
+                private = [(g, v, a) for g, v, a, s in zip(clipped, targets, flags, shared, strict=True) if not s]
+                agent.optimizer.apply([g for g, _, _ in private], [v for _, v, _ in private],
+                                      lr, [a for _, _, a in private], clip=False)
+                terms["shared_grads"] = [tf.zeros_like(v) if g is None else g
+                                         for g, v, s in zip(clipped, targets, shared, strict=True) if s]
+            else:
+                terms["grad_norm"] = agent.optimizer.apply(grads, targets, lr, active, clip_scale=num_rollouts)
             agent.env_steps.assign_add(tf.cast(tf.size(actions), tf.int64))
             terms["learning_rate"] = lr
             return terms
@@ -291,15 +305,25 @@ class _Functions:
                 rollout.task_ids[:] = task
                 self.train(task)(*rollout_args(rollout))
 
-    def train_step(self, rollout: Rollout) -> dict[str, float]:
-        """One update from ``rollout``; a batch of a single task runs that task's own function (no routing)."""
+    def train_step(self, rollout: Rollout, shared_version: int = 0) -> dict[str, float]:
+        """One update from ``rollout``; a batch of a single task runs that task's own function (no routing).
+
+        With a shared sink, the shared variables' gradients go to the sink (with
+        ``shared_version``, the version of the shared parameters they were computed at),
+        and ``shared_lag`` is the number of versions they lagged when applied.
+        """
         args = rollout_args(rollout)
         task_ids = args[0]
         if len(self.network.task_columns) > 1 and len(task_ids) and (task_ids == task_ids[0]).all():
-            terms = self.train(int(task_ids[0]))(*args)
+            out = self.train(int(task_ids[0]))(*args)
         else:
-            terms = self.train(None)(*args)
-        return {k: float(v) for k, v in terms.items()}
+            out = self.train(None)(*args)
+        shared_grads = out.pop("shared_grads", None)
+        terms = {k: float(v) for k, v in out.items()}
+        if shared_grads is not None:
+            terms["shared_lag"] = float(self._agent.shared_sink(
+                [g.numpy() for g in shared_grads], int(np.size(rollout.actions)), shared_version))
+        return terms
 
 
 def rollout_args(r: Rollout):
@@ -369,7 +393,17 @@ class Agent(tf.Module):
             tf.TensorSpec([t1 - 1, None], tf.bool),
             self.state_spec, self.state_spec, self.state_spec, self.state_spec,
         ]
+        # A run spread over machines sets a sink for the gradients of the variables every task uses
+        # (``shared_sink(grads, agent_steps, version) -> lag``), before any update function is traced,
+        # and keeps ``shared_version``, the version of the shared parameters held here, up to date.
+        self.shared_sink = None
+        self.shared_version = 0
         self._functions = _Functions(self, network)
+
+    @property
+    def variable_tasks(self) -> list[int | None]:
+        """Per variable of ``trainable``: the task whose column it belongs to, or None if every task uses it."""
+        return list(self._functions._variable_task)
 
     def _make_columns(self, suffix: str = "") -> tuple[list[Column], Column | None]:
         """A fresh, built set of this algorithm's columns (the shared ones, or a replica's)."""
@@ -444,7 +478,7 @@ class Agent(tf.Module):
 
         Returns the loss terms and diagnostics as floats.
         """
-        return self._functions.train_step(rollout)
+        return self._functions.train_step(rollout, self.shared_version)
 
     def trace_loss_terms(self, rollout: Rollout):
         """Loss terms computed eagerly under a caller's ``GradientTape`` (for tests)."""
@@ -480,6 +514,7 @@ class Replica:
 
         self._sync = sync
         self.version = 0
+        self.shared_version = 0
         self.sync()
 
     @property
@@ -488,6 +523,7 @@ class Replica:
 
     def sync(self) -> int:
         """Copies the shared parameters into the snapshot; returns the shared update count it saw."""
+        self.shared_version = self.agent.shared_version
         self.version = int(self._sync())
         return self.version
 
@@ -501,6 +537,9 @@ class Replica:
 
         Returns the loss terms as floats, with ``staleness``.
         """
-        terms = self._functions.train_step(rollout)
-        terms["staleness"] = terms.pop("updates_before") - self.version
+        terms = self._functions.train_step(rollout, self.shared_version)
+        updates_before = terms.pop("updates_before")
+        lag = terms.pop("shared_lag", None)
+        # Spread over machines, the lag that matters is that of the shared columns' versions.
+        terms["staleness"] = updates_before - self.version if lag is None else lag
         return terms

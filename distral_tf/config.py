@@ -16,6 +16,7 @@ REWARD_CLIPPING = ("none", "abs_one", "soft_asymmetric")
 UPDATE_MODES = ("hogwild", "batched")
 TORSO_DTYPES = ("float32", "bfloat16")
 TWO_COLUMN_SCALINGS = ("unit", "literal")
+BACKENDS = ("local", "ray")
 
 # Fields that define the model and its training problem: a run may only resume
 # with the same values (other fields, e.g. logging intervals, may change).
@@ -165,6 +166,23 @@ class TrainConfig:
     freeze_distilled: bool = setting(
         False, "Keep pi_0 (h0 in 2col) fixed: only the task columns learn. Needs --init_from.")
     force: bool = setting(False, "Resume a run even if model-defining flags changed.")
+    backend: str = setting(
+        "local", "local: the whole run in this process and its environment processes; ray: the tasks' learners "
+        "spread over a Ray cluster, pi_0/h0 held by a shared-parameter actor (docs/cluster.md; needs "
+        "pip install ray).", choices=BACKENDS)
+    address: str = setting(
+        "", "--backend=ray: the cluster to join ('auto' or HOST:PORT); empty starts Ray on this machine alone.")
+    learners: int = setting(
+        0, "--backend=ray: task learners (Ray actors), each with a contiguous share of the tasks, their workers "
+        "and task columns; 0: one per task.", bound=UpTo(4096, strict=False))
+    cpus_per_learner: float = setting(
+        1.0, "--backend=ray: CPUs each task learner reserves (with --num_env_processes=-1 its environments take "
+        "one process per reserved CPU).", bound=UpTo(1024.0))
+    ray_resources: str = setting(
+        "", "--backend=ray: custom Ray resources each task learner reserves, as JSON, e.g. '{\"doom\": 1}'.")
+    max_restarts: int = setting(
+        3, "--backend=ray: times the run starts again from its last checkpoint after a node (or an actor) of the "
+        "cluster is lost.", bound=UpTo(1000, strict=False))
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -48,11 +48,12 @@ class SharedRMSProp(tf.Module):
                 tf.Variable(tf.zeros_like(v), trainable=False, name=f"step_{i}")
                 for i, v in enumerate(self._variables)])
 
-    def apply(self, grads, variables, learning_rate, active=None, clip_scale=None):
+    def apply(self, grads, variables, learning_rate, active=None, clip_scale=None, clip: bool = True):
         """Clips ``grads`` by global norm and applies them; returns the pre-clipping norm.
 
         Must be called inside a ``tf.function``. ``None`` gradients are ignored. The
-        norm is clipped at ``clip_norm``, times ``clip_scale`` if given (a scalar tensor).
+        norm is clipped at ``clip_norm``, times ``clip_scale`` if given (a scalar tensor);
+        ``clip=False`` applies gradients clipped already (by the worker that computed them).
         ``active`` optionally gives, per variable, a scalar boolean tensor (or
         ``None`` for always): a variable whose flag is false keeps its value and its
         statistics, as for a task column without data in this update.
@@ -63,7 +64,10 @@ class SharedRMSProp(tf.Module):
             return tf.constant(0.0)
         gs, vs, flags = zip(*triples, strict=True)
         clip_norm = self.clip_norm if clip_scale is None else self.clip_norm * clip_scale
-        clipped, norm = tf.clip_by_global_norm(list(gs), clip_norm)
+        if clip:
+            clipped, norm = tf.clip_by_global_norm(list(gs), clip_norm)
+        else:
+            clipped, norm = list(gs), tf.linalg.global_norm(list(gs))
 
         def update():
             for g, v, flag in zip(clipped, vs, flags, strict=True):

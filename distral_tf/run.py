@@ -29,6 +29,13 @@ def main(argv):
     from distral_tf.envs import make_suite
 
     config = training_flags.config_from_flags()
+    if config.backend == "ray":  # before anything starts: Ray is an optional extra
+        from distral_tf.ray_runs import RayUnavailableError, import_ray
+
+        try:
+            import_ray()
+        except RayUnavailableError as e:
+            cli.fail(str(e))
     suite = make_suite(config.suite)
     for line in progress.run_header(config, suite, budgets.longest_episode_steps(suite)):  # before TensorFlow loads
         logging.info("%s", line)
@@ -40,7 +47,15 @@ def main(argv):
     from distral_tf.trainer import Trainer, TrainingError
 
     configure_tensorflow(config.tf_inter_op_threads, config.tf_intra_op_threads)
-    trainer = Trainer(config, suite)
+    if config.backend == "ray":
+        from distral_tf.distributed import DistributedRun
+
+        try:
+            trainer = DistributedRun(config, suite)
+        except (ValueError, ConnectionError) as e:
+            cli.fail(f"--backend=ray could not start: {e}")
+    else:
+        trainer = Trainer(config, suite)
 
     def on_signal(signum, _frame):
         logging.warning("Received %s: writing a final checkpoint and stopping.", signal.Signals(signum).name)

@@ -126,6 +126,31 @@ class RunState:
             self._task_episodes.assign_add(episodes)
             return self._task_steps.assign_add(rollouts * self.unroll_length).numpy().copy()
 
+    # -- moving between processes (a run spread over machines) -----------------------------------
+
+    def export(self) -> dict[str, np.ndarray]:
+        """Every counter's value, by its checkpoint name."""
+        return {name: v.numpy().copy() for name, v in self.checkpoint_variables().items()}
+
+    def load(self, values: dict[str, np.ndarray]):
+        """Sets every counter from ``values`` (as :meth:`export` gives them) and starts counting from there,
+        as an attempt does once its checkpoint is restored (without counting a new attempt)."""
+        variables = self.checkpoint_variables()
+        with self._lock:
+            for name, value in values.items():
+                variables[name].assign(value)
+            self._in_flight[:] = 0
+            self._restarts_before = self._env_restarts.numpy().copy()
+
+    def update_tasks(self, tasks: Iterable[int], task_steps: np.ndarray, task_episodes: np.ndarray):
+        """Takes the steps and episodes of ``tasks`` from arrays over all tasks (counted elsewhere)."""
+        index = np.asarray(list(tasks), np.int64)
+        with self._lock:
+            for variable, source in ((self._task_steps, task_steps), (self._task_episodes, task_episodes)):
+                merged = variable.numpy()
+                merged[index] = np.asarray(source, np.int64)[index]
+                variable.assign(merged)
+
     def record_for_checkpoint(self, env_restarts_this_attempt: np.ndarray, metrics_offset: int):
         """Sets the counters that are only known when a checkpoint is written."""
         self._env_restarts.assign(self.env_restarts(env_restarts_this_attempt))

@@ -138,6 +138,9 @@ class Trainer:
         self.learner: Learner | None = None
         self.resumed_from: str | None = None
         self.actor_groups: list[ActorGroup] = []
+        # The tasks whose workers this trainer runs: all of them, except in a learner of a run spread
+        # over machines (distral_tf/distributed.py).
+        self.worker_tasks: list[int] = list(range(suite.num_tasks))
         self._obs_space = self._act_space = None
         self._stop = threading.Event()
         self._error: BaseException | None = None
@@ -271,15 +274,21 @@ class Trainer:
         self._prepare_logdir()
         self._build()
 
+    def make_agent(self) -> Agent:
+        """A new agent of this run's configuration (its initial parameters follow from the seed)."""
+        cfg = self.config
+        if self._obs_space is None:
+            self._probe_environment()
+        return Agent(self.algorithm, self.coeffs, self.suite.num_tasks, self._obs_space.shape, self._act_space.n,
+                     unroll_length=cfg.unroll_length, learning_rate=cfg.learning_rate,
+                     total_env_steps=self.steps_per_task * self.suite.num_tasks,
+                     rmsprop_decay=cfg.rmsprop_decay, rmsprop_epsilon=cfg.rmsprop_epsilon,
+                     max_grad_norm=cfg.max_grad_norm, seed=cfg.seed, torso_dtype=cfg.torso_dtype,
+                     two_column_scaling=cfg.two_column_scaling, train_distilled=not cfg.freeze_distilled)
+
     def _build(self):
         cfg = self.config
-        obs_space, act_space = self._obs_space, self._act_space
-        self.agent = Agent(self.algorithm, self.coeffs, self.suite.num_tasks, obs_space.shape, act_space.n,
-                           unroll_length=cfg.unroll_length, learning_rate=cfg.learning_rate,
-                           total_env_steps=self.steps_per_task * self.suite.num_tasks,
-                           rmsprop_decay=cfg.rmsprop_decay, rmsprop_epsilon=cfg.rmsprop_epsilon,
-                           max_grad_norm=cfg.max_grad_norm, seed=cfg.seed, torso_dtype=cfg.torso_dtype,
-                           two_column_scaling=cfg.two_column_scaling, train_distilled=not cfg.freeze_distilled)
+        self.agent = self.make_agent()
         self.checkpointer = Checkpointer(
             os.path.join(cfg.logdir, "checkpoints"), keep=cfg.keep_checkpoints, agent=self.agent,
             optimizer=self.agent.optimizer, rng=self.agent.rng, env_steps=self.agent.env_steps,
@@ -311,7 +320,7 @@ class Trainer:
     def _make_actor_groups(self) -> list[ActorGroup]:
         """The workers (task-major) in ``actor_threads`` groups of contiguous workers, with their environments."""
         cfg = self.config
-        total, num_groups = self.suite.num_tasks * cfg.workers_per_task, len(layout(cfg, self.suite.num_tasks))
+        total, num_groups = len(self.worker_tasks) * cfg.workers_per_task, len(self.actor_group_layout())
         self._startup_phase(f"starting {total} environments in {num_groups} groups")
 
         def ready(groups: int, workers: int, seconds: float):
@@ -320,7 +329,7 @@ class Trainer:
 
         return [ActorGroup(tasks, envs, self.agent, cfg.unroll_length, cfg.reward_clipping)
                 for tasks, envs in make_groups(self.suite, cfg, self._obs_space, self.state.generation,
-                                               on_group_ready=ready)]
+                                               on_group_ready=ready, only_tasks=self.worker_tasks)]
 
     def _startup_phase(self, text: str):
         if self._startup is not None:
@@ -457,17 +466,30 @@ class Trainer:
             summaries.logged_metrics(self.algorithm, self.coeffs, evaluates_distilled=self.evaluator.interval > 0))
         summaries.write_hparams(cfg.logdir, {**cfg.to_json(), "suite": self.suite.name},
                                 [summaries.per_task_tag("task", t, "episode_return") for t in self.suite.task_names])
-        self._startup_phase("preparing the acting and update functions")
-        replicas = [self.agent.make_replica(i) for i in range(len(layout(cfg, self.suite.num_tasks)))]
-        self.learner = make_learner(cfg.update_mode, cfg.learner_threads)
         try:
-            self.learner.warm_up(self.agent, replicas)
-            self.timings = Timings()
-            self.actor_groups = self._make_actor_groups()
+            replicas = self._start_workers()
             self._startup_phase("waiting for the first rollouts")
             return self._train(replicas)
         finally:
+            self._stop_workers()
+
+    def _start_workers(self) -> list:
+        """Prepares the learner and the actor groups; returns each group's replica."""
+        self._startup_phase("preparing the acting and update functions")
+        replicas = [self.agent.make_replica(i) for i in range(len(self.actor_group_layout()))]
+        self.learner = make_learner(self.config.update_mode, self.config.learner_threads)
+        self.learner.warm_up(self.agent, replicas)
+        self.timings = Timings()
+        self.actor_groups = self._make_actor_groups()
+        return replicas
+
+    def _stop_workers(self):
+        if self.learner is not None:
             self.learner.close()
+
+    def actor_group_layout(self) -> list[tuple[int, int, int]]:
+        """``(lo, hi, processes)`` of each actor group (:func:`distral_tf.worker_envs.layout`)."""
+        return layout(self.config, len(self.worker_tasks))
 
     def _train(self, replicas: list[Replica]) -> dict:
         cfg = self.config
@@ -527,6 +549,7 @@ class Trainer:
                 "time_split_seconds": self.timings.snapshot(),
                 "skipped_updates": int(self.agent.optimizer.num_skipped.numpy()),
                 "mean_recent_return_per_task": self.monitor.mean_recent_returns(),
+                **self._summary_extras(),
             }
             if self._error is not None:
                 summary["error"] = f"{type(self._error).__name__}: {self._error}"
@@ -541,6 +564,10 @@ class Trainer:
             if save_error is not None:
                 raise save_error
         return summary
+
+    def _summary_extras(self) -> dict:
+        """Figures a kind of trainer adds to the summary of ``run()`` and to ``status.json``."""
+        return {}
 
     def _log_progress(self, progress: ProgressReporter):
         """The progress line, the speed and restart scalars and the status heartbeat."""

@@ -11,11 +11,12 @@ import pytest  # noqa: E402
 def pytest_collection_modifyitems(config, items):
     """With ``-n N --dist loadgroup`` (pytest-xdist) each test file runs on one worker, so its
     module fixtures are built once; a file that sets ``SPLIT_ACROSS_WORKERS = True`` (independent
-    long tests) has its tests spread over the workers."""
+    long tests) has its tests spread over the workers, and files that set the same ``XDIST_GROUP``
+    share one worker."""
     for item in items:
         module = getattr(item, "module", None)
         if module is not None and not getattr(module, "SPLIT_ACROSS_WORKERS", False):
-            item.add_marker(pytest.mark.xdist_group(module.__name__))
+            item.add_marker(pytest.mark.xdist_group(getattr(module, "XDIST_GROUP", module.__name__)))
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -26,6 +27,23 @@ def configured_tensorflow():
     configure_tensorflow()
 
 SMALL_AGENT = {"num_tasks": 2, "observation_shape": (36, 36, 3), "num_actions": 3, "unroll_length": 3}
+
+
+def random_rollout(task_ids, seed=0):
+    """A rollout for an agent of ``SMALL_AGENT``'s shapes: random images, actions and rewards."""
+    import numpy as np
+
+    from distral_tf.agent import Rollout
+
+    rng = np.random.default_rng(seed)
+    t, b = SMALL_AGENT["unroll_length"], len(task_ids)
+    zeros = np.zeros([b, 256], np.float32)
+    return Rollout(
+        task_ids=np.asarray(task_ids, np.int32),
+        observations=rng.integers(0, 255, [t + 1, b, *SMALL_AGENT["observation_shape"]], dtype=np.uint8),
+        first=np.zeros([t + 1, b], bool), actions=rng.integers(0, SMALL_AGENT["num_actions"], [t, b]).astype(np.int32),
+        rewards=rng.normal(size=[t, b]).astype(np.float32), dones=np.zeros([t, b], bool),
+        distilled_state=(zeros, zeros), task_state=(zeros, zeros))
 
 
 def randomize_policy_layers(columns, seed=0, scale=0.3):
@@ -95,3 +113,24 @@ def parse():
 
     yield _parse
     flags.FLAGS.unparse_flags()
+
+
+def tensorboard_episode_events(logdir):
+    """(task, step, return) of every task-policy episode_return event in the run's TensorBoard files."""
+    import re
+
+    import tensorflow as tf
+    from tensorboard.compat.proto import event_pb2
+
+    events = []
+    for name in os.listdir(logdir):
+        if not name.startswith("events.out.tfevents"):
+            continue
+        for record in tf.data.TFRecordDataset(os.path.join(logdir, name)):
+            event = event_pb2.Event.FromString(record.numpy())
+            for value in event.summary.value:
+                match = re.fullmatch(r"task/(.+)/episode_return", value.tag)
+                if match:
+                    number = tf.make_ndarray(value.tensor) if value.HasField("tensor") else value.simple_value
+                    events.append((match.group(1), event.step, round(float(number), 4)))
+    return events

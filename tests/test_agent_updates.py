@@ -2,22 +2,10 @@
 
 import numpy as np
 import pytest
+from conftest import SMALL_AGENT
+from conftest import random_rollout as _rollout
 
-from distral_tf.agent import Rollout, rollout_args
-
-SMALL_AGENT = {"unroll_length": 3, "observation_shape": (36, 36, 3)}  # as built by conftest.make_agent
-
-
-def _rollout(task_ids, seed=0):
-    rng = np.random.default_rng(seed)
-    t, b = SMALL_AGENT["unroll_length"], len(task_ids)
-    zeros = np.zeros([b, 256], np.float32)
-    return Rollout(
-        task_ids=np.asarray(task_ids, np.int32),
-        observations=rng.integers(0, 255, [t + 1, b, *SMALL_AGENT["observation_shape"]], dtype=np.uint8),
-        first=np.zeros([t + 1, b], bool), actions=rng.integers(0, 3, [t, b]).astype(np.int32),
-        rewards=rng.normal(size=[t, b]).astype(np.float32), dones=np.zeros([t, b], bool),
-        distilled_state=(zeros, zeros), task_state=(zeros, zeros))
+from distral_tf.agent import rollout_args
 
 
 def _snapshot(agent, column):

@@ -13,10 +13,11 @@ import threading
 import time
 
 import pytest
+from conftest import tensorboard_episode_events
+from ray_cluster import REPO, XDIST_GROUP, two_node_cluster  # noqa: F401 (XDIST_GROUP: read by conftest)
 
 from distral_tf import ray_runs, sweep
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SUITE = "two_rooms_small"
 # Small runs: one worker per task, environments stepped in one process, no evaluation.
 RUN_FLAGS = "--eval_episodes=0 --log_every_secs=5"
@@ -96,45 +97,11 @@ FAKE_RUN = textwrap.dedent('''
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    """A head node without CPUs (runs cannot land there) and two nodes of one CPU each, each with a
-    resource of its own; the Ray processes inherit PYTHONPATH so that they import this checkout (and
-    the module ``fake_ray_run``)."""
-    pytest.importorskip("ray")
-    import ray
-    from ray.cluster_utils import Cluster
-
+    """The two-node cluster of ``ray_cluster``, whose Ray processes also import ``fake_ray_run``."""
     fake_dir = tmp_path_factory.mktemp("fake_run")
     (fake_dir / "fake_ray_run.py").write_text(FAKE_RUN)
-    old_path = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (REPO, str(fake_dir), old_path) if p)
-    local = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
-    session_dir = local.head_node.get_session_dir_path()
-    try:
-        nodes = [local.add_node(num_cpus=1, resources={f"node_{name}": 1}) for name in "ab"]
-        local.wait_for_nodes()
-        ray.init(address=local.address, include_dashboard=False, log_to_driver=False)
+    with two_node_cluster(str(fake_dir)) as (local, nodes):
         yield local, nodes
-    finally:
-        ray.shutdown()
-        local.shutdown()
-        _kill_processes_of_session(session_dir)
-        if old_path is None:
-            os.environ.pop("PYTHONPATH", None)
-        else:
-            os.environ["PYTHONPATH"] = old_path
-
-
-def _kill_processes_of_session(session_dir):
-    """Kills what is left of this cluster's processes (those of a node that failed to start are not
-    among the nodes ``Cluster.shutdown`` stops): the processes whose command line names its session."""
-    for pid in filter(str.isdigit, os.listdir("/proc") if os.path.isdir("/proc") else []):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                command = f.read().decode(errors="replace")
-            if session_dir in command and int(pid) != os.getpid():
-                os.kill(int(pid), signal.SIGKILL)
-        except (OSError, ValueError):
-            pass
 
 
 def _nodes_of(log_path):
@@ -196,25 +163,6 @@ def test_sigint_reaches_the_runs_on_the_cluster_and_rerun_completes(tmp_path, cl
     assert [(e["state"], e["attempts"]) for e in entries] == [("finished", 2), ("finished", 2)]
 
 
-def _episode_events(logdir):
-    """(task, step, return) of every task-policy episode_return event in the run's TensorBoard files."""
-    import tensorflow as tf
-    from tensorboard.compat.proto import event_pb2
-
-    events = []
-    for name in os.listdir(logdir):
-        if not name.startswith("events.out.tfevents"):
-            continue
-        for record in tf.data.TFRecordDataset(os.path.join(logdir, name)):
-            event = event_pb2.Event.FromString(record.numpy())
-            for value in event.summary.value:
-                match = re.fullmatch(r"task/(.+)/episode_return", value.tag)
-                if match:
-                    number = tf.make_ndarray(value.tensor) if value.HasField("tensor") else value.simple_value
-                    events.append((match.group(1), event.step, round(float(number), 4)))
-    return events
-
-
 def test_run_of_a_lost_node_restarts_elsewhere_and_counts_no_step_twice(tmp_path, cluster):
     """Kills the node of a running run after a checkpoint; Ray restarts the run on the other node, which
     resumes from the checkpoint and drops the rows and events written after it."""
@@ -268,7 +216,7 @@ def test_run_of_a_lost_node_restarts_elsewhere_and_counts_no_step_twice(tmp_path
         steps = [s for t, s, _ in task_rows if t == task]
         assert steps == sorted(set(steps)), task
     # The metrics rows and TensorBoard's episode events are the same episodes, none twice.
-    assert collections.Counter(task_rows) == collections.Counter(_episode_events(logdir))
+    assert collections.Counter(task_rows) == collections.Counter(tensorboard_episode_events(logdir))
     assert sum(_max_steps(rows).values()) <= 1500 + 3 * 20
 
 

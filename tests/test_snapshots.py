@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import random_rollout as _rollout
 
 from distral_tf import algorithms
-from distral_tf.agent import Agent, Rollout
+from distral_tf.agent import Agent
 
 OBS, T, NUM_ACTIONS = (36, 36, 3), 3, 3
 
@@ -14,18 +15,6 @@ def _agent(name, seed=0, **kwargs):
     algorithm = algorithms.get(name)
     return Agent(algorithm, algorithm.coefficients(0.05), 2, OBS, NUM_ACTIONS, unroll_length=T,
                  learning_rate=1e-2, total_env_steps=10**9, seed=seed, **kwargs)
-
-
-def _rollout(task_ids, seed):
-    rng = np.random.default_rng(seed)
-    b = len(task_ids)
-    zeros = np.zeros([b, 256], np.float32)
-    return Rollout(
-        task_ids=np.asarray(task_ids, np.int32),
-        observations=rng.integers(0, 255, [T + 1, b, *OBS], dtype=np.uint8),
-        first=np.zeros([T + 1, b], bool), actions=rng.integers(0, NUM_ACTIONS, [T, b]).astype(np.int32),
-        rewards=rng.normal(size=[T, b]).astype(np.float32), dones=np.zeros([T, b], bool),
-        distilled_state=(zeros, zeros), task_state=(zeros, zeros))
 
 
 def _gradient(agent, rollout):

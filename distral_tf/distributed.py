@@ -1,0 +1,707 @@
+"""One run spread over a Ray cluster (``--backend=ray``): task learners, a shared-parameter actor, the driver.
+
+Distral's structure decides the split: the task columns are private to their tasks,
+and only the variables every task uses are shared (pi_0, h0 in the 2col variants, the
+whole network of a3c_multitask).
+
+* :class:`TaskLearner` (a Ray actor per group of tasks, on whichever node Ray places
+  it): its tasks' workers (environment processes, actor threads, snapshots) and the
+  updates of its task columns, exactly as in a local run. Frames never leave its node.
+* :class:`SharedParameters` (a Ray actor): the shared variables, their shared RMSProp
+  statistics and a version counter (one version per applied gradient). A learner
+  pushes each update's clipped gradient of the shared variables, computed at the
+  snapshot its workers acted with, and gets the newest parameters back; the lag of a
+  gradient (versions applied between its snapshot and itself) is logged as
+  ``staleness/<task>/{mean,max}``.
+* :class:`DistributedTrainer` (the driver, a :class:`~distral_tf.trainer.Trainer`):
+  writes the run directory as a local run does (``config.json``, ``status.json``,
+  ``metrics.jsonl``, TensorBoard, checkpoints of the whole state), evaluates pi_0,
+  and checkpoints by parking every learner and gathering parameters, optimiser
+  statistics and counters into one standard checkpoint.
+
+A rollout is counted once its update is applied, shared part included (the push is
+synchronous), so a checkpoint taken with the learners parked is exact. If an actor or
+its node is lost, the attempt stops without a checkpoint (:class:`NodeLostError`) and
+:class:`DistributedRun` starts it again from the last checkpoint, dropping the metrics
+rows and TensorBoard events written after it: no step is counted twice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging as std_logging
+import math
+import os
+import threading
+import time
+
+# In the Ray workers that unpickle the actors below, before TensorFlow loads: its start-up notices
+# would otherwise be forwarded to the driver's log by every actor.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+from absl import logging  # noqa: E402
+
+from distral_tf.config import TrainConfig  # noqa: E402
+from distral_tf.envs.suites import Suite  # noqa: E402
+from distral_tf.ray_runs import import_ray  # noqa: E402
+from distral_tf.trainer import Trainer, TrainingError, _PauseGate  # noqa: E402
+
+POLL_SECS = 0.5
+# How often the driver refreshes its copy of the shared parameters (for evaluating pi_0).
+REFRESH_SECS = 5.0
+# What a learner counts of its exchanges with the shared parameters.
+TRAFFIC_FIELDS = ("pushes", "push_seconds", "bytes")
+# How long a run whose actor is lost waits for Ray to mark the actor's node dead (Ray's health checks
+# take up to about 30 s) before it starts again.
+NODE_DEATH_TIMEOUT_SECS = 45.0
+# How long learners may wait for the cluster to have room for them.
+PLACEMENT_TIMEOUT_SECS = 600.0
+
+
+class NodeLostError(RuntimeError):
+    """An actor of the run (or the node it ran on) is gone: the attempt cannot continue exactly."""
+
+
+def _is_ray_loss(error: BaseException) -> bool:
+    """Whether ``error`` says that a Ray actor, worker or node is gone."""
+    try:
+        from ray import exceptions
+    except ImportError:
+        return False
+    lost = tuple(getattr(exceptions, name) for name in ("RayActorError", "ActorDiedError", "ActorUnavailableError",
+                                                        "NodeDiedError", "WorkerCrashedError",
+                                                        "OwnerDiedError", "ObjectLostError")
+                 if hasattr(exceptions, name))
+    return isinstance(error, lost)
+
+
+def partition_tasks(num_tasks: int, learners: int) -> list[list[int]]:
+    """Contiguous groups of tasks, one per learner (``learners`` 0: one per task)."""
+    count = num_tasks if learners <= 0 else min(learners, num_tasks)
+    return [[int(t) for t in chunk] for chunk in np.array_split(np.arange(num_tasks), count)]
+
+
+def cluster_demand(config: TrainConfig, num_tasks: int) -> dict[str, float]:
+    """The Ray resources all the learners of a run reserve together (the shared actor reserves none)."""
+    learners = len(partition_tasks(num_tasks, config.learners))
+    demand = {"CPU": learners * config.cpus_per_learner}
+    for name, amount in parse_resources(config.ray_resources).items():
+        demand[name] = demand.get(name, 0.0) + learners * amount
+    return demand
+
+
+def parse_resources(text: str) -> dict[str, float]:
+    """``--ray_resources`` as a dict (``{}`` when empty); ValueError naming the flag otherwise."""
+    if not text.strip():
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"--ray_resources must be a JSON object such as '{{\"doom\": 1}}': {e}") from None
+    if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, (int, float)) and v >= 0 for k, v in value.items()):
+        raise ValueError(f"--ray_resources must map resource names to numbers >= 0, got {text!r}.")
+    return {k: float(v) for k, v in value.items()}
+
+
+# ---------------------------------------------------------------------------------------------- #
+# Moving an agent's state between processes: parameters, RMSProp statistics, counters.
+
+
+def shared_indices(agent) -> list[int]:
+    """Indices in ``agent.trainable`` of the variables every task uses."""
+    return [i for i, task in enumerate(agent.variable_tasks) if task is None]
+
+
+def task_indices(agent, tasks) -> list[int]:
+    """Indices in ``agent.trainable`` of the columns of ``tasks``."""
+    tasks = set(tasks)
+    return [i for i, task in enumerate(agent.variable_tasks) if task is not None and task in tasks]
+
+
+def full_state(agent) -> dict:
+    """Everything of ``agent`` a learner or the shared actor starts from (numpy arrays)."""
+    return {"parameters": [v.numpy() for v in agent.parameters],
+            "mean_squares": [v.numpy() for v in agent.optimizer.mean_squares],
+            "env_steps": int(agent.env_steps.numpy())}
+
+
+def load_full_state(agent, state: dict):
+    for v, value in zip(agent.parameters, state["parameters"], strict=True):
+        v.assign(value)
+    for v, value in zip(agent.optimizer.mean_squares, state["mean_squares"], strict=True):
+        v.assign(value)
+    agent.env_steps.assign(state["env_steps"])
+
+
+def part_state(agent, indices: list[int]) -> dict:
+    """The trainable variables at ``indices`` and their RMSProp statistics, with the update counters."""
+    opt = agent.optimizer
+    return {"indices": list(indices), "values": [agent.trainable[i].numpy() for i in indices],
+            "mean_squares": [opt.mean_squares[i].numpy() for i in indices],
+            "num_updates": int(opt.num_updates.numpy()), "num_skipped": int(opt.num_skipped.numpy())}
+
+
+def load_part_state(agent, part: dict):
+    for i, value, ms in zip(part["indices"], part["values"], part["mean_squares"], strict=True):
+        agent.trainable[i].assign(value)
+        agent.optimizer.mean_squares[i].assign(ms)
+
+
+def _configured_trainer(config: dict, spaces, trainer_class=Trainer, **kwargs) -> Trainer:
+    """A trainer of ``config`` in an actor: TensorFlow configured, spaces known (no environment probed)."""
+    from distral_tf.envs import make_suite
+    from distral_tf.tensorflow_setup import configure_tensorflow
+
+    cfg = TrainConfig(**config)
+    configure_tensorflow(cfg.tf_inter_op_threads, cfg.tf_intra_op_threads)  # Ray sets OMP_NUM_THREADS only
+    trainer = trainer_class(cfg, make_suite(cfg.suite), **kwargs)
+    trainer._obs_space, trainer._act_space = spaces
+    return trainer
+
+
+# ---------------------------------------------------------------------------------------------- #
+# The actors.
+
+
+class SharedParameters:
+    """The variables of ``agent`` every task uses, their shared RMSProp statistics and a version counter
+    (held by a Ray actor, :class:`SharedParametersActor`)."""
+
+    def __init__(self, agent):
+        import tensorflow as tf
+
+        from distral_tf.optim import linear_annealing
+
+        self.agent = agent
+        self.indices = shared_indices(agent)
+        self.variables = [agent.trainable[i] for i in self.indices]
+        self.version = 0
+        self._apply = None
+        if self.variables:
+            specs = [tf.TensorSpec(v.shape, v.dtype) for v in self.variables]
+
+            @tf.function(autograph=False, input_signature=[specs])
+            def apply(grads):
+                lr = linear_annealing(agent.learning_rate, agent.env_steps, agent.total_env_steps)
+                norm = agent.optimizer.apply(grads, self.variables, lr, clip=False)  # clipped by the learner
+                return tf.math.is_finite(norm)
+
+            self._apply = apply
+
+    def load(self, state: dict) -> str:
+        """Starts from ``state`` at version 0; returns the Ray node this runs on."""
+        load_full_state(self.agent, state)
+        self.version = 0
+        import ray
+
+        return ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
+
+    def push(self, grads: list[np.ndarray], agent_steps: int, version: int):
+        """Applies one update's gradient (computed at ``version``); returns
+        ``(version, parameters, agent steps, lag)``, the lag being the versions applied since ``version``."""
+        lag = self.version - version
+        if self._apply is not None:
+            self._apply(grads)
+        self.agent.env_steps.assign_add(agent_steps)
+        self.version += 1
+        return self.version, [v.numpy() for v in self.variables], int(self.agent.env_steps.numpy()), lag
+
+    def pull(self):
+        """``(version, parameters, agent steps)``."""
+        return self.version, [v.numpy() for v in self.variables], int(self.agent.env_steps.numpy())
+
+    def state(self) -> dict:
+        return {**part_state(self.agent, self.indices), "env_steps": int(self.agent.env_steps.numpy())}
+
+
+class SharedParametersActor(SharedParameters):
+    """Ray actor: :class:`SharedParameters` of a new agent of the run's configuration."""
+
+    def __init__(self, config: dict, spaces):
+        super().__init__(_configured_trainer(config, spaces).make_agent())
+
+
+class _RecordingMonitor:
+    """Stands in for the run's monitor in a learner: records what the driver's monitor is to write."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._events: list[tuple[str, tuple, dict]] = []
+
+    def episode(self, *args, **kwargs):
+        with self._lock:
+            self._events.append(("episode", args, kwargs))
+
+    def task_scalars(self, *args, **kwargs):
+        with self._lock:
+            self._events.append(("task_scalars", args, kwargs))
+
+    def run_scalars(self, *args, **kwargs):
+        """Run-wide scalars are the driver's (their step is the whole run's)."""
+
+    def drain(self) -> list[tuple[str, tuple, dict]]:
+        with self._lock:
+            events, self._events = self._events, []
+        return events
+
+
+class _LearnerCore(Trainer):
+    """A trainer that runs the workers of some tasks only, for :class:`TaskLearner`."""
+
+    def __init__(self, config: TrainConfig, suite: Suite, tasks: list[int]):
+        if config.num_env_processes == -1:  # one environment process per CPU the learner reserves
+            config = dataclasses.replace(config, num_env_processes=max(1, round(config.cpus_per_learner)))
+        super().__init__(config, suite)
+        self.worker_tasks = list(tasks)
+        self.monitor = _RecordingMonitor()
+        self._threads: list[threading.Thread] = []
+
+    def start(self):
+        replicas = self._start_workers()
+        self._threads = [threading.Thread(target=self._actor_loop, args=(group, replica), daemon=True,
+                                          name=f"actor-{i}")
+                         for i, (group, replica) in enumerate(zip(self.actor_groups, replicas, strict=True))]
+        for t in self._threads:
+            t.start()
+
+    @property
+    def done(self) -> bool:
+        return not any(t.is_alive() for t in self._threads)
+
+    @property
+    def error(self) -> BaseException | None:
+        return self._error
+
+    def restarts(self) -> np.ndarray:
+        return self._restarts_this_attempt()
+
+    def pause(self):
+        self._gate.pause()
+
+    def resume(self):
+        self._gate.resume()
+
+    def close(self):
+        self._stop.set()
+        self._gate.resume()
+        for t in self._threads:
+            t.join(timeout=60)
+        for group in self.actor_groups:
+            group.close()
+        self._stop_workers()
+
+
+class TaskLearner:
+    """Ray actor: the workers and task columns of ``tasks``; the shared gradients go to ``shared``."""
+
+    def __init__(self, config: dict, spaces, tasks: list[int], shared):
+        self.tasks = list(tasks)
+        self.core = _configured_trainer(config, spaces, _LearnerCore, tasks=self.tasks)
+        self.core.agent = agent = self.core.make_agent()
+        self._shared = shared
+        self._shared_indices = shared_indices(agent)
+        self._own_indices = task_indices(agent, self.tasks)
+        self._lock = threading.Lock()
+        agent.shared_sink = self._push  # before any update function is traced
+        self._timings_sent = dict.fromkeys(self.core.timings.FIELDS, 0.0)
+        self._traffic = dict.fromkeys(TRAFFIC_FIELDS, 0.0)
+
+    def start(self, state: dict, counters: dict, shared_version: int):
+        """Loads the run's state, starts the environments and the workers; returns once they run."""
+        load_full_state(self.core.agent, state)
+        self.core.agent.shared_version = shared_version
+        self.core.state.load(counters)
+        self.core.start()
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
+
+    def _push(self, grads: list[np.ndarray], agent_steps: int, version: int) -> int:
+        import ray
+
+        agent = self.core.agent
+        if not all(np.isfinite(g).all() for g in grads):  # the local optimiser skipped this update too
+            if not self._own_indices:
+                agent.optimizer.num_skipped.assign_add(1)
+                agent.optimizer.consecutive_skipped.assign_add(1)
+            return 0
+        start = time.perf_counter()
+        new_version, parameters, env_steps, lag = ray.get(self._shared.push.remote(grads, agent_steps, version))
+        seconds = time.perf_counter() - start
+        with self._lock:
+            self._traffic["pushes"] += 1
+            self._traffic["push_seconds"] += seconds
+            self._traffic["bytes"] += sum(g.nbytes for g in grads) + sum(p.nbytes for p in parameters)
+            if new_version > agent.shared_version:
+                for i, value in zip(self._shared_indices, parameters, strict=True):
+                    agent.trainable[i].assign(value)
+                agent.shared_version = new_version
+                agent.env_steps.assign(env_steps)
+        return lag
+
+    def poll(self) -> dict:
+        """What happened since the last poll: episodes and scalars to write, counters, errors."""
+        core = self.core
+        error = core.error
+        timings = core.timings.snapshot()
+        delta = {k: timings[k] - self._timings_sent[k] for k in timings}
+        self._timings_sent = timings
+        with self._lock:
+            traffic, self._traffic = self._traffic, dict.fromkeys(TRAFFIC_FIELDS, 0.0)
+        return {"traffic": traffic, "events": core.monitor.drain(), "task_steps": core.state.task_steps,
+                "task_episodes": core.state.task_episodes, "restarts": core.restarts(), "done": core.done,
+                "timings": delta,
+                "error": None if error is None else f"{type(error).__name__}: {error}",
+                "error_is_loss": error is not None and _is_ray_loss(error)}
+
+    def pause(self):
+        """Parks the workers between rollouts (every update applied, shared part included)."""
+        self.core.pause()
+        return True
+
+    def resume(self):
+        self.core.resume()
+        return True
+
+    def state(self) -> dict:
+        return part_state(self.core.agent, self._own_indices)
+
+    def close(self):
+        self.core.close()
+        return True
+
+
+# ---------------------------------------------------------------------------------------------- #
+# The driver.
+
+
+class _LearnerProxy:
+    """The driver's handle on one learner: polls it and writes what it reports."""
+
+    def __init__(self, trainer: DistributedTrainer, handle, tasks: list[int]):
+        self.trainer = trainer
+        self.handle = handle
+        self.tasks = tasks
+        self._restarts = np.zeros(trainer.suite.num_tasks, np.int64)
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def call(self, method: str, *args):
+        """``handle.method(*args)``, waited for; a lost actor raises :class:`NodeLostError`."""
+        import ray
+
+        try:
+            return ray.get(getattr(self.handle, method).remote(*args))
+        except Exception as e:
+            if _is_ray_loss(e):
+                raise NodeLostError(f"the learner of tasks {self.task_names()} is lost "
+                                    f"({type(e).__name__})") from e
+            raise
+
+    def task_names(self) -> str:
+        return ", ".join(self.trainer.suite.task_names[t] for t in self.tasks)
+
+    def poll(self) -> bool:
+        """Writes what the learner reports; returns whether its workers have finished."""
+        with self._lock:
+            report = self.call("poll")
+            monitor = self.trainer.monitor
+            for kind, args, kwargs in report["events"]:
+                getattr(monitor, kind)(*args, **kwargs)
+            self.trainer.state.update_tasks(self.tasks, report["task_steps"], report["task_episodes"])
+            self._restarts = np.asarray(report["restarts"], np.int64)
+            self.trainer.timings.add(**report["timings"])
+            self.trainer.add_traffic(report["traffic"])
+        if report["error"] is not None:
+            if report["error_is_loss"]:
+                raise NodeLostError(f"the learner of tasks {self.task_names()} lost the shared parameters: "
+                                    f"{report['error']}")
+            raise TrainingError(f"the learner of tasks {self.task_names()} failed: {report['error']}")
+        return report["done"]
+
+    def restarts_per_task(self, num_tasks: int) -> np.ndarray:
+        return self._restarts.copy()
+
+    def close(self):
+        """Stops the learner's workers and environment processes (at most 60 s), then the actor."""
+        import ray
+
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            ray.get(self.handle.close.remote(), timeout=60)
+        except Exception as e:  # lost, or stuck: killing the actor is all that is left
+            logging.info("Learner of tasks %s did not close: %s", self.task_names(), type(e).__name__)
+        try:
+            ray.kill(self.handle)
+        except Exception as e:  # already gone
+            logging.info("Learner of tasks %s: %s", self.task_names(), e)
+
+
+class _ClusterGate:
+    """The driver's pause gate: parks the polling threads and every learner, and gathers the whole
+    state into the driver's agent, so that the trainer's checkpoint is exact."""
+
+    def __init__(self, trainer: DistributedTrainer):
+        self.trainer = trainer
+        self._local = _PauseGate()
+
+    def enter(self):
+        self._local.enter()
+
+    def leave(self):
+        self._local.leave()
+
+    def wait_if_paused(self):
+        self._local.wait_if_paused()
+
+    def pause(self):
+        self._local.pause()
+        trainer = self.trainer
+        proxies = trainer.actor_groups
+        try:
+            for proxy in proxies:
+                proxy.call("pause")
+            for proxy in proxies:
+                proxy.poll()  # what they did before parking
+            trainer.gather_state()
+        except BaseException:
+            self._local.resume()
+            raise
+
+    def resume(self):
+        for proxy in self.trainer.actor_groups:
+            try:
+                proxy.call("resume")
+            except NodeLostError as e:  # noticed by its polling thread
+                logging.warning("%s", e)
+        self._local.resume()
+
+
+class DistributedTrainer(Trainer):
+    """The driver of one attempt of a run spread over a Ray cluster (see the module's docstring)."""
+
+    def __init__(self, config: TrainConfig, suite: Suite):
+        super().__init__(config, suite)
+        self.ray = import_ray()
+        self.partition = partition_tasks(suite.num_tasks, config.learners)
+        self.resources = parse_resources(config.ray_resources)
+        self.shared = None
+        self._last_refresh = 0.0
+        self._gate = _ClusterGate(self)
+        self._traffic_lock = threading.Lock()
+        self.traffic = dict.fromkeys(TRAFFIC_FIELDS, 0.0)
+        self.actor_nodes: set[str] = set()  # the Ray nodes of this attempt's actors
+
+    def add_traffic(self, traffic: dict[str, float]):
+        with self._traffic_lock:
+            for k, v in traffic.items():
+                self.traffic[k] += v
+
+    def _summary_extras(self) -> dict:
+        """The learners' exchanges with the shared parameters in this attempt: pushes (each a
+        gradient sent and the newest parameters received), seconds spent waiting for them, bytes."""
+        with self._traffic_lock:
+            t = dict(self.traffic)
+        return {"shared_pushes": int(t["pushes"]), "shared_push_seconds": t["push_seconds"],
+                "shared_bytes": int(t["bytes"])}
+
+    def _start_workers(self) -> list:
+        ray, cfg = self.ray, self.config
+        config, spaces = cfg.to_json(), (self._obs_space, self._act_space)
+        self._startup_phase(f"starting {len(self.partition)} learners and the shared parameters on the Ray cluster")
+        self.shared = ray.remote(num_cpus=0, max_restarts=0)(SharedParametersActor).remote(config, spaces)
+        learner_class = ray.remote(TaskLearner)
+        handles = [learner_class.options(num_cpus=cfg.cpus_per_learner, resources=self.resources or None,
+                                         scheduling_strategy="SPREAD", max_restarts=0,
+                                         name=None).remote(config, spaces, tasks, self.shared)
+                   for tasks in self.partition]
+        self.actor_groups = [_LearnerProxy(self, h, tasks) for h, tasks in zip(handles, self.partition, strict=True)]
+        state = full_state(self.agent)
+        counters = self.state.export()
+        self._startup_phase("waiting for the shared parameters to start")
+        loaded = self.shared.load.remote(state)
+        self._wait(loaded, "the shared parameters")
+        self.actor_nodes.add(ray.get(loaded))
+        self._startup_phase(f"waiting for {len(handles)} learners to start")
+        starts = [h.start.remote(state, counters, 0) for h in handles]
+        self._wait(starts, f"{len(handles)} learners")
+        for proxy, node in zip(self.actor_groups, ray.get(starts), strict=True):
+            self.actor_nodes.add(node)
+            logging.info("Learner of tasks %s runs on node %s.", proxy.task_names(), node[:12])
+        return [None] * len(handles)
+
+    def _wait(self, refs, what: str):
+        ray = self.ray
+        pending = refs if isinstance(refs, list) else [refs]
+        deadline = time.monotonic() + PLACEMENT_TIMEOUT_SECS
+        reported = len(pending)
+        while pending:
+            _, pending = ray.wait(pending, num_returns=len(pending), timeout=2.0)
+            if pending and self._stop.is_set():
+                raise TrainingError(f"stopped while waiting for {what} to start; nothing was trained in this "
+                                    "attempt (rerun the same command to resume)")
+            if pending and time.monotonic() > deadline:
+                raise TrainingError(
+                    f"{what} did not start within {PLACEMENT_TIMEOUT_SECS:.0f} s: does the cluster have room for "
+                    f"{len(self.partition)} learners of {self.config.cpus_per_learner:g} CPUs"
+                    f"{' and ' + json.dumps(self.resources) if self.resources else ''}? (ray status)")
+            if pending and len(pending) != reported:  # the start-up reporter repeats the phase meanwhile
+                reported = len(pending)
+                self._startup_phase(f"waiting for {what} to start ({len(pending)} not ready)")
+        try:
+            ray.get(refs)
+        except Exception as e:
+            if _is_ray_loss(e):
+                raise NodeLostError(f"{what} could not start ({type(e).__name__}: {e})") from e
+            raise
+
+    def _stop_workers(self):
+        for proxy in self.actor_groups:  # closed already after training; not if the start failed
+            proxy.close()
+        if self.shared is not None:
+            self.ray.kill(self.shared)
+            self.shared = None
+
+    def _actor_loop(self, proxy: _LearnerProxy, _replica):
+        self._gate.enter()
+        try:
+            while not self._stop.is_set():
+                self._gate.wait_if_paused()
+                if self._stop.is_set():
+                    break
+                done = proxy.poll()
+                if self._startup is not None and self.state.total_steps > 0:
+                    self._startup.done()
+                if proxy is self.actor_groups[0]:
+                    self._refresh_shared()
+                if done:
+                    break
+                self._stop.wait(POLL_SECS)
+        except BaseException as e:
+            if self._error is None:
+                self._error = e
+            self._stop.set()
+        finally:
+            self._gate.leave()
+
+    def _refresh_shared(self, force: bool = False):
+        """Copies the newest shared parameters into the driver's agent (for evaluating pi_0)."""
+        if not force and time.monotonic() - self._last_refresh < REFRESH_SECS:
+            return
+        self._last_refresh = time.monotonic()
+        try:
+            _, parameters, env_steps = self.ray.get(self.shared.pull.remote())
+        except Exception as e:
+            if _is_ray_loss(e):
+                raise NodeLostError(f"the shared parameters are lost ({type(e).__name__})") from e
+            raise
+        for i, value in zip(shared_indices(self.agent), parameters, strict=True):
+            self.agent.trainable[i].assign(value)
+        self.agent.env_steps.assign(env_steps)
+
+    def gather_state(self):
+        """Copies every learner's task columns and the shared parameters, with their RMSProp statistics
+        and update counters, into the driver's agent (the learners are parked)."""
+        parts = [proxy.call("state") for proxy in self.actor_groups]
+        try:
+            shared = self.ray.get(self.shared.state.remote())
+        except Exception as e:
+            if _is_ray_loss(e):
+                raise NodeLostError(f"the shared parameters are lost ({type(e).__name__})") from e
+            raise
+        for part in [*parts, shared]:
+            load_part_state(self.agent, part)
+        opt = self.agent.optimizer
+        opt.num_updates.assign(sum(p["num_updates"] for p in parts) + shared["num_updates"])
+        opt.num_skipped.assign(sum(p["num_skipped"] for p in parts) + shared["num_skipped"])
+        self.agent.env_steps.assign(shared["env_steps"])
+
+
+class DistributedRun:
+    """A run spread over a Ray cluster, started again from its last checkpoint when a node is lost.
+
+    ``run()`` and ``request_stop()`` as :class:`~distral_tf.trainer.Trainer`'s; Ray is
+    joined (``--address``) or started on this machine before the first attempt.
+    """
+
+    def __init__(self, config: TrainConfig, suite: Suite):
+        self.config = config
+        self.suite = suite
+        self.ray = import_ray()
+        parse_resources(config.ray_resources)  # a bad value stops the run before anything starts
+        self._stop = threading.Event()
+        self._trainer: DistributedTrainer | None = None
+        self.attempts = 0
+        self._connect()
+
+    @property
+    def trainer(self) -> DistributedTrainer | None:
+        """The driver of the current attempt (None before the first)."""
+        return self._trainer
+
+    def request_stop(self):
+        self._stop.set()
+        if self._trainer is not None:
+            self._trainer.request_stop()
+
+    def _connect(self):
+        from distral_tf.ray_runs import check_reachable
+
+        if self.ray.is_initialized():
+            return
+        cfg = self.config
+        address = cfg.address or None
+        check_reachable(address)
+        demand = cluster_demand(cfg, self.suite.num_tasks)
+        # Ray alone on this machine: room for every learner, whatever the number of cores (the
+        # learners' threads then share them, as a local run's do).
+        local_cpus = None if address else max(os.cpu_count() or 1, math.ceil(demand.get("CPU", 0.0)))
+        local_resources = None if address else {k: v for k, v in demand.items() if k != "CPU"} or None
+        if not address:  # Ray starts its workers at niceness 15; the learners are this run's main work
+            os.environ.setdefault("RAY_worker_niceness", "0")
+        self.ray.init(address=address, num_cpus=local_cpus, resources=local_resources, include_dashboard=False,
+                      logging_level=std_logging.WARNING, configure_logging=True, log_to_driver=True)
+        total = self.ray.cluster_resources()
+        short = {k: (v, total.get(k, 0.0)) for k, v in demand.items() if total.get(k, 0.0) + 1e-9 < v}
+        if short:
+            logging.warning(
+                "The cluster has %s, and the run's %d learners need %s: they wait up to %.0f s for nodes to "
+                "join (ray status shows the cluster).",
+                ", ".join(f"{have:g} {k}" for k, (_, have) in short.items()), len(partition_tasks(
+                    self.suite.num_tasks, cfg.learners)),
+                ", ".join(f"{need:g} {k}" for k, (need, _) in short.items()), PLACEMENT_TIMEOUT_SECS)
+
+    def run(self) -> dict:
+        restarts = self.config.max_restarts
+        for attempt in range(restarts + 1):
+            self.attempts = attempt + 1
+            self._trainer = DistributedTrainer(self.config, self.suite)
+            if self._stop.is_set():
+                self._trainer.request_stop()
+            try:
+                return self._trainer.run()
+            except NodeLostError as e:
+                if attempt == restarts or self._stop.is_set():
+                    raise TrainingError(
+                        f"{e}; the run stopped (restarts used: {attempt} of --max_restarts={restarts}). Rerun the "
+                        "same command to resume from its last checkpoint.") from e
+                logging.warning("%s: starting again from the last checkpoint (restart %d of %d).", e, attempt + 1,
+                                restarts)
+                self._wait_for_lost_nodes(self._trainer.actor_nodes)
+        raise AssertionError("unreachable")
+
+    def _wait_for_lost_nodes(self, nodes: set[str], timeout: float = NODE_DEATH_TIMEOUT_SECS):
+        """Waits until Ray marks one of ``nodes`` (those of the failed attempt's actors) dead, so that the
+        next attempt is not placed on a node that is gone but not yet known to be (at most ``timeout``: an
+        actor may also be lost on a node that lives)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not self._stop.is_set():
+            alive = {n["NodeID"] for n in self.ray.nodes() if n.get("Alive")}
+            if nodes - alive:
+                return
+            self._stop.wait(1.0)

@@ -1,0 +1,177 @@
+"""One run spread over a Ray cluster (``--backend=ray``): the split update, and real two-node runs."""
+
+import collections
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from conftest import SMALL_AGENT, random_rollout, tensorboard_episode_events
+from ray_cluster import REPO, XDIST_GROUP, two_node_cluster  # noqa: F401 (XDIST_GROUP: read by conftest)
+
+from distral_tf import algorithms, distributed
+from distral_tf.agent import Agent
+from distral_tf.config import TrainConfig
+
+SUITE, TASKS = "two_rooms_small", 3
+
+
+def _agent(name, max_grad_norm=40.0):
+    algorithm = algorithms.get(name)
+    return Agent(algorithm, algorithm.coefficients(0.05), SMALL_AGENT["num_tasks"], SMALL_AGENT["observation_shape"],
+                 SMALL_AGENT["num_actions"], unroll_length=SMALL_AGENT["unroll_length"], learning_rate=1e-2,
+                 total_env_steps=10_000, max_grad_norm=max_grad_norm, seed=0)
+
+
+@pytest.mark.parametrize("name,max_grad_norm", [("kl_2col", 40.0), ("kl_2col", 0.05), ("a3c_multitask", 40.0),
+                                                ("a3c", 40.0)])
+def test_split_update_equals_the_local_update(name, max_grad_norm):
+    """A learner applies its task columns' share of the clipped gradient and pushes the shared share to
+    the shared parameters: after two updates, every parameter and RMSProp statistic is the local run's."""
+    local, learner, holder = (_agent(name, max_grad_norm) for _ in range(3))
+    shared = distributed.SharedParameters(holder)
+    pushed = []
+
+    def sink(grads, agent_steps, version):
+        pushed.append(agent_steps)
+        version, values, env_steps, lag = shared.push(grads, agent_steps, version)
+        for i, value in zip(shared.indices, values, strict=True):
+            learner.trainable[i].assign(value)
+        learner.shared_version = version
+        return lag
+
+    learner.shared_sink = sink
+    for step, task_ids in enumerate([[0, 1], [1]]):
+        rollout = random_rollout(task_ids, seed=step)
+        local_terms = local.train_step(rollout)
+        split_terms = learner.train_step(rollout)
+        np.testing.assert_allclose(split_terms["grad_norm"], local_terms["grad_norm"], rtol=1e-5)
+        assert split_terms["shared_lag"] == 0
+    assert pushed == [2 * SMALL_AGENT["unroll_length"], SMALL_AGENT["unroll_length"]]
+    assert shared.version == 2 and int(holder.env_steps.numpy()) == int(local.env_steps.numpy())
+    # Which variables the holder keeps: every shared one (all for a3c_multitask, none for a3c).
+    kinds = local.variable_tasks
+    assert [kinds[i] for i in shared.indices] == [None] * len(shared.indices)
+    assert (len(shared.indices) == 0) == (name == "a3c") and (len(shared.indices) == len(kinds)) == (
+        name == "a3c_multitask")
+    for i, v in enumerate(local.trainable):
+        owner = holder if kinds[i] is None else learner
+        np.testing.assert_allclose(owner.trainable[i].numpy(), v.numpy(), rtol=1e-5, atol=1e-7, err_msg=v.name)
+        np.testing.assert_allclose(owner.optimizer.mean_squares[i].numpy(), local.optimizer.mean_squares[i].numpy(),
+                                   rtol=1e-5, atol=1e-9, err_msg=v.name)
+
+
+def test_shared_parameters_count_versions_and_the_lag_of_a_gradient():
+    holder = _agent("kl_2col")
+    shared = distributed.SharedParameters(holder)
+    zeros = [np.zeros(holder.trainable[i].shape, np.float32) for i in shared.indices]
+    assert shared.push(zeros, 6, 0)[0] == 1
+    assert shared.push(zeros, 6, 0)[3] == 1  # computed at version 0, applied after version 1
+    version, values, env_steps, lag = shared.push(zeros, 6, 2)
+    assert (version, env_steps, lag) == (3, 18, 0)
+    assert len(values) == len(shared.indices) == len(shared.pull()[1])
+
+
+def test_tasks_are_split_into_contiguous_groups_and_the_demand_adds_up():
+    assert distributed.partition_tasks(3, 0) == [[0], [1], [2]]
+    assert distributed.partition_tasks(5, 2) == [[0, 1, 2], [3, 4]]
+    assert distributed.partition_tasks(2, 8) == [[0], [1]]
+    config = TrainConfig(suite=SUITE, learners=2, cpus_per_learner=1.5, ray_resources='{"doom": 1}')
+    assert distributed.cluster_demand(config, TASKS) == {"CPU": 3.0, "doom": 2.0}
+    for bad in ("doom", '["doom"]', '{"doom": -1}'):
+        with pytest.raises(ValueError, match="--ray_resources"):
+            distributed.parse_resources(bad)
+
+
+def _run_cli(logdir, *extra):
+    return [sys.executable, "-m", "distral_tf.run", "--backend=ray", "--algo=kl_2col", f"--suite={SUITE}",
+            "--workers_per_task=1", "--num_env_processes=0", "--eval_episodes=0", "--log_every_secs=5",
+            f"--logdir={logdir}", *extra]
+
+
+def test_without_ray_the_backend_is_a_one_line_error(tmp_path):
+    (tmp_path / "ray").mkdir()  # a `ray` package that fails to import stands in for a missing Ray
+    (tmp_path / "ray" / "__init__.py").write_text("raise ImportError('No module named ray')\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), REPO])}
+    result = subprocess.run(_run_cli(tmp_path / "run"), capture_output=True, text=True, timeout=300, cwd=REPO,
+                            env=env)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        'error: --backend=ray needs Ray, which is not installed: pip install ray (or pip install -e ".[ray]")')
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with two_node_cluster() as (local, nodes):
+        yield local, nodes
+
+
+def _complete_rows(path):
+    rows = []
+    if os.path.exists(path):
+        for line in open(path):
+            try:
+                rows.append(json.loads(line))
+            except ValueError:  # the last line, being written
+                pass
+    return rows
+
+
+def _checkpoint_steps(logdir):
+    folder = os.path.join(logdir, "checkpoints")
+    names = os.listdir(folder) if os.path.isdir(folder) else []
+    return [int(m.group(1)) for m in map(re.compile(r"ckpt-(\d+)\.index").fullmatch, names) if m]
+
+
+def test_run_across_two_nodes_survives_the_loss_of_one_and_counts_no_step_twice(tmp_path, cluster):
+    """kl_2col with two learners, one per node (each node has one CPU). Once a checkpoint exists and
+    episodes were logged after it, a node is killed and a new one joins: the run starts again from the
+    checkpoint on the nodes it has, finishes its budget, and its metrics rows are TensorBoard's episode
+    events, none twice."""
+    local, nodes = cluster
+    logdir, budget = tmp_path / "run", 6000
+    log = open(tmp_path / "run.log", "w")
+    proc = subprocess.Popen(_run_cli(logdir, f"--address={local.address}", "--learners=2", "--cpus_per_learner=1",
+                                     f"--total_env_steps={budget}", "--checkpoint_every_secs=2"),
+                            cwd=REPO, stdout=log, stderr=subprocess.STDOUT, text=True)
+    killed = None
+    try:
+        deadline = time.time() + 600
+        while killed is None and proc.poll() is None and time.time() < deadline:
+            saved = _checkpoint_steps(logdir)
+            logged = sum(r["length"] for r in _complete_rows(logdir / "metrics.jsonl") if r["policy"] == "task")
+            if saved and max(saved) < logged < budget * 0.6:
+                killed = nodes[0]
+                local.remove_node(killed, allow_graceful=False)
+                local.add_node(num_cpus=1, resources={"node_c": 1})
+            time.sleep(0.2)
+        proc.wait(timeout=600)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        log.close()
+    output = (tmp_path / "run.log").read_text()
+    assert killed is not None, "the run finished before a node could be killed:\n" + output[-3000:]
+    assert proc.returncode == 0, output[-5000:]
+
+    # The first attempt had a learner on each node; the second runs on the nodes left.
+    placements = re.findall(r"Learner of tasks (.+?) runs on node (\w+)\.", output)
+    assert len(placements) == 4, output[-5000:]
+    assert {node for _, node in placements[:2]} == {n.node_id[:12] for n in nodes}
+    assert killed.node_id[:12] not in {node for _, node in placements[2:]}
+    assert "starting again from the last checkpoint (restart 1 of 3)" in output
+    status = json.loads((logdir / "status.json").read_text())
+    assert status["state"] == "finished" and status["env_steps"] >= budget
+
+    rows = [json.loads(r) for r in open(logdir / "metrics.jsonl")]
+    task_rows = [(r["task"], r["env_steps"], round(r["return"], 4)) for r in rows if r["policy"] == "task"]
+    for task in {t for t, _, _ in task_rows}:  # one worker per task: strictly increasing, once each
+        steps = [s for t, s, _ in task_rows if t == task]
+        assert steps == sorted(set(steps)), task
+    assert collections.Counter(task_rows) == collections.Counter(tensorboard_episode_events(logdir))
+    assert sum(status["env_steps_per_task"]) == status["env_steps"] <= budget + TASKS * 20
