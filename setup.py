@@ -31,7 +31,8 @@ setup(
         "labmaze",
     ],
     extras_require={
-        # Sweeps on a Ray cluster (python -m distral_tf.sweep --backend=ray); see docs/cluster.md.
+        # Sweeps and single runs on a Ray cluster (--backend=ray of distral_tf.sweep and distral_tf.run);
+        # see docs/cluster.md.
         "ray": ["ray>=2.9"],
         # Videos of evaluated episodes (python -m distral_tf.evaluate --video_dir=...): ffmpeg ships in the wheel.
         "video": ["imageio>=2.30", "imageio-ffmpeg>=0.5"],

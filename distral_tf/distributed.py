@@ -19,11 +19,12 @@ whole network of a3c_multitask).
   and checkpoints by parking every learner and gathering parameters, optimiser
   statistics and counters into one standard checkpoint.
 
-A rollout is counted once its update is applied, shared part included (the push is
-synchronous), so a checkpoint taken with the learners parked is exact. If an actor or
-its node is lost, the attempt stops without a checkpoint (:class:`NodeLostError`) and
-:class:`DistributedRun` starts it again from the last checkpoint, dropping the metrics
-rows and TensorBoard events written after it: no step is counted twice.
+A learner does not wait for its pushes (at most ``MAX_PUSHES_IN_FLIGHT`` unanswered);
+parking it for a checkpoint waits for every answer, so a checkpoint has every counted
+rollout's update, shared part included, and is exact. If an actor or its node is lost, the
+attempt stops without a checkpoint (:class:`NodeLostError`) and :class:`DistributedRun`
+starts it again from the last checkpoint, dropping the metrics rows and TensorBoard events
+written after it: no step is counted twice.
 """
 
 from __future__ import annotations
@@ -52,7 +53,10 @@ POLL_SECS = 0.5
 # How often the driver refreshes its copy of the shared parameters (for evaluating pi_0).
 REFRESH_SECS = 5.0
 # What a learner counts of its exchanges with the shared parameters.
-TRAFFIC_FIELDS = ("pushes", "push_seconds", "bytes")
+TRAFFIC_FIELDS = ("pushes", "wait_seconds", "bytes")
+# Pushes a learner may have unanswered before its next update waits for the oldest: overlaps the
+# exchange with the learner's next rollouts, and bounds the lag it adds.
+MAX_PUSHES_IN_FLIGHT = 4
 # How long a run whose actor is lost waits for Ray to mark the actor's node dead (Ray's health checks
 # take up to about 30 s) before it starts again.
 NODE_DEATH_TIMEOUT_SECS = 45.0
@@ -308,6 +312,9 @@ class TaskLearner:
         agent.shared_sink = self._push  # before any update function is traced
         self._timings_sent = dict.fromkeys(self.core.timings.FIELDS, 0.0)
         self._traffic = dict.fromkeys(TRAFFIC_FIELDS, 0.0)
+        self._pending: list = []  # pushes not yet answered, oldest first
+        self._collect_lock = threading.Lock()
+        self._last_lag = 0
 
     def start(self, state: dict, counters: dict, shared_version: int):
         """Loads the run's state, starts the environments and the workers; returns once they run."""
@@ -320,27 +327,53 @@ class TaskLearner:
         return ray.get_runtime_context().get_node_id()
 
     def _push(self, grads: list[np.ndarray], agent_steps: int, version: int) -> int:
-        import ray
-
+        """Sends one update's shared gradient (computed at ``version``) without waiting for it, unless
+        ``MAX_PUSHES_IN_FLIGHT`` are unanswered; returns the lag of the last gradient known applied."""
         agent = self.core.agent
         if not all(np.isfinite(g).all() for g in grads):  # the local optimiser skipped this update too
             if not self._own_indices:
                 agent.optimizer.num_skipped.assign_add(1)
                 agent.optimizer.consecutive_skipped.assign_add(1)
             return 0
-        start = time.perf_counter()
-        new_version, parameters, env_steps, lag = ray.get(self._shared.push.remote(grads, agent_steps, version))
-        seconds = time.perf_counter() - start
-        with self._lock:
+        with self._lock:  # submitted and listed in one order: the actor's
+            self._pending.append(self._shared.push.remote(grads, agent_steps, version))
             self._traffic["pushes"] += 1
-            self._traffic["push_seconds"] += seconds
-            self._traffic["bytes"] += sum(g.nbytes for g in grads) + sum(p.nbytes for p in parameters)
-            if new_version > agent.shared_version:
-                for i, value in zip(self._shared_indices, parameters, strict=True):
-                    agent.trainable[i].assign(value)
-                agent.shared_version = new_version
-                agent.env_steps.assign(env_steps)
-        return lag
+            self._traffic["bytes"] += sum(g.nbytes for g in grads)
+        return self._collect(MAX_PUSHES_IN_FLIGHT)
+
+    def _collect(self, limit: int) -> int:
+        """Waits until at most ``limit`` pushes are unanswered, takes the answers that are in (the
+        newest parameters replace the shared ones held here) and returns the last lag received."""
+        import ray
+
+        agent = self.core.agent
+        with self._collect_lock:
+            with self._lock:
+                pending = list(self._pending)
+            waited = max(len(pending) - limit, 0)  # the actor answers a learner's pushes in order
+            start = time.perf_counter()
+            answers = ray.get(pending[:waited]) if waited else []
+            seconds = time.perf_counter() - start
+            rest = pending[waited:]
+            if rest:
+                ready, _ = ray.wait(rest, num_returns=len(rest), timeout=0)
+                ready = set(ready)
+                done = waited + next((i for i, r in enumerate(rest) if r not in ready), len(rest))
+                answers += ray.get(pending[waited:done])
+            with self._lock:
+                del self._pending[:len(answers)]
+                self._traffic["wait_seconds"] += seconds
+                for _, parameters, _, lag in answers:
+                    self._traffic["bytes"] += sum(p.nbytes for p in parameters)
+                    self._last_lag = lag
+                if answers:
+                    new_version, parameters, env_steps, _ = answers[-1]
+                    if new_version > agent.shared_version:
+                        for i, value in zip(self._shared_indices, parameters, strict=True):
+                            agent.trainable[i].assign(value)
+                        agent.shared_version = new_version
+                        agent.env_steps.assign(env_steps)
+                return self._last_lag
 
     def poll(self) -> dict:
         """What happened since the last poll: episodes and scalars to write, counters, errors."""
@@ -358,8 +391,10 @@ class TaskLearner:
                 "error_is_loss": error is not None and _is_ray_loss(error)}
 
     def pause(self):
-        """Parks the workers between rollouts (every update applied, shared part included)."""
+        """Parks the workers between rollouts and waits for their pushes: every update applied,
+        shared part included."""
         self.core.pause()
+        self._collect(0)
         return True
 
     def resume(self):
@@ -504,10 +539,11 @@ class DistributedTrainer(Trainer):
 
     def _summary_extras(self) -> dict:
         """The learners' exchanges with the shared parameters in this attempt: pushes (each a
-        gradient sent and the newest parameters received), seconds spent waiting for them, bytes."""
+        gradient sent and the newest parameters received), seconds the learners' threads waited
+        for answers, bytes both ways."""
         with self._traffic_lock:
             t = dict(self.traffic)
-        return {"shared_pushes": int(t["pushes"]), "shared_push_seconds": t["push_seconds"],
+        return {"shared_pushes": int(t["pushes"]), "shared_wait_seconds": t["wait_seconds"],
                 "shared_bytes": int(t["bytes"])}
 
     def _start_workers(self) -> list:
@@ -567,27 +603,18 @@ class DistributedTrainer(Trainer):
             self.ray.kill(self.shared)
             self.shared = None
 
-    def _actor_loop(self, proxy: _LearnerProxy, _replica):
-        self._gate.enter()
-        try:
-            while not self._stop.is_set():
-                self._gate.wait_if_paused()
-                if self._stop.is_set():
-                    break
-                done = proxy.poll()
-                if self._startup is not None and self.state.total_steps > 0:
-                    self._startup.done()
-                if proxy is self.actor_groups[0]:
-                    self._refresh_shared()
-                if done:
-                    break
-                self._stop.wait(POLL_SECS)
-        except BaseException as e:
-            if self._error is None:
-                self._error = e
-            self._stop.set()
-        finally:
-            self._gate.leave()
+    def _actor_round(self, proxy: _LearnerProxy, _replica, _rounds: int, _start: float) -> bool:
+        """Writes what the learner of ``proxy`` reports, then waits ``POLL_SECS``; False once its
+        workers have finished."""
+        done = proxy.poll()
+        if self._startup is not None and self.state.total_steps > 0:
+            self._startup.done()
+        if proxy is self.actor_groups[0]:
+            self._refresh_shared()
+        if done:
+            return False
+        self._stop.wait(POLL_SECS)
+        return True
 
     def _refresh_shared(self, force: bool = False):
         """Copies the newest shared parameters into the driver's agent (for evaluating pi_0)."""

@@ -338,49 +338,55 @@ class Trainer:
     # ------------------------------------------------------------------------------------------ #
 
     def _actor_loop(self, group: ActorGroup, replica: Replica):
-        cfg = self.config
+        """Rounds of :meth:`_actor_round` until the budget is spent or the run stops; an error stops the run."""
         rounds = 0
-        timer = time.perf_counter
         self._gate.enter()
         try:
             while not self._stop.is_set():
-                start = timer()
+                start = time.perf_counter()
                 self._gate.wait_if_paused()
-                if self._stop.is_set():
+                if self._stop.is_set() or not self._actor_round(group, replica, rounds, start):
                     break
-                active = self.state.reserve(group.tasks)
-                if not active.any():
-                    break
-                env_s, inference_s = group.env_seconds, group.inference_seconds
-                collect_start = timer()
-                replica.sync()  # the snapshot this rollout acts with and is differentiated at
-                rollout, episodes = group.collect(active, replica)
-                learn_start = timer()
-                per_rollout = self.learner.learn(replica, rollout)
-                end = timer()
-                self.timings.add(env=group.env_seconds - env_s, inference=group.inference_seconds - inference_s,
-                                 learning=end - learn_start,
-                                 waiting=(collect_start - start) + (learn_start - collect_start)
-                                 - (group.env_seconds - env_s) - (group.inference_seconds - inference_s))
-                task_ids = rollout.task_ids
-                steps = self.state.complete(task_ids, [ep.task_index for ep in episodes])
-                if self._startup is not None:
-                    self._startup.done()
-                for ep in episodes:
-                    self.monitor.episode(ep.task_index, int(steps[ep.task_index]), ep.episode_return, ep.length)
                 rounds += 1
-                if rounds % cfg.summary_every_updates == 1 or cfg.summary_every_updates == 1:
-                    self._write_update_summaries(task_ids, per_rollout, steps)
-                if self.agent.optimizer.consecutive_skipped.numpy() >= cfg.max_consecutive_nonfinite:
-                    raise TrainingError(
-                        f"{cfg.max_consecutive_nonfinite} consecutive updates had non-finite gradients; "
-                        "stopping. The last checkpoint was written before them and is intact.")
         except BaseException as e:
             if self._error is None:
                 self._error = e
             self._stop.set()
         finally:
             self._gate.leave()
+
+    def _actor_round(self, group: ActorGroup, replica: Replica, rounds: int, start: float) -> bool:
+        """One rollout of ``group`` and its update (``start``: when the round began, pause included);
+        False when the group's tasks have no budget left."""
+        cfg = self.config
+        timer = time.perf_counter
+        active = self.state.reserve(group.tasks)
+        if not active.any():
+            return False
+        env_s, inference_s = group.env_seconds, group.inference_seconds
+        collect_start = timer()
+        replica.sync()  # the snapshot this rollout acts with and is differentiated at
+        rollout, episodes = group.collect(active, replica)
+        learn_start = timer()
+        per_rollout = self.learner.learn(replica, rollout)
+        end = timer()
+        self.timings.add(env=group.env_seconds - env_s, inference=group.inference_seconds - inference_s,
+                         learning=end - learn_start,
+                         waiting=(collect_start - start) + (learn_start - collect_start)
+                         - (group.env_seconds - env_s) - (group.inference_seconds - inference_s))
+        task_ids = rollout.task_ids
+        steps = self.state.complete(task_ids, [ep.task_index for ep in episodes])
+        if self._startup is not None:
+            self._startup.done()
+        for ep in episodes:
+            self.monitor.episode(ep.task_index, int(steps[ep.task_index]), ep.episode_return, ep.length)
+        if (rounds + 1) % cfg.summary_every_updates == 1 or cfg.summary_every_updates == 1:
+            self._write_update_summaries(task_ids, per_rollout, steps)
+        if self.agent.optimizer.consecutive_skipped.numpy() >= cfg.max_consecutive_nonfinite:
+            raise TrainingError(
+                f"{cfg.max_consecutive_nonfinite} consecutive updates had non-finite gradients; "
+                "stopping. The last checkpoint was written before them and is intact.")
+        return True
 
     def _write_update_summaries(self, task_ids: np.ndarray, per_rollout: list[dict[str, float]], steps: np.ndarray):
         for task in np.unique(task_ids):

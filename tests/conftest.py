@@ -1,6 +1,7 @@
 """Shared fixtures."""
 
 import os
+import re
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -134,3 +135,28 @@ def tensorboard_episode_events(logdir):
                     number = tf.make_ndarray(value.tensor) if value.HasField("tensor") else value.simple_value
                     events.append((match.group(1), event.step, round(float(number), 4)))
     return events
+
+
+def complete_metrics_rows(path):
+    """The rows of a ``metrics.jsonl`` being written (a last line cut short is left out)."""
+    import json
+
+    rows = []
+    if os.path.exists(path):
+        for line in open(path):
+            try:
+                rows.append(json.loads(line))
+            except ValueError:
+                pass
+    return rows
+
+
+# TensorFlow's native start-up notices (oneDNN, CPU features): written by its C++ logging before
+# absl's log is initialised, which TF_CPP_MIN_LOG_LEVEL does not silence in every TensorFlow build.
+_TENSORFLOW_NOTICE = re.compile(r"WARNING: All log messages before absl::InitializeLog\(\) is called are written to "
+                                r"STDERR|[IWEF]\d{4} [\d:.]+\s+\d+ \w+\.cc:\d+\] .*")
+
+
+def program_lines(stderr: str) -> list[str]:
+    """The lines a program wrote to stderr, without TensorFlow's native start-up notices."""
+    return [line for line in stderr.strip().splitlines() if not _TENSORFLOW_NOTICE.fullmatch(line)]

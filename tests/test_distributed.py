@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import SMALL_AGENT, random_rollout, tensorboard_episode_events
+from conftest import SMALL_AGENT, complete_metrics_rows, random_rollout, tensorboard_episode_events
 from ray_cluster import REPO, XDIST_GROUP, two_node_cluster  # noqa: F401 (XDIST_GROUP: read by conftest)
 
 from distral_tf import algorithms, distributed
@@ -111,17 +111,6 @@ def cluster():
         yield local, nodes
 
 
-def _complete_rows(path):
-    rows = []
-    if os.path.exists(path):
-        for line in open(path):
-            try:
-                rows.append(json.loads(line))
-            except ValueError:  # the last line, being written
-                pass
-    return rows
-
-
 def _checkpoint_steps(logdir):
     folder = os.path.join(logdir, "checkpoints")
     names = os.listdir(folder) if os.path.isdir(folder) else []
@@ -144,7 +133,7 @@ def test_run_across_two_nodes_survives_the_loss_of_one_and_counts_no_step_twice(
         deadline = time.time() + 600
         while killed is None and proc.poll() is None and time.time() < deadline:
             saved = _checkpoint_steps(logdir)
-            logged = sum(r["length"] for r in _complete_rows(logdir / "metrics.jsonl") if r["policy"] == "task")
+            logged = sum(r["length"] for r in complete_metrics_rows(logdir / "metrics.jsonl") if r["policy"] == "task")
             if saved and max(saved) < logged < budget * 0.6:
                 killed = nodes[0]
                 local.remove_node(killed, allow_graceful=False)

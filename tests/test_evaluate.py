@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import program_lines
 
 from distral_tf import evaluation, videos
 from distral_tf.envs import make_suite
@@ -142,7 +143,7 @@ def test_bad_input_is_a_one_line_error(tmp_path, case):
     result = run_cli(args, tmp_path)
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
+    lines = program_lines(result.stderr)
     assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], result.stderr
 
 

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+from conftest import program_lines
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -94,6 +95,6 @@ def test_export_refuses_a_non_empty_output_directory(tiny_kl_2col_run, tmp_path)
     result = subprocess.run([sys.executable, "-m", "distral_tf.export", f"--logdir={tiny_kl_2col_run}",
                              f"--out={tmp_path}"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode != 0 and "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
+    lines = program_lines(result.stderr)
     assert len(lines) == 1 and "not an empty directory" in lines[0]
     assert (tmp_path / "keep.txt").read_text() == "x"

@@ -13,7 +13,7 @@ import threading
 import time
 
 import pytest
-from conftest import tensorboard_episode_events
+from conftest import complete_metrics_rows, tensorboard_episode_events
 from ray_cluster import REPO, XDIST_GROUP, two_node_cluster  # noqa: F401 (XDIST_GROUP: read by conftest)
 
 from distral_tf import ray_runs, sweep
@@ -185,7 +185,7 @@ def test_run_of_a_lost_node_restarts_elsewhere_and_counts_no_step_twice(tmp_path
             saved = [int(m.group(1)) for m in map(re.compile(r"ckpt-(\d+)\.index").fullmatch,
                                                   os.listdir(checkpoints) if os.path.isdir(checkpoints) else [])
                      if m]
-            rows = _complete_rows(os.path.join(logdir, "metrics.jsonl"))
+            rows = complete_metrics_rows(os.path.join(logdir, "metrics.jsonl"))
             logged = sum(_max_steps(rows).values())
             if saved and max(saved) < logged < 1000:
                 (node,) = [n for n in nodes if n.node_id[:12] == _nodes_of(log_path)[0]]
@@ -218,18 +218,6 @@ def test_run_of_a_lost_node_restarts_elsewhere_and_counts_no_step_twice(tmp_path
     # The metrics rows and TensorBoard's episode events are the same episodes, none twice.
     assert collections.Counter(task_rows) == collections.Counter(tensorboard_episode_events(logdir))
     assert sum(_max_steps(rows).values()) <= 1500 + 3 * 20
-
-
-def _complete_rows(path):
-    """The rows of a metrics.jsonl being written (a last line cut short is left out)."""
-    rows = []
-    if os.path.exists(path):
-        for line in open(path):
-            try:
-                rows.append(json.loads(line))
-            except ValueError:
-                pass
-    return rows
 
 
 def _max_steps(rows):
