@@ -308,19 +308,26 @@ def measure_training(suite, config, warmup: float, seconds: float) -> dict:
     return out
 
 
-def measure_ray(suite, config, warmup: float, seconds: float, logdir: str) -> dict:
-    """The training measurement of ``config`` run with ``--backend=ray`` on a Ray started here."""
-    import dataclasses
+def repeated_training(suite, config, warmup: float, seconds: float, logdir: str, label: str) -> list[dict]:
+    """``--repeats`` training measurements, each in a fresh run directory, each printed."""
     import shutil
 
-    config = dataclasses.replace(config, backend="ray", learners=_RAY_LEARNERS.value,
-                                 cpus_per_learner=_RAY_CPUS.value)
     runs = []
     for r in range(_REPEATS.value):
         shutil.rmtree(logdir, ignore_errors=True)
         runs.append(measure_training(suite, config, warmup, seconds))
-        print(f"ray training run {r + 1}: {runs[-1]['env_frames_per_second']:,.0f} env frames/s "
+        print(f"{label} {r + 1}: {runs[-1]['env_frames_per_second']:,.0f} env frames/s "
               f"(started in {runs[-1]['startup_seconds']:.0f} s)", flush=True)
+    return runs
+
+
+def measure_ray(suite, config, warmup: float, seconds: float, logdir: str) -> dict:
+    """The training measurement of ``config`` run with ``--backend=ray`` on a Ray started here."""
+    import dataclasses
+
+    config = dataclasses.replace(config, backend="ray", learners=_RAY_LEARNERS.value,
+                                 cpus_per_learner=_RAY_CPUS.value)
+    runs = repeated_training(suite, config, warmup, seconds, logdir, "ray training run")
     from distral_tf.distributed import partition_tasks
 
     return {"learners": len(partition_tasks(suite.num_tasks, config.learners)),
@@ -369,14 +376,7 @@ def main(argv):
     ceiling = measure_ceiling(suite, config, ceiling_s)
     print(f"ceiling (random actions): {ceiling['env_frames_per_second']:,.0f} env frames/s, "
           f"{ceiling['agent_steps_per_second']:,.0f} agent steps/s", flush=True)
-    runs = []
-    for r in range(_REPEATS.value):
-        import shutil
-
-        shutil.rmtree(logdir, ignore_errors=True)
-        runs.append(measure_training(suite, config, warmup, seconds))
-        print(f"training run {r + 1}: {runs[-1]['env_frames_per_second']:,.0f} env frames/s "
-              f"(started in {runs[-1]['startup_seconds']:.0f} s)", flush=True)
+    runs = repeated_training(suite, config, warmup, seconds, logdir, "training run")
     memory.close()
     fps = statistics.median(r["env_frames_per_second"] for r in runs)
     sps = statistics.median(r["agent_steps_per_second"] for r in runs)

@@ -691,8 +691,10 @@ class DistributedRun:
         local_resources = None if address else {k: v for k, v in demand.items() if k != "CPU"} or None
         if not address:  # Ray starts its workers at niceness 15; the learners are this run's main work
             os.environ.setdefault("RAY_worker_niceness", "0")
-        self.ray.init(address=address, num_cpus=local_cpus, resources=local_resources, include_dashboard=False,
-                      logging_level=std_logging.WARNING, configure_logging=True, log_to_driver=True)
+        # "local": a new Ray of this run's own, even where this machine belongs to a cluster already.
+        self.ray.init(address=address or "local", num_cpus=local_cpus, resources=local_resources,
+                      include_dashboard=False, logging_level=std_logging.WARNING, configure_logging=True,
+                      log_to_driver=True)
         total = self.ray.cluster_resources()
         short = {k: (v, total.get(k, 0.0)) for k, v in demand.items() if total.get(k, 0.0) + 1e-9 < v}
         if short:
