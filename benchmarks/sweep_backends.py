@@ -81,6 +81,8 @@ def main(argv):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (REPO, os.environ.get("PYTHONPATH")) if p),
            "TF_CPP_MIN_LOG_LEVEL": "2"}
     os.environ.update(PYTHONPATH=env["PYTHONPATH"], TF_CPP_MIN_LOG_LEVEL="2")  # the cluster's processes
+    # Ray starts its workers (and so the runs) at niceness 15, below the local runs they are compared with.
+    os.environ.setdefault("RAY_worker_niceness", "0")
     local_secs = _run(_sweep_command(os.path.join(out, "local"), f"--parallel={FLAGS.parallel}"), env)
 
     start = time.time()
