@@ -301,6 +301,7 @@ def measure_training(suite, config, warmup: float, seconds: float) -> dict:
     if traffic:  # the learners' exchanges with the shared parameters during the measured window
         pushes = max(traffic["pushes"], 1.0)
         out["shared"] = {"pushes_per_second": traffic["pushes"] / seconds,
+                         "pulls_per_second": traffic.get("pulls", 0.0) / seconds,
                          "mean_wait_ms": 1000 * traffic["wait_seconds"] / pushes,
                          "wait_seconds_per_second": traffic["wait_seconds"] / seconds,
                          "megabytes_per_second": traffic["bytes"] / seconds / 2**20,
@@ -403,8 +404,9 @@ def main(argv):
         print(f"ray ({ray_run['learners']} learners of {ray_run['cpus_per_learner']:g} CPUs): "
               f"{ray_run['env_frames_per_second']:,.0f} env frames/s (median of {len(ray_run['runs'])})")
         if shared:
-            print(f"shared parameters: {shared['pushes_per_second']:.1f} pushes/s (each a gradient sent and "
-                  f"the parameters received), {shared['megabytes_per_push']:.2f} MB per push, "
+            print(f"shared parameters: {shared['pushes_per_second']:.1f} pushes/s (gradients sent), "
+                  f"{shared['pulls_per_second']:.2f} pulls/s (parameters received, one per snapshot), "
+                  f"{shared['megabytes_per_push']:.2f} MB per push (both ways), "
                   f"{shared['megabytes_per_second']:.1f} MB/s; learner threads waited {shared['mean_wait_ms']:.1f} ms "
                   f"per push ({shared['wait_seconds_per_second']:.2f} s per second)")
         print(f"ratio ray/local: {results['ray_to_local']:.2f}")

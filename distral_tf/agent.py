@@ -395,8 +395,10 @@ class Agent(tf.Module):
         ]
         # A run spread over machines sets a sink for the gradients of the variables every task uses
         # (``shared_sink(grads, agent_steps, version) -> lag``), before any update function is traced,
-        # and keeps ``shared_version``, the version of the shared parameters held here, up to date.
+        # and a source (``shared_source()``) that brings the newest shared parameters here before a
+        # snapshot is taken, keeping ``shared_version``, the version of those held here, up to date.
         self.shared_sink = None
+        self.shared_source = None
         self.shared_version = 0
         self._functions = _Functions(self, network)
 
@@ -523,6 +525,8 @@ class Replica:
 
     def sync(self) -> int:
         """Copies the shared parameters into the snapshot; returns the shared update count it saw."""
+        if self.agent.shared_source is not None:
+            self.agent.shared_source()
         self.shared_version = self.agent.shared_version
         self.version = int(self._sync())
         return self.version

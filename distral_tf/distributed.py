@@ -10,7 +10,8 @@ whole network of a3c_multitask).
 * :class:`SharedParameters` (a Ray actor): the shared variables, their shared RMSProp
   statistics and a version counter (one version per applied gradient). A learner
   pushes each update's clipped gradient of the shared variables, computed at the
-  snapshot its workers acted with, and gets the newest parameters back; the lag of a
+  snapshot its workers acted with, and pulls the newest parameters when one of its actor
+  groups takes a snapshot (once per group rollout, not per update); the lag of a
   gradient (versions applied between its snapshot and itself) is logged as
   ``staleness/<task>/{mean,max}``.
 * :class:`DistributedTrainer` (the driver, a :class:`~distral_tf.trainer.Trainer`):
@@ -53,7 +54,7 @@ POLL_SECS = 0.5
 # How often the driver refreshes its copy of the shared parameters (for evaluating pi_0).
 REFRESH_SECS = 5.0
 # What a learner counts of its exchanges with the shared parameters.
-TRAFFIC_FIELDS = ("pushes", "wait_seconds", "bytes")
+TRAFFIC_FIELDS = ("pushes", "pulls", "wait_seconds", "bytes")
 # Pushes a learner may have unanswered before its next update waits for the oldest: overlaps the
 # exchange with the learner's next rollouts, and bounds the lag it adds.
 MAX_PUSHES_IN_FLIGHT = 4
@@ -204,14 +205,14 @@ class SharedParameters:
         return ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
 
     def push(self, grads: list[np.ndarray], agent_steps: int, version: int):
-        """Applies one update's gradient (computed at ``version``); returns
-        ``(version, parameters, agent steps, lag)``, the lag being the versions applied since ``version``."""
+        """Applies one update's gradient (computed at ``version``); returns ``(version, agent steps, lag)``,
+        the lag being the versions applied since ``version``."""
         lag = self.version - version
         if self._apply is not None:
             self._apply(grads)
         self.agent.env_steps.assign_add(agent_steps)
         self.version += 1
-        return self.version, [v.numpy() for v in self.variables], int(self.agent.env_steps.numpy()), lag
+        return self.version, int(self.agent.env_steps.numpy()), lag
 
     def pull(self):
         """``(version, parameters, agent steps)``."""
@@ -310,10 +311,12 @@ class TaskLearner:
         self._own_indices = task_indices(agent, self.tasks)
         self._lock = threading.Lock()
         agent.shared_sink = self._push  # before any update function is traced
+        agent.shared_source = self._pull
         self._timings_sent = dict.fromkeys(self.core.timings.FIELDS, 0.0)
         self._traffic = dict.fromkeys(TRAFFIC_FIELDS, 0.0)
         self._pending: list = []  # pushes not yet answered, oldest first
         self._collect_lock = threading.Lock()
+        self._pull_lock = threading.Lock()
         self._last_lag = 0
 
     def start(self, state: dict, counters: dict, shared_version: int):
@@ -342,8 +345,8 @@ class TaskLearner:
         return self._collect(MAX_PUSHES_IN_FLIGHT)
 
     def _collect(self, limit: int) -> int:
-        """Waits until at most ``limit`` pushes are unanswered, takes the answers that are in (the
-        newest parameters replace the shared ones held here) and returns the last lag received."""
+        """Waits until at most ``limit`` pushes are unanswered, takes the answers that are in (the run's
+        agent-step count and each gradient's lag) and returns the last lag received."""
         import ray
 
         agent = self.core.agent
@@ -363,17 +366,30 @@ class TaskLearner:
             with self._lock:
                 del self._pending[:len(answers)]
                 self._traffic["wait_seconds"] += seconds
-                for _, parameters, _, lag in answers:
-                    self._traffic["bytes"] += sum(p.nbytes for p in parameters)
-                    self._last_lag = lag
                 if answers:
-                    new_version, parameters, env_steps, _ = answers[-1]
-                    if new_version > agent.shared_version:
-                        for i, value in zip(self._shared_indices, parameters, strict=True):
-                            agent.trainable[i].assign(value)
-                        agent.shared_version = new_version
-                        agent.env_steps.assign(env_steps)
+                    _, env_steps, self._last_lag = answers[-1]
+                    agent.env_steps.assign(max(env_steps, int(agent.env_steps.numpy())))
                 return self._last_lag
+
+    def _pull(self):
+        """Brings the newest shared parameters here (before an actor group's snapshot). The actor
+        answers a learner's calls in order, so they include every update this learner pushed."""
+        import ray
+
+        agent = self.core.agent
+        with self._pull_lock:
+            start = time.perf_counter()
+            version, parameters, env_steps = ray.get(self._shared.pull.remote())
+            seconds = time.perf_counter() - start
+            if version > agent.shared_version:
+                for i, value in zip(self._shared_indices, parameters, strict=True):
+                    agent.trainable[i].assign(value)
+                agent.shared_version = version
+            agent.env_steps.assign(max(env_steps, int(agent.env_steps.numpy())))
+            with self._lock:
+                self._traffic["pulls"] += 1
+                self._traffic["wait_seconds"] += seconds
+                self._traffic["bytes"] += sum(p.nbytes for p in parameters)
 
     def poll(self) -> dict:
         """What happened since the last poll: episodes and scalars to write, counters, errors."""
@@ -538,13 +554,13 @@ class DistributedTrainer(Trainer):
                 self.traffic[k] += v
 
     def _summary_extras(self) -> dict:
-        """The learners' exchanges with the shared parameters in this attempt: pushes (each a
-        gradient sent and the newest parameters received), seconds the learners' threads waited
+        """The learners' exchanges with the shared parameters in this attempt: pushes (gradients
+        sent), pulls (parameters received, one per snapshot), seconds the learners' threads waited
         for answers, bytes both ways."""
         with self._traffic_lock:
             t = dict(self.traffic)
-        return {"shared_pushes": int(t["pushes"]), "shared_wait_seconds": t["wait_seconds"],
-                "shared_bytes": int(t["bytes"])}
+        return {"shared_pushes": int(t["pushes"]), "shared_pulls": int(t["pulls"]),
+                "shared_wait_seconds": t["wait_seconds"], "shared_bytes": int(t["bytes"])}
 
     def _start_workers(self) -> list:
         ray, cfg = self.ray, self.config

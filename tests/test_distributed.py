@@ -38,10 +38,10 @@ def test_split_update_equals_the_local_update(name, max_grad_norm):
 
     def sink(grads, agent_steps, version):
         pushed.append(agent_steps)
-        version, values, env_steps, lag = shared.push(grads, agent_steps, version)
+        _, _, lag = shared.push(grads, agent_steps, version)
+        learner.shared_version, values, _ = shared.pull()
         for i, value in zip(shared.indices, values, strict=True):
             learner.trainable[i].assign(value)
-        learner.shared_version = version
         return lag
 
     learner.shared_sink = sink
@@ -70,10 +70,36 @@ def test_shared_parameters_count_versions_and_the_lag_of_a_gradient():
     shared = distributed.SharedParameters(holder)
     zeros = [np.zeros(holder.trainable[i].shape, np.float32) for i in shared.indices]
     assert shared.push(zeros, 6, 0)[0] == 1
-    assert shared.push(zeros, 6, 0)[3] == 1  # computed at version 0, applied after version 1
-    version, values, env_steps, lag = shared.push(zeros, 6, 2)
-    assert (version, env_steps, lag) == (3, 18, 0)
-    assert len(values) == len(shared.indices) == len(shared.pull()[1])
+    assert shared.push(zeros, 6, 0)[2] == 1  # computed at version 0, applied after version 1
+    assert shared.push(zeros, 6, 2) == (3, 18, 0)
+    version, values, env_steps = shared.pull()
+    assert (version, env_steps) == (3, 18) and len(values) == len(shared.indices)
+
+
+def test_a_snapshot_pulls_the_newest_shared_parameters_first():
+    """Spread over machines, the shared parameters come to a learner when an actor group takes a
+    snapshot: the snapshot acts with the values pulled, and records their version."""
+    learner = _agent("kl_2col")
+    indices = distributed.shared_indices(learner)
+    pulled = [learner.trainable[i].numpy() + 1.0 for i in indices]
+    calls = []
+
+    def source():
+        calls.append(1)
+        for i, value in zip(indices, pulled, strict=True):
+            learner.trainable[i].assign(value)
+        learner.shared_version = 7
+
+    replica = learner.make_replica(0)
+    learner.shared_source = source
+    replica.sync()
+    assert len(calls) == 1 and replica.shared_version == 7
+    expected = {id(learner.trainable[i]): value for i, value in zip(indices, pulled, strict=True)}
+    copies = [(copy, expected[id(held)]) for copy, held in zip(replica._network.synced, learner._synced, strict=True)
+              if id(held) in expected]
+    assert len(copies) == len(indices)
+    for copy, value in copies:
+        np.testing.assert_array_equal(copy.numpy(), value)
 
 
 def test_tasks_are_split_into_contiguous_groups_and_the_demand_adds_up():
