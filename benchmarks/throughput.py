@@ -301,7 +301,7 @@ def measure_training(suite, config, warmup: float, seconds: float) -> dict:
     if traffic:  # the learners' exchanges with the shared parameters during the measured window
         pushes = max(traffic["pushes"], 1.0)
         out["shared"] = {"pushes_per_second": traffic["pushes"] / seconds,
-                         "pulls_per_second": traffic.get("pulls", 0.0) / seconds,
+                         "pulls_per_second": traffic["pulls"] / seconds,
                          "mean_wait_ms": 1000 * traffic["wait_seconds"] / pushes,
                          "wait_seconds_per_second": traffic["wait_seconds"] / seconds,
                          "megabytes_per_second": traffic["bytes"] / seconds / 2**20,

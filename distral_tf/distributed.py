@@ -349,7 +349,6 @@ class TaskLearner:
         agent-step count and each gradient's lag) and returns the last lag received."""
         import ray
 
-        agent = self.core.agent
         with self._collect_lock:
             with self._lock:
                 pending = list(self._pending)
@@ -368,8 +367,14 @@ class TaskLearner:
                 self._traffic["wait_seconds"] += seconds
                 if answers:
                     _, env_steps, self._last_lag = answers[-1]
-                    agent.env_steps.assign(max(env_steps, int(agent.env_steps.numpy())))
+                    self._advance_env_steps(env_steps)
                 return self._last_lag
+
+    def _advance_env_steps(self, env_steps: int):
+        """Takes the run's agent-step count from an answer; answers taken by different threads may
+        arrive out of order, so the count held here never goes back."""
+        steps = self.core.agent.env_steps
+        steps.assign(max(env_steps, int(steps.numpy())))
 
     def _pull(self):
         """Brings the newest shared parameters here (before an actor group's snapshot). The actor
@@ -385,7 +390,7 @@ class TaskLearner:
                 for i, value in zip(self._shared_indices, parameters, strict=True):
                     agent.trainable[i].assign(value)
                 agent.shared_version = version
-            agent.env_steps.assign(max(env_steps, int(agent.env_steps.numpy())))
+            self._advance_env_steps(env_steps)
             with self._lock:
                 self._traffic["pulls"] += 1
                 self._traffic["wait_seconds"] += seconds
