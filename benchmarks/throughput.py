@@ -65,6 +65,8 @@ if __name__ == "__main__":
     _RAY_LEARNERS = flags.DEFINE_integer("learners", 1, "--backend=ray: task learners (0: one per task).")
     _RAY_CPUS = flags.DEFINE_float("cpus_per_learner", float(os.cpu_count() or 1),
                                    "--backend=ray: CPUs each learner reserves (its environment processes).")
+    _RAY_GRADIENTS = flags.DEFINE_integer("gradients_per_push", _D.gradients_per_push,
+                                          "--backend=ray: shared-column gradients per call to the shared parameters.")
     _JSON_OUT = flags.DEFINE_string("json_out", None, "Also write the results as JSON here.")
     _SEED = flags.DEFINE_integer("seed", 0, "Seed.")
 
@@ -301,6 +303,7 @@ def measure_training(suite, config, warmup: float, seconds: float) -> dict:
     if traffic:  # the learners' exchanges with the shared parameters during the measured window
         pushes = max(traffic["pushes"], 1.0)
         out["shared"] = {"pushes_per_second": traffic["pushes"] / seconds,
+                         "gradients_per_second": traffic["gradients"] / seconds,
                          "pulls_per_second": traffic["pulls"] / seconds,
                          "mean_wait_ms": 1000 * traffic["wait_seconds"] / pushes,
                          "wait_seconds_per_second": traffic["wait_seconds"] / seconds,
@@ -327,12 +330,13 @@ def measure_ray(suite, config, warmup: float, seconds: float, logdir: str) -> di
     import dataclasses
 
     config = dataclasses.replace(config, backend="ray", learners=_RAY_LEARNERS.value,
-                                 cpus_per_learner=_RAY_CPUS.value)
+                                 cpus_per_learner=_RAY_CPUS.value, gradients_per_push=_RAY_GRADIENTS.value)
     runs = repeated_training(suite, config, warmup, seconds, logdir, "ray training run")
     from distral_tf.distributed import partition_tasks
 
     return {"learners": len(partition_tasks(suite.num_tasks, config.learners)),
-            "cpus_per_learner": config.cpus_per_learner, "runs": runs,
+            "cpus_per_learner": config.cpus_per_learner, "gradients_per_push": config.gradients_per_push,
+            "runs": runs,
             "env_frames_per_second": statistics.median(r["env_frames_per_second"] for r in runs)}
 
 
@@ -404,7 +408,8 @@ def main(argv):
         print(f"ray ({ray_run['learners']} learners of {ray_run['cpus_per_learner']:g} CPUs): "
               f"{ray_run['env_frames_per_second']:,.0f} env frames/s (median of {len(ray_run['runs'])})")
         if shared:
-            print(f"shared parameters: {shared['pushes_per_second']:.1f} pushes/s (gradients sent), "
+            print(f"shared parameters: {shared['pushes_per_second']:.1f} pushes/s "
+                  f"({shared['gradients_per_second']:.1f} gradients/s), "
                   f"{shared['pulls_per_second']:.2f} pulls/s (parameters received, one per snapshot), "
                   f"{shared['megabytes_per_push']:.2f} MB per push (both ways), "
                   f"{shared['megabytes_per_second']:.1f} MB/s; learner threads waited {shared['mean_wait_ms']:.1f} ms "

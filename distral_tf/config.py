@@ -178,6 +178,11 @@ class TrainConfig:
     cpus_per_learner: float = setting(
         1.0, "--backend=ray: CPUs each task learner reserves (with --num_env_processes=-1 its environments take "
         "one process per reserved CPU).", bound=UpTo(1024.0))
+    gradients_per_push: int = setting(
+        8, "--backend=ray: shared-column gradients (one per update: per rollout with --update_mode=hogwild) a "
+        "learner sends to the shared parameters in one call; each is still applied as its own RMSProp step, in "
+        "order. A learner sends all it holds before each snapshot, so only the order in which its gradients and "
+        "other learners' are applied changes (docs/cluster.md).", bound=UpTo(1024))
     ray_resources: str = setting(
         "", "--backend=ray: custom Ray resources each task learner reserves, as JSON, e.g. '{\"doom\": 1}'.")
     max_restarts: int = setting(

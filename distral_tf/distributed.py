@@ -9,8 +9,10 @@ whole network of a3c_multitask).
   updates of its task columns, exactly as in a local run. Frames never leave its node.
 * :class:`SharedParameters` (a Ray actor): the shared variables, their shared RMSProp
   statistics and a version counter (one version per applied gradient). A learner
-  pushes each update's clipped gradient of the shared variables, computed at the
-  snapshot its workers acted with, and pulls the newest parameters when one of its actor
+  sends each update's clipped gradient of the shared variables, computed at the
+  snapshot its workers acted with, in pushes of ``--gradients_per_push`` gradients (the
+  actor applies each as its own RMSProp step, in order; a push's cost is mostly per call),
+  and pulls the newest parameters when one of its actor
   groups takes a snapshot (once per group rollout, not per update); the lag of a
   gradient (versions applied between its snapshot and itself) is logged as
   ``staleness/<task>/{mean,max}``.
@@ -20,8 +22,9 @@ whole network of a3c_multitask).
   and checkpoints by parking every learner and gathering parameters, optimiser
   statistics and counters into one standard checkpoint.
 
-A learner does not wait for its pushes (at most ``MAX_PUSHES_IN_FLIGHT`` unanswered);
-parking it for a checkpoint waits for every answer, so a checkpoint has every counted
+A learner does not wait for its pushes (at most ``MAX_PUSHES_IN_FLIGHT`` unanswered), and
+sends what it holds before each snapshot's pull; parking it for a checkpoint sends the rest
+and waits for every answer, so a checkpoint has every counted
 rollout's update, shared part included, and is exact. If an actor or its node is lost, the
 attempt stops without a checkpoint (:class:`NodeLostError`) and :class:`DistributedRun`
 starts it again from the last checkpoint, dropping the metrics rows and TensorBoard events
@@ -54,7 +57,7 @@ POLL_SECS = 0.5
 # How often the driver refreshes its copy of the shared parameters (for evaluating pi_0).
 REFRESH_SECS = 5.0
 # What a learner counts of its exchanges with the shared parameters.
-TRAFFIC_FIELDS = ("pushes", "pulls", "wait_seconds", "bytes")
+TRAFFIC_FIELDS = ("pushes", "gradients", "pulls", "wait_seconds", "bytes")
 # Pushes a learner may have unanswered before its next update waits for the oldest: overlaps the
 # exchange with the learner's next rollouts, and bounds the lag it adds.
 MAX_PUSHES_IN_FLIGHT = 4
@@ -204,14 +207,17 @@ class SharedParameters:
 
         return ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
 
-    def push(self, grads: list[np.ndarray], agent_steps: int, version: int):
-        """Applies one update's gradient (computed at ``version``); returns ``(version, agent steps, lag)``,
-        the lag being the versions applied since ``version``."""
-        lag = self.version - version
-        if self._apply is not None:
-            self._apply(grads)
-        self.agent.env_steps.assign_add(agent_steps)
-        self.version += 1
+    def push(self, batch: list[tuple[list[np.ndarray], int, int]]):
+        """Applies updates' gradients, each ``(gradient, agent steps, version it was computed at)``, one
+        RMSProp step each, in order; returns ``(version, agent steps, lag)``, the lag being the versions
+        applied between the last gradient's version and itself."""
+        lag = 0
+        for grads, agent_steps, version in batch:
+            lag = self.version - version
+            if self._apply is not None:
+                self._apply(grads)
+            self.agent.env_steps.assign_add(agent_steps)
+            self.version += 1
         return self.version, int(self.agent.env_steps.numpy()), lag
 
     def pull(self):
@@ -315,6 +321,7 @@ class TaskLearner:
         self._timings_sent = dict.fromkeys(self.core.timings.FIELDS, 0.0)
         self._traffic = dict.fromkeys(TRAFFIC_FIELDS, 0.0)
         self._pending: list = []  # pushes not yet answered, oldest first
+        self._outbox: list = []  # gradients not yet sent, oldest first
         self._collect_lock = threading.Lock()
         self._pull_lock = threading.Lock()
         self._last_lag = 0
@@ -330,19 +337,32 @@ class TaskLearner:
         return ray.get_runtime_context().get_node_id()
 
     def _push(self, grads: list[np.ndarray], agent_steps: int, version: int) -> int:
-        """Sends one update's shared gradient (computed at ``version``) without waiting for it, unless
-        ``MAX_PUSHES_IN_FLIGHT`` are unanswered; returns the lag of the last gradient known applied."""
+        """Queues one update's shared gradient (computed at ``version``) and sends the queue once it holds
+        ``gradients_per_push``; waits only if ``MAX_PUSHES_IN_FLIGHT`` pushes are unanswered. Returns the
+        lag of the last gradient known applied."""
         agent = self.core.agent
         if not all(np.isfinite(g).all() for g in grads):  # the local optimiser skipped this update too
             if not self._own_indices:
                 agent.optimizer.num_skipped.assign_add(1)
                 agent.optimizer.consecutive_skipped.assign_add(1)
             return 0
-        with self._lock:  # submitted and listed in one order: the actor's
-            self._pending.append(self._shared.push.remote(grads, agent_steps, version))
-            self._traffic["pushes"] += 1
-            self._traffic["bytes"] += sum(g.nbytes for g in grads)
+        with self._lock:
+            self._outbox.append((grads, agent_steps, version))
+            full = len(self._outbox) >= self.core.config.gradients_per_push
+        if full:
+            self._send()
         return self._collect(MAX_PUSHES_IN_FLIGHT)
+
+    def _send(self):
+        """Sends the queued gradients in one push (the actor applies them one by one, in order)."""
+        with self._lock:  # submitted and listed in one order: the actor's
+            if not self._outbox:
+                return
+            batch, self._outbox = self._outbox, []
+            self._pending.append(self._shared.push.remote(batch))
+            self._traffic["pushes"] += 1
+            self._traffic["gradients"] += len(batch)
+            self._traffic["bytes"] += sum(g.nbytes for grads, _, _ in batch for g in grads)
 
     def _collect(self, limit: int) -> int:
         """Waits until at most ``limit`` pushes are unanswered, takes the answers that are in (the run's
@@ -382,6 +402,7 @@ class TaskLearner:
         import ray
 
         agent = self.core.agent
+        self._send()
         with self._pull_lock:
             start = time.perf_counter()
             version, parameters, env_steps = ray.get(self._shared.pull.remote())
@@ -415,6 +436,7 @@ class TaskLearner:
         """Parks the workers between rollouts and waits for their pushes: every update applied,
         shared part included."""
         self.core.pause()
+        self._send()
         self._collect(0)
         return True
 
@@ -559,12 +581,13 @@ class DistributedTrainer(Trainer):
                 self.traffic[k] += v
 
     def _summary_extras(self) -> dict:
-        """The learners' exchanges with the shared parameters in this attempt: pushes (gradients
-        sent), pulls (parameters received, one per snapshot), seconds the learners' threads waited
+        """The learners' exchanges with the shared parameters in this attempt: pushes (calls sending
+        gradients), gradients sent, pulls (parameters received, one per snapshot), seconds the learners' threads waited
         for answers, bytes both ways."""
         with self._traffic_lock:
             t = dict(self.traffic)
-        return {"shared_pushes": int(t["pushes"]), "shared_pulls": int(t["pulls"]),
+        return {"shared_pushes": int(t["pushes"]), "shared_gradients": int(t["gradients"]),
+                "shared_pulls": int(t["pulls"]),
                 "shared_wait_seconds": t["wait_seconds"], "shared_bytes": int(t["bytes"])}
 
     def _start_workers(self) -> list:

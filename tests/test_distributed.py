@@ -38,7 +38,7 @@ def test_split_update_equals_the_local_update(name, max_grad_norm):
 
     def sink(grads, agent_steps, version):
         pushed.append(agent_steps)
-        _, _, lag = shared.push(grads, agent_steps, version)
+        _, _, lag = shared.push([(grads, agent_steps, version)])
         learner.shared_version, values, _ = shared.pull()
         for i, value in zip(shared.indices, values, strict=True):
             learner.trainable[i].assign(value)
@@ -69,11 +69,33 @@ def test_shared_parameters_count_versions_and_the_lag_of_a_gradient():
     holder = _agent("kl_2col")
     shared = distributed.SharedParameters(holder)
     zeros = [np.zeros(holder.trainable[i].shape, np.float32) for i in shared.indices]
-    assert shared.push(zeros, 6, 0)[0] == 1
-    assert shared.push(zeros, 6, 0)[2] == 1  # computed at version 0, applied after version 1
-    assert shared.push(zeros, 6, 2) == (3, 18, 0)
+    assert shared.push([(zeros, 6, 0)])[0] == 1
+    assert shared.push([(zeros, 6, 0)])[2] == 1  # computed at version 0, applied after version 1
+    assert shared.push([(zeros, 6, 2)]) == (3, 18, 0)
+    assert shared.push([(zeros, 6, 0), (zeros, 6, 3)]) == (5, 30, 1)  # the lag of the push's last gradient
     version, values, env_steps = shared.pull()
-    assert (version, env_steps) == (3, 18) and len(values) == len(shared.indices)
+    assert (version, env_steps) == (5, 30) and len(values) == len(shared.indices)
+
+
+def test_a_push_of_several_gradients_applies_each_as_its_own_step():
+    """Gradients sent together are applied one RMSProp step each, in order, with the learning rate
+    annealed between them: the parameters and statistics are those of one push per gradient."""
+    rng = np.random.default_rng(0)
+    one_by_one, together = (distributed.SharedParameters(_agent("kl_2col")) for _ in range(2))
+    batch = [([rng.normal(size=v.shape).astype(np.float32) for v in one_by_one.variables], 4000, 0)
+             for _ in range(3)]
+    for item in batch:
+        one_by_one.push([item])
+    assert together.push(batch) == one_by_one.pull()[0:1] + (one_by_one.pull()[2], 2)
+    opt_a, opt_b = one_by_one.agent.optimizer, together.agent.optimizer
+    for i, (a, b) in enumerate(zip(one_by_one.variables, together.variables, strict=True)):
+        np.testing.assert_array_equal(b.numpy(), a.numpy(), err_msg=a.name)
+        k = one_by_one.indices[i]
+        np.testing.assert_array_equal(opt_b.mean_squares[k].numpy(), opt_a.mean_squares[k].numpy(), err_msg=a.name)
+    # What it is not: one step with the summed gradient.
+    summed = distributed.SharedParameters(_agent("kl_2col"))
+    summed.push([([sum(g) for g in zip(*(grads for grads, _, _ in batch), strict=True)], 12000, 0)])
+    assert not np.allclose(summed.variables[0].numpy(), together.variables[0].numpy())
 
 
 def test_a_snapshot_pulls_the_newest_shared_parameters_first():

@@ -168,9 +168,10 @@ def test_run_of_a_lost_node_restarts_elsewhere_and_counts_no_step_twice(tmp_path
     resumes from the checkpoint and drops the rows and events written after it."""
     local, nodes = cluster
     out = str(tmp_path / "sweep")
-    (spec,) = sweep.expand_grid(SUITE, ["kl_2col"], [1e-2], [5e-4], 1, total_env_steps=1500,
+    budget = 4500  # long enough for a checkpoint and episodes after it, on a fast host too
+    (spec,) = sweep.expand_grid(SUITE, ["kl_2col"], [1e-2], [5e-4], 1, total_env_steps=budget,
                                 extra_flags={"workers_per_task": 1})
-    extra = [*RUN_FLAGS.split(), "--checkpoint_every_secs=4", *sweep.ray_run_args(1, [])]
+    extra = [*RUN_FLAGS.split(), "--checkpoint_every_secs=2", *sweep.ray_run_args(1, [])]
     lines = []
     job = sweep.Sweep([spec], out, command_fn=lambda s, logdir: sweep.run_command(s, logdir, extra_args=extra),
                       launcher=ray_runs.RayLauncher(cpus_per_run=1), progress_every_secs=5, log=lines.append)
@@ -187,7 +188,7 @@ def test_run_of_a_lost_node_restarts_elsewhere_and_counts_no_step_twice(tmp_path
                      if m]
             rows = complete_metrics_rows(os.path.join(logdir, "metrics.jsonl"))
             logged = sum(_max_steps(rows).values())
-            if saved and max(saved) < logged < 1000:
+            if saved and max(saved) < logged < budget * 0.6:
                 (node,) = [n for n in nodes if n.node_id[:12] == _nodes_of(log_path)[0]]
                 killed.update(node=node.node_id[:12], checkpoint=max(saved), rows=len(rows))
                 local.remove_node(node, allow_graceful=False)
@@ -217,7 +218,7 @@ def test_run_of_a_lost_node_restarts_elsewhere_and_counts_no_step_twice(tmp_path
         assert steps == sorted(set(steps)), task
     # The metrics rows and TensorBoard's episode events are the same episodes, none twice.
     assert collections.Counter(task_rows) == collections.Counter(tensorboard_episode_events(logdir))
-    assert sum(_max_steps(rows).values()) <= 1500 + 3 * 20
+    assert sum(_max_steps(rows).values()) <= budget + 3 * 20
 
 
 def _max_steps(rows):
