@@ -143,6 +143,7 @@ class _EnvSlots:
     def __init__(self, make_env, tasks, seeds):
         self.envs = []
         self.rngs = [np.random.default_rng(s) for s in seeds]
+        self.seeded = [False] * len(seeds)
         try:
             for task in tasks:
                 self.envs.append(make_env(int(task), None))  # seeded by the first reset
@@ -151,7 +152,13 @@ class _EnvSlots:
             raise
 
     def reset(self, i):
-        obs, _ = self.envs[i].reset(seed=int(self.rngs[i].integers(2**31 - 1)))
+        """The first observation of env ``i``'s next episode. Only its first reset is seeded (Gymnasium's
+        convention): the seed fixes every later episode, which continues the environment's own random
+        stream. (Seeding every episode would also cost a Doom environment a new engine per episode.)"""
+        seed = None
+        if not self.seeded[i]:
+            seed, self.seeded[i] = int(self.rngs[i].integers(2**31 - 1)), True
+        obs, _ = self.envs[i].reset(seed=seed)
         obs = np.asarray(obs)
         _check_finite(0.0, obs)
         return obs

@@ -98,6 +98,46 @@ def test_pool_steps_match_in_process_environments():
     local.close()
 
 
+class SeedRecordingEnv(gym.Env):
+    """Records the seed of every reset; 3-step episodes whose observations come from its random stream."""
+
+    observation_space = gym.spaces.Box(0, 255, (8, 8, 3), np.uint8)
+    action_space = gym.spaces.Discrete(2)
+
+    def __init__(self):
+        self.seeds, self._t = [], 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.seeds.append(seed)
+        self._t = 0
+        return self._obs(), {}
+
+    def _obs(self):
+        return np.full((8, 8, 3), self.np_random.integers(256), np.uint8)
+
+    def step(self, action):
+        self._t += 1
+        return self._obs(), 0.0, self._t >= 3, False, {}
+
+
+def test_only_the_first_reset_is_seeded_and_the_seed_fixes_every_episode():
+    """Gymnasium's convention: the first reset gets the seed, later episodes continue the environment's
+    own random stream (a Doom environment would otherwise start a new engine every episode)."""
+    runs = []
+    for _ in range(2):
+        envs = LocalEnvs(lambda task, seed: SeedRecordingEnv(), [0, 0], [5, 6])
+        frames = [envs.observations.copy()] + [envs.step(np.zeros(2, np.int32)).observations.copy()
+                                               for _ in range(10)]
+        seeds = [slot.envs[0].seeds for slot in envs._slots]
+        runs.append(np.stack(frames))
+        envs.close()
+        for recorded in seeds:
+            assert len(recorded) == 4 and isinstance(recorded[0], int) and recorded[1:] == [None] * 3
+        assert seeds[0][0] != seeds[1][0]
+    np.testing.assert_array_equal(runs[0], runs[1])  # the same seeds give the same episodes, resets included
+
+
 def _interface_members():
     """The public members of the interface: annotated data, the property and the methods."""
     declared = (*vars(EnvPoolInterface), *EnvPoolInterface.__annotations__)
