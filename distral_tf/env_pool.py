@@ -6,7 +6,8 @@ sends one small command per process; each process steps its whole group and
 writes observations, rewards and end flags back into shared memory, so frames
 are never pickled. Episodes reset automatically: an environment whose episode
 ended reports ``done`` and its slot already holds the first observation of the
-next episode.
+next episode. Only an environment's first reset is seeded (Gymnasium's convention):
+its seed fixes every later episode.
 
 Faults never end a run: a process that dies (a segfaulting engine, ``kill -9``;
 noticed at once through its process sentinel, not by a timeout), does not answer
