@@ -10,9 +10,9 @@ whole network of a3c_multitask).
 * :class:`SharedParameters` (a Ray actor): the shared variables, their shared RMSProp
   statistics and a version counter (one version per applied gradient). A learner
   sends each update's clipped gradient of the shared variables, computed at the
-  snapshot its workers acted with, in pushes of ``--gradients_per_push`` gradients (the
-  actor applies each as its own RMSProp step, in order; a push's cost is mostly per call),
-  and pulls the newest parameters when one of its actor
+  snapshot its workers acted with, in pushes of ``--gradients_per_push`` gradients (fewer
+  remote calls; the actor applies each gradient as its own RMSProp step, in order), and
+  pulls the newest parameters when one of its actor
   groups takes a snapshot (once per group rollout, not per update); the lag of a
   gradient (versions applied between its snapshot and itself) is logged as
   ``staleness/<task>/{mean,max}``.
@@ -582,8 +582,8 @@ class DistributedTrainer(Trainer):
 
     def _summary_extras(self) -> dict:
         """The learners' exchanges with the shared parameters in this attempt: pushes (calls sending
-        gradients), gradients sent, pulls (parameters received, one per snapshot), seconds the learners' threads waited
-        for answers, bytes both ways."""
+        gradients), gradients sent, pulls (parameters received, one per snapshot), seconds the
+        learners' threads waited for answers, bytes both ways."""
         with self._traffic_lock:
             t = dict(self.traffic)
         return {"shared_pushes": int(t["pushes"]), "shared_gradients": int(t["gradients"]),
