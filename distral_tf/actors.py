@@ -61,6 +61,7 @@ class Episode:
     task_index: int
     episode_return: float
     length: int
+    worker: int = -1  # the worker's index in its group
 
 
 class ActorGroup:
@@ -152,7 +153,8 @@ class ActorGroup:
             episode_length[live] += 1
             for j in np.flatnonzero(done):
                 if not cut[j]:  # an episode cut by an environment fault is not a finished episode
-                    episodes.append(Episode(int(task_ids[j]), float(episode_return[j]), int(episode_length[j])))
+                    episodes.append(Episode(int(task_ids[j]), float(episode_return[j]), int(episode_length[j]),
+                                            worker=int(idx[j])))
                 episode_return[j], episode_length[j] = 0.0, 0  # the columns reset the LSTM on `first`
             self.first[idx] = done
         obs[t_max] = source_obs if everyone else source_obs[idx]

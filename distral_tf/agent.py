@@ -353,7 +353,8 @@ class Agent(tf.Module):
                  observation_shape: tuple[int, ...], num_actions: int, *, unroll_length: int,
                  learning_rate: float, total_env_steps: int, rmsprop_decay: float = 0.99,
                  rmsprop_epsilon: float = 0.1, max_grad_norm: float = 40.0, seed: int = 0,
-                 torso_dtype: str = "float32", two_column_scaling: str = "unit", train_distilled: bool = True):
+                 torso_dtype: str = "float32", two_column_scaling: str = "unit", train_distilled: bool = True,
+                 rmsprop_initial_mean_square: float = 0.0):
         super().__init__(name="agent")
         self.algorithm = algorithm
         self.coeffs = coeffs
@@ -378,7 +379,7 @@ class Agent(tf.Module):
         # Every column's variables, tracked explicitly for checkpoints (a3c's untrained pi_0 included).
         self.parameters = [v for column in self.columns for v in column.variables]
         self.optimizer = SharedRMSProp(self.trainable, decay=rmsprop_decay, epsilon=rmsprop_epsilon,
-                                       clip_norm=max_grad_norm)
+                                       clip_norm=max_grad_norm, initial_mean_square=rmsprop_initial_mean_square)
         self.env_steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="env_steps")
         self.rng = tf.random.Generator.from_seed(seed)
         t1 = self.unroll_length + 1

@@ -114,6 +114,22 @@ class Algorithm:
         """Whether the task policies or rewards involve h_theta0, which therefore trains (KL or 2col)."""
         return self.distilled_policy in (DistilledPolicy.TRAINED, DistilledPolicy.COLUMN_H0)
 
+    def terms(self, coeffs: Coefficients) -> dict[str, float]:
+        """The coefficients of ``coeffs`` that this algorithm's objective has, by name (for ``config.json``).
+
+        Distral: ``alpha``, ``beta``, ``c_kl`` = alpha/beta and, where alpha < 1, ``c_ent`` = (1-alpha)/beta.
+        A3C baselines: ``entropy_bonus``, and in a3c_2col ``alpha``, the weight of h_theta0 in the logits.
+        """
+        if self.kl:
+            out = {"alpha": coeffs.alpha, "beta": coeffs.beta, "c_kl": coeffs.c_kl}
+            if coeffs.c_ent > 0:
+                out["c_ent"] = coeffs.c_ent
+            return out
+        out = {"entropy_bonus": coeffs.entropy_bonus}
+        if self.architecture is Architecture.TWO_COLUMN:
+            out["alpha"] = coeffs.alpha
+        return out
+
     def coefficients(self, entropy_cost: float, alpha: float | None = None, value_cost: float = 0.5,
                      discount: float = 0.99) -> Coefficients:
         """Maps the swept ``entropy_cost`` onto the algorithm's coefficients.

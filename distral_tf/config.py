@@ -22,9 +22,9 @@ BACKENDS = ("local", "ray")
 # with the same values (other fields, e.g. logging intervals, may change).
 MODEL_FIELDS = ("algo", "suite", "alpha", "entropy_cost", "learning_rate", "unroll_length", "discount",
                 "value_cost", "total_env_steps", "workers_per_task", "reward_clipping", "update_mode",
-                "two_column_scaling", "freeze_distilled")
+                "two_column_scaling", "freeze_distilled", "rmsprop_initial_mean_square")
 # The value a model-defining field had in run directories written before it existed.
-LEGACY_VALUES = {"two_column_scaling": "literal"}
+LEGACY_VALUES = {"two_column_scaling": "literal", "rmsprop_initial_mean_square": 0.0}
 
 # Upper bounds: far beyond any sensible run, low enough that a typo (an extra zero or
 # exponent) is caught before it overflows a timer or a buffer, or hangs the start.
@@ -112,6 +112,9 @@ class TrainConfig:
     max_grad_norm: float = setting(40.0, "Global-norm gradient clipping.", bound=UpTo(1e9))
     rmsprop_decay: float = setting(0.99, "Shared RMSProp decay rho.", bound=Interval(0.0, 1.0, open_high=True))
     rmsprop_epsilon: float = setting(0.1, "Shared RMSProp epsilon.", bound=UpTo(1e3))
+    rmsprop_initial_mean_square: float = setting(
+        0.0, "Initial value of the shared RMSProp's mean squares: 0 (Keras) or 1 (TF1's tf.train.RMSPropOptimizer, "
+        "whose first steps are smaller; docs/fidelity.md).", bound=UpTo(1e6, strict=False))
     reward_clipping: str = setting("none", "Reward clipping applied for learning (returns are logged unclipped).",
                                    choices=REWARD_CLIPPING)
     seed: int = setting(0, "Random seed.", bound=UpTo(2**31 - 1, strict=False))
@@ -129,6 +132,9 @@ class TrainConfig:
     eval_episodes: int = setting(2, "Episodes per task of each pi_0 evaluation (0 disables evaluation).",
                                  bound=UpTo(10_000, strict=False))
     eval_greedy: bool = setting(False, "Evaluate pi_0 greedily instead of sampling.")
+    final_eval_episodes: int = setting(
+        30, "Episodes per task of the final evaluation of pi_0 at the run's last step, which reports rank pi_0 by "
+        "(0: none).", bound=UpTo(100_000, strict=False))
     eval_clip_every: int = setting(
         0, "Every this many evaluations of pi_0, a clip of pi_0 on every task (an animated image in TensorBoard's "
         "images tab, distilled/<task>/clip); 0 writes none.", bound=UpTo(10**6, strict=False))

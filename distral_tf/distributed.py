@@ -660,6 +660,9 @@ class DistributedTrainer(Trainer):
         self._stop.wait(POLL_SECS)
         return True
 
+    def _prepare_final_evaluation(self):
+        self._refresh_shared(force=True)
+
     def _refresh_shared(self, force: bool = False):
         """Copies the newest shared parameters into the driver's agent (for evaluating pi_0)."""
         if not force and time.monotonic() - self._last_refresh < REFRESH_SECS:

@@ -10,6 +10,11 @@ A faulty environment is restarted by the environment pool (its episode is cut an
 not counted); an evaluation that fails altogether is logged and retried with new
 environments, and after :data:`MAX_ATTEMPTS` failures that evaluation is skipped,
 never the later ones.
+
+:meth:`Evaluator.final_evaluation` runs once when the budget is spent: pi_0 at the run's
+last step, over ``--final_eval_episodes`` episodes per task (spread over several
+environments per task, each with a fixed quota so that short episodes are not favoured),
+recorded with ``"final": true`` in ``metrics.jsonl``; reports rank pi_0 by it.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from distral_tf.env_pool import make_envs
 
 CLIP_STEPS = 100  # agent steps of each TensorBoard clip (--eval_clip_every)
 MAX_ATTEMPTS = 3  # failed attempts after which one evaluation is skipped
+FINAL_ENVS_PER_TASK = 8  # environments per task of the final evaluation
 
 
 class DistilledPolicy:
@@ -98,6 +104,42 @@ class Evaluator:
             for episode_return, length in episodes:
                 self.monitor.episode(task, int(at_steps[task]), episode_return, length, policy="distilled")
         return True
+
+    def final_evaluation(self, episodes: int, stop: threading.Event,
+                         envs_per_task: int = FINAL_ENVS_PER_TASK) -> list[list[float]]:
+        """Runs pi_0 for exactly ``episodes`` episodes per task and records them as final; returns the returns.
+
+        Each task's episodes are spread over ``min(episodes, envs_per_task)`` fresh
+        environments, each running a fixed number of whole episodes. Raises if ``stop``
+        is set first (nothing is then recorded).
+        """
+        n = self.suite.num_tasks
+        k = max(1, min(episodes, envs_per_task))
+        tasks = [t for t in range(n) for _ in range(k)]
+        quota = np.array([episodes // k + (j < episodes % k) for _ in range(n) for j in range(k)])
+        space = self.observation_space
+        envs = make_envs(self.suite.env_factory(in_pool=False), tasks,
+                         [int(s) for s in self._rng.integers(2**31 - 1, size=len(tasks))], space.shape, space.dtype,
+                         num_processes=0)
+        group = ActorGroup(tasks, envs, self.agent, unroll_length=1)
+        at_steps = self.state.task_steps
+        results: list[list[tuple[float, int]]] = [[] for _ in range(n)]
+        done = np.zeros(len(tasks), np.int64)
+        try:
+            while (done < quota).any():
+                if stop.is_set():
+                    raise RuntimeError("the run stopped during the final evaluation of pi_0")
+                _, finished = group.collect(done < quota, self._policy)
+                for ep in finished:
+                    done[ep.worker] += 1
+                    results[ep.task_index].append((ep.episode_return, ep.length))
+        finally:
+            group.close()
+        for task, task_episodes in enumerate(results):
+            for episode_return, length in task_episodes:
+                self.monitor.episode(task, int(at_steps[task]), episode_return, length, policy="distilled",
+                                     final=True)
+        return [[r for r, _ in task_episodes] for task_episodes in results]
 
     def write_clips(self, envs, seed: int):
         """A short clip of pi_0 on every task (``envs[i]`` of task ``i``), as an animated image summary."""

@@ -109,10 +109,11 @@ class Monitor:
         self._last_print = 0.0
 
     def episode(self, task_index: int, env_steps: int, episode_return: float, length: int,
-                policy: str = "task"):
-        """Records one finished episode of the task policy (or, ``policy="distilled"``, of pi_0)."""
+                policy: str = "task", final: bool = False):
+        """Records one finished episode of the task policy (or, ``policy="distilled"``, of pi_0;
+        ``final``: of its final evaluation)."""
         name = self.task_names[task_index]
-        row = rundir.metrics_row(name, task_index, policy, env_steps, episode_return, length, time.time())
+        row = rundir.metrics_row(name, task_index, policy, env_steps, episode_return, length, time.time(), final)
         with self._lock:
             self._metrics.write(json.dumps(row) + "\n")
             with self._writer.as_default():

@@ -1,6 +1,7 @@
 """Shared RMSProp (docs/spec.md section 6): one set of squared-gradient statistics for all workers.
 
-``g <- rho g + (1 - rho) d^2``, ``theta <- theta - lr d / sqrt(g + eps)``, applied
+``g <- rho g + (1 - rho) d^2``, ``theta <- theta - lr d / sqrt(g + eps)``, with ``g``
+starting at ``initial_mean_square`` (0 as in Keras; 1 in TF1's ``tf.train.RMSPropOptimizer``), applied
 Hogwild style: any worker thread may call :meth:`SharedRMSProp.apply` at any time,
 without a lock around the update; concurrent updates interleave variable by variable.
 """
@@ -26,7 +27,7 @@ class SharedRMSProp(tf.Module):
     """
 
     def __init__(self, variables, decay: float = 0.99, epsilon: float = 0.1, clip_norm: float = 40.0,
-                 name: str = "shared_rmsprop"):
+                 initial_mean_square: float = 0.0, name: str = "shared_rmsprop"):
         super().__init__(name=name)
         self.decay = decay
         self.epsilon = epsilon
@@ -35,7 +36,8 @@ class SharedRMSProp(tf.Module):
         self._index = {id(v): i for i, v in enumerate(self._variables)}
         with self.name_scope:
             self.mean_squares = [
-                tf.Variable(tf.zeros_like(v), trainable=False, name=f"ms_{i}")
+                tf.Variable(tf.fill(tf.shape(v), tf.constant(initial_mean_square, v.dtype)), trainable=False,
+                            name=f"ms_{i}")
                 for i, v in enumerate(self._variables)
             ]
             self.num_updates = tf.Variable(0, dtype=tf.int64, trainable=False, name="num_updates")

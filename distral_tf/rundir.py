@@ -79,10 +79,26 @@ def parse_episode_tag(tag: str) -> tuple[str, str, str] | None:
 
 
 def metrics_row(task: str, task_index: int, policy: str, env_steps: int, episode_return: float,
-                length: int, wall_time: float) -> dict:
-    """One line of ``metrics.jsonl``: a finished episode of ``policy`` on ``task``."""
-    return {"task": task, "task_index": int(task_index), "policy": policy, "env_steps": int(env_steps),
-            "return": float(episode_return), "length": int(length), "wall_time": float(wall_time)}
+                length: int, wall_time: float, final: bool = False) -> dict:
+    """One line of ``metrics.jsonl``: a finished episode of ``policy`` on ``task``.
+
+    ``final`` marks the episodes of the final evaluation of pi_0 at the run's last step
+    (key ``"final": true``; absent otherwise).
+    """
+    row = {"task": task, "task_index": int(task_index), "policy": policy, "env_steps": int(env_steps),
+           "return": float(episode_return), "length": int(length), "wall_time": float(wall_time)}
+    if final:
+        row["final"] = True
+    return row
+
+
+def has_final_evaluation(logdir: str) -> bool:
+    """Whether ``metrics.jsonl`` of ``logdir`` holds episodes of a final evaluation of pi_0."""
+    path = os.path.join(logdir, METRICS_FILE)
+    if not os.path.exists(path):
+        return False
+    with open(path) as f:
+        return any('"final": true' in line for line in f)
 
 
 def is_event_file(name: str) -> bool:

@@ -91,17 +91,23 @@ def check_same_spaces(suite: Suite, observation_shape, num_actions: int, what: s
 
 
 def build_agent(config: TrainConfig, num_tasks: int, observation_shape, num_actions: int, **overrides):
-    """An agent shaped and configured as the trainer builds it for ``config`` (fresh parameters)."""
+    """An agent shaped and configured as the trainer builds it for ``config`` (fresh parameters).
+
+    Its learning rate anneals over the run's budget rounded up to whole rollouts per task, as trained.
+    """
     from distral_tf import algorithms
     from distral_tf.agent import Agent
+    from distral_tf.progress import steps_per_task
 
     algorithm = algorithms.get(config.algo)
     coeffs = algorithm.coefficients(config.entropy_cost, config.alpha, config.value_cost, config.discount)
+    budget = steps_per_task(config.total_env_steps, num_tasks, config.unroll_length) * num_tasks
     kwargs = dict(unroll_length=config.unroll_length, learning_rate=config.learning_rate,
-                  total_env_steps=config.total_env_steps, rmsprop_decay=config.rmsprop_decay,
+                  total_env_steps=budget, rmsprop_decay=config.rmsprop_decay,
                   rmsprop_epsilon=config.rmsprop_epsilon, max_grad_norm=config.max_grad_norm, seed=config.seed,
                   torso_dtype=config.torso_dtype, two_column_scaling=config.two_column_scaling,
-                  train_distilled=not config.freeze_distilled)
+                  train_distilled=not config.freeze_distilled,
+                  rmsprop_initial_mean_square=config.rmsprop_initial_mean_square)
     kwargs.update(overrides)
     return Agent(algorithm, coeffs, num_tasks, observation_shape, num_actions, **kwargs)
 

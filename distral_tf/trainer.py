@@ -36,12 +36,13 @@ from distral_tf.algorithm_spec import Architecture
 from distral_tf.checkpointing import Checkpointer
 from distral_tf.config import TrainConfig
 from distral_tf.envs.suites import Suite
-from distral_tf.evaluator import CLIP_STEPS, Evaluator
+from distral_tf.evaluator import CLIP_STEPS, MAX_ATTEMPTS, Evaluator
 from distral_tf.learners import Learner, make_learner
 from distral_tf.monitoring import Monitor
 from distral_tf.progress import ProgressReporter, StartupReporter, steps_per_task
 from distral_tf.run_state import RunState
 from distral_tf.rundir import CONFIG_FILE, STATUS_FILE, RunLock, write_json_atomically
+from distral_tf.trained_run import build_agent
 from distral_tf.worker_envs import layout, make_groups
 
 __all__ = ["CLIP_STEPS", "Timings", "Trainer", "TrainingError"]
@@ -142,7 +143,8 @@ class Trainer:
         # over machines (distral_tf/distributed.py).
         self.worker_tasks: list[int] = list(range(suite.num_tasks))
         self._obs_space = self._act_space = None
-        self._stop = threading.Event()
+        self._stop = threading.Event()  # the workers stop (budget spent, an error, or a request)
+        self._abort = threading.Event()  # a request to stop: also cuts the final evaluation short
         self._error: BaseException | None = None
         self._gate = _PauseGate()
         self._startup: StartupReporter | None = None
@@ -158,6 +160,7 @@ class Trainer:
 
     def request_stop(self):
         """Asks the run to stop; it writes a final checkpoint before ``run()`` returns."""
+        self._abort.set()
         self._stop.set()
 
     def _open_logdir(self) -> RunLock:
@@ -226,9 +229,7 @@ class Trainer:
             "frames_per_step": self.suite.frames_per_step,
             "observation_shape": [int(d) for d in self._obs_space.shape],
             "num_actions": int(self._act_space.n),
-            "coefficients": {"alpha": self.coeffs.alpha, "beta": self.coeffs.beta,
-                             "entropy_bonus": self.coeffs.entropy_bonus,
-                             "c_kl": self.coeffs.c_kl, "c_ent": self.coeffs.c_ent},
+            "coefficients": self.algorithm.terms(self.coeffs),
             **provenance.git_provenance(),
         })
 
@@ -276,15 +277,9 @@ class Trainer:
 
     def make_agent(self) -> Agent:
         """A new agent of this run's configuration (its initial parameters follow from the seed)."""
-        cfg = self.config
         if self._obs_space is None:
             self._probe_environment()
-        return Agent(self.algorithm, self.coeffs, self.suite.num_tasks, self._obs_space.shape, self._act_space.n,
-                     unroll_length=cfg.unroll_length, learning_rate=cfg.learning_rate,
-                     total_env_steps=self.steps_per_task * self.suite.num_tasks,
-                     rmsprop_decay=cfg.rmsprop_decay, rmsprop_epsilon=cfg.rmsprop_epsilon,
-                     max_grad_norm=cfg.max_grad_norm, seed=cfg.seed, torso_dtype=cfg.torso_dtype,
-                     two_column_scaling=cfg.two_column_scaling, train_distilled=not cfg.freeze_distilled)
+        return build_agent(self.config, self.suite.num_tasks, self._obs_space.shape, self._act_space.n)
 
     def _build(self):
         cfg = self.config
@@ -463,9 +458,14 @@ class Trainer:
         self._build()
         if self.state.budget_spent:
             logging.info("The run in %s is already complete.", cfg.logdir)
-            self._write_status("finished")
+            extras = {}
+            if not rundir.has_final_evaluation(cfg.logdir):  # stopped during its final evaluation
+                extras = self._final_evaluation()
+                if extras:
+                    self._save_checkpoint()
+            self._write_status("finished", **extras)
             self.monitor.close()
-            return {"state": "finished", "env_steps": self.state.total_steps}
+            return {"state": "finished", "env_steps": self.state.total_steps, **extras}
         self._write_status("running")
         summaries.write_custom_scalars_layout(
             cfg.logdir, self.suite.task_names,
@@ -515,6 +515,7 @@ class Trainer:
         for t in threads:
             t.start()
         state = "failed"
+        final_extras: dict = {}
         try:
             while any(t.is_alive() for t in threads[:num_actors]):
                 time.sleep(0.2)
@@ -530,6 +531,10 @@ class Trainer:
             if self._error is not None:
                 raise self._error
             state = "finished" if self.state.budget_spent else "interrupted"
+            if state == "finished":
+                final_extras = self._final_evaluation()
+                if self._abort.is_set() and not final_extras:
+                    state = "interrupted"  # the next start evaluates pi_0 and finishes
         finally:
             self._stop.set()
             save_error = None
@@ -555,6 +560,7 @@ class Trainer:
                 "time_split_seconds": self.timings.snapshot(),
                 "skipped_updates": int(self.agent.optimizer.num_skipped.numpy()),
                 "mean_recent_return_per_task": self.monitor.mean_recent_returns(),
+                **final_extras,
                 **self._summary_extras(),
             }
             if self._error is not None:
@@ -570,6 +576,35 @@ class Trainer:
             if save_error is not None:
                 raise save_error
         return summary
+
+    def _final_evaluation(self) -> dict:
+        """pi_0 at the last step over ``final_eval_episodes`` per task (:meth:`Evaluator.final_evaluation`);
+        its figures for ``status.json``, or ``{}`` if disabled, stopped or failing."""
+        episodes = self.config.final_eval_episodes
+        if episodes <= 0 or self.evaluator is None:
+            return {}
+        self._prepare_final_evaluation()
+        logging.info("Final evaluation of pi_0: %d episodes per task.", episodes)
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            if self._abort.is_set():
+                return {}
+            try:
+                returns = self.evaluator.final_evaluation(episodes, self._abort)
+                break
+            except Exception as e:
+                logging.warning("The final evaluation of pi_0 failed (attempt %d of %d: %s: %s).", attempt,
+                                MAX_ATTEMPTS, type(e).__name__, e)
+        else:
+            return {}
+        means = [float(np.mean(r)) for r in returns]
+        errors = [float(np.std(r, ddof=1) / np.sqrt(len(r))) if len(r) > 1 else 0.0 for r in returns]
+        logging.info("Final return of pi_0 (mean ± standard error): %s.", ", ".join(
+            f"{name} {m:.2f} ± {e:.2f}" for name, m, e in zip(self.suite.task_names, means, errors, strict=True)))
+        return {"final_distilled_return_per_task": means, "final_distilled_stderr_per_task": errors,
+                "final_distilled_episodes": episodes}
+
+    def _prepare_final_evaluation(self):
+        """Brings the agent's pi_0 up to date before the final evaluation (a distributed driver pulls it)."""
 
     def _summary_extras(self) -> dict:
         """Figures a kind of trainer adds to the summary of ``run()`` and to ``status.json``."""

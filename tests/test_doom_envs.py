@@ -16,7 +16,7 @@ from gymnasium.utils.env_checker import check_env
 pytest.importorskip("vizdoom")
 
 from distral_tf.envs import make_suite  # noqa: E402
-from distral_tf.envs.doom.actions import NUM_ACTIONS  # noqa: E402
+from distral_tf.envs.doom.actions import ACTION_NAMES, NUM_ACTIONS  # noqa: E402
 from distral_tf.envs.doom.engine_process import resize  # noqa: E402
 from distral_tf.envs.doom.lasertag import DoomLasertagEnv  # noqa: E402
 from distral_tf.envs.doom.mapgen import Layout, cell_center  # noqa: E402
@@ -92,6 +92,44 @@ def test_check_env(name):
     obs, _ = env.reset(seed=5)
     obs2, reward, terminated, truncated, info = env.step(0)
     assert obs2.dtype == np.uint8 and obs2.shape == (84, 84, 3) and info["frames"] == 4
+    env.close()
+
+
+@pytest.mark.parametrize("name,length", [("basic", 75), ("my_way_home", 525)])
+def test_vizdoom_scenarios_are_one_task_suites_with_the_shared_conventions(name, length):
+    suite = make_suite(name)
+    assert suite.num_tasks == 1 and suite.frames_per_step == 4
+    env = suite.make_env(0)
+    assert env.action_space == gym.spaces.Discrete(NUM_ACTIONS)
+    assert env.observation_space == gym.spaces.Box(0, 255, (84, 84, 3), np.uint8)
+    obs, info = env.reset(seed=1)
+    assert obs.shape == (84, 84, 3) and obs.dtype == np.uint8 and obs.std() > 0
+    steps, truncated, terminated = 0, False, False
+    while not (terminated or truncated):
+        obs, reward, terminated, truncated, info = env.step(2)  # strafe left: no goal is reached
+        steps += 1
+    assert truncated and not terminated and steps == length and info["frames"] == 4
+    env.close()
+
+
+def test_vizdoom_basic_killing_the_monster_terminates_the_episode_with_its_reward():
+    env = make_suite("basic").make_env(0)
+    fire, left, right = (ACTION_NAMES.index(a) for a in ("fire", "strafe_left", "strafe_right"))
+    sweep = [left] * 12 + [fire, right] * 30 + [fire] * 10  # to the left wall, then fire on the way right
+    kills = 0
+    for seed in range(4):
+        env.reset(seed=seed)
+        rewards = []
+        for action in sweep:
+            _, reward, terminated, truncated, _ = env.step(action)
+            rewards.append(reward)
+            if terminated or truncated:
+                break
+        assert terminated or truncated
+        kills += terminated
+        # The kill's +101 (less the step's tics) comes in one step; otherwise -1 per tic, -5 per missed shot.
+        assert (max(rewards) > 90) == terminated and sum(r > 0 for r in rewards) == terminated
+    assert kills >= 2
     env.close()
 
 

@@ -51,6 +51,29 @@ def assert_state(variables, opt, ref):
         np.testing.assert_allclose(ms.numpy(), m, rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.parametrize("initial", [0.0, 1.0])
+def test_first_step_from_the_initial_mean_squares(initial):
+    """g1 = rho g0 + (1 - rho) d^2; theta1 = theta0 - lr d / sqrt(g1 + eps): TF1 starts g0 at 1, Keras at 0."""
+    rho, eps, lr, d = 0.99, 0.1, 1e-3, np.array([0.5, -2.0], np.float32)
+    var = tf.Variable([1.0, 1.0])
+    opt = SharedRMSProp([var], decay=rho, epsilon=eps, initial_mean_square=initial)
+    tf.function(lambda: opt.apply([tf.constant(d)], [var], lr))()
+    g1 = rho * initial + (1 - rho) * d**2
+    np.testing.assert_allclose(opt.mean_squares[0].numpy(), g1, rtol=1e-6)
+    np.testing.assert_allclose(var.numpy(), 1.0 - lr * d / np.sqrt(g1 + eps), rtol=1e-6)
+
+
+def test_tf1_initialisation_makes_the_first_steps_smaller():
+    steps = {}
+    for initial in (0.0, 1.0):
+        var = tf.Variable([0.0])
+        opt = SharedRMSProp([var], initial_mean_square=initial)
+        tf.function(lambda opt=opt, var=var: opt.apply([tf.constant([1.0])], [var], 1.0))()
+        steps[initial] = -float(var.numpy()[0])
+    np.testing.assert_allclose(steps[0.0], 1 / np.sqrt(0.01 + 0.1), rtol=1e-6)  # about 3x the TF1 step
+    np.testing.assert_allclose(steps[1.0], 1 / np.sqrt(0.99 + 0.01 + 0.1), rtol=1e-6)
+
+
 def test_defaults_follow_the_spec():
     opt = SharedRMSProp([tf.Variable(1.0)])
     assert (opt.decay, opt.epsilon, opt.clip_norm) == (0.99, 0.1, 40.0)

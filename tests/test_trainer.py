@@ -1,5 +1,6 @@
 """End-to-end training of every algorithm on the small task family, TensorBoard output and resume."""
 
+import dataclasses
 import json
 import os
 import re
@@ -23,7 +24,7 @@ SUITE = "two_rooms_small"
 def small_config(logdir, algo, **overrides):
     values = dict(algo=algo, suite=SUITE, logdir=str(logdir), total_env_steps=3 * 2 * 60, workers_per_task=2,
                   unroll_length=20, entropy_cost=0.05 if algorithms.get(algo).kl else 0.01, eval_episodes=1,
-                  eval_every_env_steps=60, log_every_secs=1.0, checkpoint_every_secs=1000.0)
+                  eval_every_env_steps=60, log_every_secs=1.0, checkpoint_every_secs=1000.0, final_eval_episodes=1)
     values.update(overrides)
     return TrainConfig(**values)
 
@@ -83,6 +84,47 @@ def test_rerun_of_a_finished_run_returns_at_once(tmp_path):
     summary = Trainer(cfg, suite).run()
     assert summary["state"] == "finished" and summary["env_steps"] == 120 and summary["already_finished"]
     assert (tmp_path / "metrics.jsonl").read_text() == lines_before
+
+
+def final_rows(logdir):
+    rows = [json.loads(line) for line in (logdir / "metrics.jsonl").read_text().splitlines()]
+    return [r for r in rows if r.get("final")]
+
+
+@pytest.mark.parametrize("algo", ["a3c", "a3c_2col", "klent_2col"])
+def test_a_finished_run_ends_with_a_final_evaluation_of_pi0_over_exactly_n_episodes(tmp_path, algo):
+    suite = make_suite(SUITE)
+    cfg = small_config(tmp_path, algo, total_env_steps=3 * 40, workers_per_task=1, eval_episodes=0,
+                       final_eval_episodes=11)
+    summary = Trainer(cfg, suite).run()
+    rows = final_rows(tmp_path)
+    assert [sum(r["task_index"] == t for r in rows) for t in range(suite.num_tasks)] == [11] * suite.num_tasks
+    assert all(r["policy"] == "distilled" and r["env_steps"] == 40 and r["length"] == 40 for r in rows)
+    status = json.loads((tmp_path / "status.json").read_text())
+    for task in range(suite.num_tasks):
+        returns = [r["return"] for r in rows if r["task_index"] == task]
+        np.testing.assert_allclose(status["final_distilled_return_per_task"][task], np.mean(returns))
+        np.testing.assert_allclose(summary["final_distilled_stderr_per_task"][task],
+                                   np.std(returns, ddof=1) / np.sqrt(11))
+    # config.json records only the coefficients of the terms the algorithm has.
+    terms = json.loads((tmp_path / "config.json").read_text())["coefficients"]
+    assert set(terms) == {"a3c": {"entropy_bonus"}, "a3c_2col": {"entropy_bonus", "alpha"},
+                          "klent_2col": {"alpha", "beta", "c_kl", "c_ent"}}[algo]
+
+
+def test_a_run_stopped_before_its_final_evaluation_evaluates_pi0_when_started_again(tmp_path):
+    suite = make_suite(SUITE)
+    cfg = small_config(tmp_path, "kl_2col", total_env_steps=3 * 40, workers_per_task=1, eval_episodes=0,
+                       final_eval_episodes=0)
+    assert Trainer(cfg, suite).run()["state"] == "finished"
+    assert not final_rows(tmp_path)
+    status = json.loads((tmp_path / "status.json").read_text())
+    (tmp_path / "status.json").write_text(json.dumps({**status, "state": "interrupted"}))
+    summary = Trainer(dataclasses.replace(cfg, final_eval_episodes=2), suite).run()
+    assert summary["state"] == "finished" and len(final_rows(tmp_path)) == 2 * suite.num_tasks
+    assert json.loads((tmp_path / "status.json").read_text())["final_distilled_episodes"] == 2
+    assert Trainer(dataclasses.replace(cfg, final_eval_episodes=2), suite).run()["already_finished"]
+    assert len(final_rows(tmp_path)) == 2 * suite.num_tasks
 
 
 def test_interrupted_run_resumes_without_repeating_steps(tmp_path):

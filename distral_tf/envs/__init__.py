@@ -11,6 +11,7 @@ _ENV_ENTRY_POINTS = {
     "distral_tf/DoomMaze-v0": "distral_tf.envs.doom.maze:DoomMazeEnv",
     "distral_tf/DoomNavigation-v0": "distral_tf.envs.doom.navigation:DoomNavigationEnv",
     "distral_tf/DoomLasertag-v0": "distral_tf.envs.doom.lasertag:DoomLasertagEnv",
+    "distral_tf/VizdoomScenario-v0": "distral_tf.envs.doom.stock:StockScenarioEnv",
     "distral_tf/DMLab-v0": "distral_tf.envs.dmlab:DMLabEnv",
 }
 

@@ -86,6 +86,8 @@ _PROVIDERS: dict[str, str] = {
     "doom_mazes": "distral_tf.envs.doom.suites:suite",
     "doom_navigation": "distral_tf.envs.doom.suites:suite",
     "doom_lasertag": "distral_tf.envs.doom.suites:suite",
+    "basic": "distral_tf.envs.doom.suites:suite",
+    "my_way_home": "distral_tf.envs.doom.suites:suite",
     "dmlab_mazes": "distral_tf.envs.dmlab:suite",
     "dmlab_navigation": "distral_tf.envs.dmlab:suite",
     "dmlab_lasertag": "distral_tf.envs.dmlab:suite",

@@ -1,4 +1,5 @@
-"""The three Doom suites: ``doom_mazes`` (8 tasks), ``doom_navigation`` (4) and ``doom_lasertag`` (8)."""
+"""The Doom suites: ``doom_mazes`` (8 tasks), ``doom_navigation`` (4) and ``doom_lasertag`` (8), and two
+one-task references from ViZDoom's own scenarios, ``basic`` and ``my_way_home``."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from distral_tf.envs.suites import Suite
 MAZE_ID = "distral_tf/DoomMaze-v0"
 NAVIGATION_ID = "distral_tf/DoomNavigation-v0"
 LASERTAG_ID = "distral_tf/DoomLasertag-v0"
+STOCK_ID = "distral_tf/VizdoomScenario-v0"
 
 # Episode lengths in agent steps (4 frames each at 35 frames/s): ~100 s for mazes, ~100 s for navigation.
 _MAZE_TASKS = tuple((f"doom_maze_{i + 1:02d}", {"maze": i, "episode_length": 900 if i < 4 else 1350})
@@ -34,7 +36,12 @@ _SUITES = {
     "doom_mazes": (MAZE_ID, _MAZE_TASKS),
     "doom_navigation": (NAVIGATION_ID, _NAVIGATION_TASKS),
     "doom_lasertag": (LASERTAG_ID, _LASERTAG_TASKS),
+    # The scenarios' own time-outs (300 and 2,100 tics), in agent steps.
+    "basic": (STOCK_ID, (("vizdoom_basic", {"scenario": "basic", "episode_length": 75}),)),
+    "my_way_home": (STOCK_ID, (("vizdoom_my_way_home", {"scenario": "my_way_home", "episode_length": 525}),)),
 }
+# Stock scenarios run their game in the calling process (no engine child to isolate).
+_POOL_KWARGS = {STOCK_ID: {}}
 
 
 def suite(name: str) -> Suite:
@@ -44,4 +51,4 @@ def suite(name: str) -> Suite:
     env_id, tasks = _SUITES[name]
     return Suite(name=name, task_names=tuple(t for t, _ in tasks), env_ids=(env_id,) * len(tasks),
                  env_kwargs=tuple(dict(kw) for _, kw in tasks), frames_per_step=ACTION_REPEAT,
-                 pool_env_kwargs={"isolate_engine": False})
+                 pool_env_kwargs=_POOL_KWARGS.get(env_id, {"isolate_engine": False}))
