@@ -46,6 +46,8 @@ if __name__ == "__main__":
                                       "Environment processes (-1: one per core; 0: in-process).")
     _ACTORS = flags.DEFINE_integer("actor_threads", _D.actor_threads, "Actor threads (lockstep groups of workers).")
     _LEARNERS = flags.DEFINE_integer("learner_threads", _D.learner_threads, "Learner threads (hogwild).")
+    _PER_CALL = flags.DEFINE_integer("rollouts_per_call", _D.rollouts_per_call,
+                                     "Hogwild: rollouts of one task differentiated in one batched pass.")
     _INTER = flags.DEFINE_integer("tf_inter_op_threads", _D.tf_inter_op_threads,
                                   "TensorFlow inter-op threads (0: TensorFlow's default).")
     _INTRA = flags.DEFINE_integer("tf_intra_op_threads", _D.tf_intra_op_threads,
@@ -359,7 +361,8 @@ def main(argv):
     config = TrainConfig(
         algo=_ALGO.value, suite=_SUITE.value, logdir=logdir, total_env_steps=10**10,
         workers_per_task=workers_per_task, update_mode=_MODE.value, num_env_processes=_PROCESSES.value,
-        actor_threads=_ACTORS.value, learner_threads=_LEARNERS.value, tf_inter_op_threads=_INTER.value,
+        actor_threads=_ACTORS.value, learner_threads=_LEARNERS.value, rollouts_per_call=_PER_CALL.value,
+        tf_inter_op_threads=_INTER.value,
         tf_intra_op_threads=_INTRA.value,
         torso_dtype=_TORSO_DTYPE.value,
         entropy_cost=0.01, eval_episodes=0, checkpoint_every_secs=10**6, log_every_secs=10**6,

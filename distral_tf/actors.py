@@ -75,7 +75,7 @@ class ActorGroup:
     """
 
     def __init__(self, tasks: Sequence[int], envs: EnvPoolInterface, agent: Agent, unroll_length: int,
-                 reward_clipping: str = "none"):
+                 reward_clipping: str = "none", reward_scale: float = 1.0):
         if len(tasks) != envs.num_envs:
             raise ValueError(f"An actor group of {len(tasks)} workers needs as many environments, "
                              f"not {envs.num_envs}.")
@@ -83,6 +83,7 @@ class ActorGroup:
         self.envs = envs
         self.unroll_length = unroll_length
         self.reward_clipping = reward_clipping
+        self.reward_scale = float(reward_scale)
         n = len(self.tasks)
         self._agent = agent
         self.first = np.ones(n, bool)
@@ -146,7 +147,8 @@ class ActorGroup:
             raw = result.rewards[idx]
             done = result.done[idx]
             cut = result.cut[idx]
-            rewards[t] = clip_rewards(raw, self.reward_clipping)
+            rewards[t] = clip_rewards(raw * self.reward_scale if self.reward_scale != 1.0 else raw,
+                                      self.reward_clipping)
             dones[t] = done
             live = ~cut
             episode_return[live] += raw[live]
@@ -174,17 +176,27 @@ class ActorGroup:
             logging.warning("Ignoring an error while closing environments: %s", e)
 
 
+def select_rollouts(rollout: Rollout, index) -> Rollout:
+    """The rollouts ``index`` (an array of positions along the batch axis) of a batch."""
+    return Rollout(
+        task_ids=rollout.task_ids[index], observations=rollout.observations[:, index], first=rollout.first[:, index],
+        actions=rollout.actions[:, index], rewards=rollout.rewards[:, index], dones=rollout.dones[:, index],
+        distilled_state=(rollout.distilled_state[0][index], rollout.distilled_state[1][index]),
+        task_state=(rollout.task_state[0][index], rollout.task_state[1][index]))
+
+
 def split_rollout(rollout: Rollout) -> list[Rollout]:
     """The rollouts of a batch, one per worker (batch of one each)."""
-    out = []
-    for i in range(len(rollout.task_ids)):
-        sl = slice(i, i + 1)
-        out.append(Rollout(
-            task_ids=rollout.task_ids[sl], observations=rollout.observations[:, sl], first=rollout.first[:, sl],
-            actions=rollout.actions[:, sl], rewards=rollout.rewards[:, sl], dones=rollout.dones[:, sl],
-            distilled_state=(rollout.distilled_state[0][sl], rollout.distilled_state[1][sl]),
-            task_state=(rollout.task_state[0][sl], rollout.task_state[1][sl])))
-    return out
+    return [select_rollouts(rollout, slice(i, i + 1)) for i in range(len(rollout.task_ids))]
+
+
+def task_chunks(task_ids: np.ndarray, size: int) -> list[np.ndarray]:
+    """Positions of the rollouts of each task, in order, cut into pieces of at most ``size``."""
+    chunks = []
+    for task in dict.fromkeys(np.asarray(task_ids).tolist()):
+        positions = np.flatnonzero(task_ids == task)
+        chunks.extend(positions[i:i + size] for i in range(0, len(positions), size))
+    return chunks
 
 
 def close_quietly(env: object | None) -> None:

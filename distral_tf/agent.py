@@ -20,7 +20,7 @@ import threading
 import numpy as np
 import tensorflow as tf
 
-from distral_tf import objective
+from distral_tf import objective, per_rollout
 from distral_tf.algorithm_spec import Algorithm, Architecture, Coefficients, DistilledPolicy
 from distral_tf.config import TWO_COLUMN_SCALINGS
 from distral_tf.networks import LSTM_SIZE, Column
@@ -168,12 +168,17 @@ class _Network:
         logits = objective.task_policy_logits(self.algorithm, self.coeffs, f_logits, h0_logits)
         return _gumbel_sample(rng, logits), logits, d_h, d_c, t_h, t_c
 
-    def loss_terms(self, task_ids, obs, first, actions, rewards, dones, d_h, d_c, t_h, t_c, task=None):
+    def loss_terms(self, task_ids, obs, first, actions, rewards, dones, d_h, d_c, t_h, t_c, task=None,
+                   taps=None):
+        """The loss terms of a batch; ``taps`` (with ``task``): dicts ``"task"`` and ``"distilled"`` that
+        receive the columns' recorded layers (:mod:`distral_tf.per_rollout`)."""
+        taps = taps or {}
         if task is None:
             f_logits, values, _ = self.task_columns_unroll(task_ids, obs, first, (t_h, t_c))
         else:  # every element belongs to ``task``
-            f_logits, values, _ = self.task_columns[task].unroll(obs, first, (t_h, t_c))
-        h0_logits = self.distilled.unroll(obs, first, (d_h, d_c))[0] if self.uses_distilled else None
+            f_logits, values, _ = self.task_columns[task].unroll(obs, first, (t_h, t_c), taps.get("task"))
+        h0_logits = (self.distilled.unroll(obs, first, (d_h, d_c), taps.get("distilled"))[0]
+                     if self.uses_distilled else None)
         logits = objective.task_policy_logits(self.algorithm, self.coeffs, f_logits, h0_logits)
         return objective.loss_terms(self.algorithm, self.coeffs, task_logits=logits, values=values,
                                     distilled_logits=h0_logits, actions=actions, rewards=rewards, dones=dones,
@@ -210,6 +215,10 @@ class _Functions:
     def train(self, task: int | None):
         """The update for a batch of any tasks (``task=None``) or of task ``task`` only."""
         return self._cache.get(("train", task), lambda: self._trace_train(task))
+
+    def train_each(self, task: int):
+        """The Hogwild update of a batch of rollouts of task ``task``: one RMSProp step per rollout, in order."""
+        return self._cache.get(("train_each", task), lambda: self._trace_train_each(task))
 
     def traced(self, key) -> bool:
         return key in self._cache
@@ -287,6 +296,78 @@ class _Functions:
 
         return train_step.get_concrete_function()
 
+    def rollout_gradients(self, task: int):
+        """Traced: a batch of rollouts of task ``task`` -> (loss terms, per-rollout gradients ``[B, *shape]`` of
+        the variables task ``task`` trains, in ``trainable`` order); nothing is applied."""
+        def trace():
+            @tf.function(autograph=False, input_signature=self._agent.rollout_spec)
+            def gradients(*args):
+                return self._rollout_gradients(task, args)
+
+            return gradients.get_concrete_function()
+
+        return self._cache.get(("rollout_gradients", task), trace)
+
+    def _task_variables(self, task: int):
+        """(replica's variables, shared targets, shared-by-every-task flags) that an update of ``task`` trains."""
+        keep = [t in (None, task) for t in self._variable_task]
+        pick = lambda values: [v for v, k in zip(values, keep, strict=True) if k]  # noqa: E731
+        return (pick(self.network.trainable), pick(self._agent.trainable),
+                pick([t is None for t in self._variable_task]))
+
+    def _rollout_gradients(self, task: int, args):
+        network = self.network
+        sources = self._task_variables(task)[0]
+        column = network.task_columns[task]
+        trained = {id(v) for v in sources}
+        distilled = network.distilled if network.distilled is not None and any(
+            id(v) in trained for v in network.distilled.trainable_variables) else None
+        taps = {"task": {}, "distilled": {}}
+        with tf.GradientTape() as tape:
+            terms = network.loss_terms(*args, task=task, taps=taps)
+        tapped = [(column, taps["task"])] + ([(distilled, taps["distilled"])] if distilled is not None else [])
+        outputs = [per_rollout.tap_outputs(t) for _, t in tapped]
+        d_outputs = tape.gradient(terms["total"], outputs, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        obs = args[1]
+        time, batch = tf.shape(obs)[0], tf.shape(obs)[1]
+        grads = {}
+        for (col, t), d in zip(tapped, d_outputs, strict=True):
+            grads.update(per_rollout.column_gradients(col, t, d, time, batch))
+        return terms, [grads[id(v)] for v in sources]
+
+    def _trace_train_each(self, task: int):
+        agent = self._agent
+        _, targets, shared = self._task_variables(task)
+        split = agent.shared_sink is not None
+        apply = [not s for s in shared] if split else [True] * len(targets)
+        sum_terms = ("total", "policy_gradient", "value", "entropy_bonus", "distillation")
+
+        @tf.function(autograph=False, input_signature=agent.rollout_spec)
+        def train_each(*args):
+            terms, grads = self._rollout_gradients(task, args)
+            actions = args[3]
+            steps = tf.cast(tf.shape(actions)[0], tf.int64)  # agent steps of one rollout
+            batch = tf.cast(tf.shape(actions)[1], tf.float32)
+
+            def learning_rate():
+                return linear_annealing(agent.learning_rate, agent.env_steps, agent.total_env_steps)
+
+            def count_steps():
+                agent.env_steps.assign_add(steps)
+
+            norms, scales, before = agent.optimizer.apply_each(
+                [g for g, a in zip(grads, apply, strict=True) if a],
+                [v for v, a in zip(targets, apply, strict=True) if a], learning_rate, count_steps, norm_grads=grads)
+            out = {k: v / batch if k in sum_terms else v for k, v in terms.items()}
+            out["grad_norm"], out["updates_before"] = norms, before
+            out["learning_rate"] = learning_rate()
+            if split:
+                out["shared_grads"] = [g * tf.reshape(scales, [-1] + [1] * (len(g.shape) - 1))
+                                       for g, s in zip(grads, shared, strict=True) if s]
+            return out
+
+        return train_each.get_concrete_function()
+
     def warm_up(self, single_task_updates: bool, batched_updates: bool):
         """Runs the acting and update functions once on dummy data (the caller restores all state)."""
         agent = self._agent
@@ -298,12 +379,12 @@ class _Functions:
             task_ids=np.zeros(1, np.int32), observations=np.zeros([t + 1, 1, *agent.observation_shape], np.uint8),
             first=np.ones([t + 1, 1], bool), actions=np.zeros([t, 1], np.int32), rewards=np.zeros([t, 1], np.float32),
             dones=np.zeros([t, 1], bool), distilled_state=d_state, task_state=t_state)
-        if batched_updates or len(self.network.task_columns) == 1:
+        if batched_updates:
             self.train(None)(*rollout_args(rollout))
-        if single_task_updates and len(self.network.task_columns) > 1:
+        if single_task_updates:  # Hogwild updates of each task, computed together (train_each)
             for task in range(len(self.network.task_columns)):
                 rollout.task_ids[:] = task
-                self.train(task)(*rollout_args(rollout))
+                self.train_each(task)(*rollout_args(rollout))  # shared gradients are not sent from here
 
     def train_step(self, rollout: Rollout, shared_version: int = 0) -> dict[str, float]:
         """One update from ``rollout``; a batch of a single task runs that task's own function (no routing).
@@ -324,6 +405,32 @@ class _Functions:
             terms["shared_lag"] = float(self._agent.shared_sink(
                 [g.numpy() for g in shared_grads], int(np.size(rollout.actions)), shared_version))
         return terms
+
+
+def train_each_step(functions: _Functions, rollout: Rollout, version: int,
+                    shared_version: int = 0) -> list[dict[str, float]]:
+    """The Hogwild updates of ``rollout``, one per rollout in order; per rollout its terms (the batch's
+    losses per rollout, its own gradient norm) and ``staleness`` against ``version``."""
+    task = 0
+    if len(functions.network.task_columns) > 1:
+        task = int(rollout.task_ids[0])
+        if (rollout.task_ids != task).any():
+            raise ValueError(f"Updates computed together need rollouts of one task, got tasks {set(rollout.task_ids)}.")
+    out = functions.train_each(task)(*rollout_args(rollout))
+    shared_grads = out.pop("shared_grads", None)
+    if shared_grads is not None:
+        shared_grads = [g.numpy() for g in shared_grads]
+    norms, before = out.pop("grad_norm").numpy(), out.pop("updates_before").numpy()
+    common = {k: float(v) for k, v in out.items()}
+    terms = []
+    for k in range(len(norms)):
+        entry = {**common, "grad_norm": float(norms[k]), "staleness": float(before[k]) - version}
+        if shared_grads is not None:
+            # Spread over machines, the lag that matters is that of the shared columns' versions.
+            entry["staleness"] = float(functions._agent.shared_sink(
+                [g[k] for g in shared_grads], int(rollout.actions.shape[0]), shared_version))
+        terms.append(entry)
+    return terms
 
 
 def rollout_args(r: Rollout):
@@ -447,7 +554,7 @@ class Agent(tf.Module):
         The first execution of a traced function optimises its graph; done here, it is
         done once instead of concurrently by every worker thread. Without ``replicas``
         the agent's own functions are prepared; ``single_task_updates`` also prepares
-        each task's own update function (Hogwild), ``batched_updates`` the routed one.
+        each task's Hogwild update function, ``batched_updates`` the routed one.
         """
         state = list(self.parameters) + list(self.optimizer.variables) + [self.env_steps, self.rng.state]
         saved = [v.numpy() for v in state]
@@ -536,6 +643,15 @@ class Replica:
             task_state: LSTMState) -> ActResult:
         """As :meth:`Agent.act`, with the snapshot's parameters."""
         return _act_numpy(self._functions, task_ids, observations, first, distilled_state, task_state)
+
+    def train_each(self, rollout: Rollout) -> list[dict[str, float]]:
+        """Applies the gradient of each rollout of ``rollout`` at the snapshot to the shared parameters, one
+        RMSProp step each, in order: Hogwild updates computed together. With a column per task, every
+        rollout of the batch must be of one task.
+
+        Returns each rollout's terms, with ``staleness``.
+        """
+        return train_each_step(self._functions, rollout, self.version, self.shared_version)
 
     def train_step(self, rollout: Rollout) -> dict[str, float]:
         """Applies the gradient of ``rollout`` at the snapshot to the shared parameters.

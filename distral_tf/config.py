@@ -151,6 +151,10 @@ class TrainConfig:
         "one group computes its actions or learns, the environments of the others step.", bound=UpTo(256))
     learner_threads: int = setting(
         3, "Threads applying the workers' own gradients concurrently in --update_mode=hogwild.", bound=UpTo(256))
+    rollouts_per_call: int = setting(
+        16, "--update_mode=hogwild: rollouts of one task whose gradients come from one batched pass (each still "
+        "applied as its own RMSProp step, in order); more is faster per rollout and holds more memory.",
+        bound=UpTo(4096))
     tf_inter_op_threads: int = setting(0, "TensorFlow inter-op threads (0: TensorFlow's default).",
                                        bound=UpTo(1024, strict=False))
     tf_intra_op_threads: int = setting(

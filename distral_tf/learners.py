@@ -5,7 +5,10 @@ the group's :class:`~distral_tf.agent.Replica`, applies their updates through th
 shared RMSProp and returns the loss terms of each worker's rollout.
 
 * :class:`HogwildLearner` (``--update_mode=hogwild``, the paper's A3C scheme): each
-  worker's own gradient, applied without locks by a few learner threads.
+  worker's own gradient, applied as its own RMSProp step without locks by a few learner
+  threads. All the rollouts of a group are differentiated at the group's snapshot, so
+  the gradients of up to ``rollouts_per_call`` rollouts of one task come from one batched
+  pass (:mod:`distral_tf.per_rollout`) and are applied one after another.
 * :class:`BatchedLearner` (``--update_mode=batched``): the group's rollouts make one update.
 """
 
@@ -15,7 +18,9 @@ import queue
 import threading
 from typing import Protocol
 
-from distral_tf.actors import split_rollout
+import numpy as np
+
+from distral_tf.actors import select_rollouts, task_chunks
 from distral_tf.agent import Agent, Replica, Rollout
 
 
@@ -47,7 +52,10 @@ class BatchedLearner:
 class HogwildLearner:
     """Threads applying each worker's own update through the shared RMSProp, without locks."""
 
-    def __init__(self, num_threads: int):
+    def __init__(self, num_threads: int, rollouts_per_call: int = 16):
+        if rollouts_per_call < 1:
+            raise ValueError(f"rollouts_per_call must be positive, got {rollouts_per_call}.")
+        self.rollouts_per_call = int(rollouts_per_call)
         self._queue: queue.Queue = queue.Queue()
         self._threads = [threading.Thread(target=self._serve, name=f"learner-{i}", daemon=True)
                          for i in range(max(1, num_threads))]
@@ -59,15 +67,20 @@ class HogwildLearner:
 
     def learn(self, replica: Replica, rollout: Rollout) -> list[dict[str, float]]:
         """Applies each worker's update (concurrently with others); returns when all are applied."""
-        slots = [{"done": threading.Event()} for _ in range(len(rollout.task_ids))]
-        for single, slot in zip(split_rollout(rollout), slots, strict=True):
-            self._queue.put((replica, single, slot))
+        chunks = task_chunks(rollout.task_ids, self.rollouts_per_call)
+        slots = [{"done": threading.Event()} for _ in chunks]
+        for chunk, slot in zip(chunks, slots, strict=True):
+            self._queue.put((replica, select_rollouts(rollout, chunk), slot))
         for slot in slots:
             slot["done"].wait()
         for slot in slots:
             if "error" in slot:
                 raise slot["error"]
-        return [slot["terms"] for slot in slots]
+        terms: list = [None] * len(rollout.task_ids)
+        for chunk, slot in zip(chunks, slots, strict=True):
+            for position, entry in zip(np.asarray(chunk), slot["terms"], strict=True):
+                terms[position] = entry
+        return terms
 
     def _serve(self):
         while True:
@@ -76,7 +89,7 @@ class HogwildLearner:
                 return
             replica, rollout, slot = item
             try:
-                slot["terms"] = replica.train_step(rollout)
+                slot["terms"] = replica.train_each(rollout)
             except Exception as e:
                 slot["error"] = e
             slot["done"].set()
@@ -88,10 +101,10 @@ class HogwildLearner:
             t.join(timeout=10)
 
 
-def make_learner(update_mode: str, learner_threads: int) -> Learner:
+def make_learner(update_mode: str, learner_threads: int, rollouts_per_call: int = 16) -> Learner:
     """The learner of ``--update_mode`` (``hogwild`` with ``learner_threads`` threads, or ``batched``)."""
     if update_mode == "hogwild":
-        return HogwildLearner(learner_threads)
+        return HogwildLearner(learner_threads, rollouts_per_call)
     if update_mode == "batched":
         return BatchedLearner()
     raise ValueError(f"Unknown update mode {update_mode!r}; choose hogwild or batched.")

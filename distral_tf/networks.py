@@ -76,19 +76,51 @@ class Column(keras.Model):
     def build_for(self, observation_shape) -> Column:
         """Creates the variables for observations of ``observation_shape`` (H, W, C)."""
         obs = tf.zeros([1, *observation_shape], tf.uint8)
-        self.step(obs, tf.zeros([1], tf.bool), self.initial_state(1))
+        features = self.keras_torso(obs)  # builds the torso's Keras layers
+        self._heads(self.lstm(features, list(self.initial_state(1)))[0])
         return self
 
-    def torso(self, obs: tf.Tensor) -> tf.Tensor:
-        """``[N, H, W, C]`` uint8 -> ``[N, 256]`` features."""
+    def torso(self, obs: tf.Tensor, taps: dict | None = None) -> tf.Tensor:
+        """``[N, H, W, C]`` uint8 -> ``[N, 256]`` features.
+
+        The layers' own variables, applied by explicit ops (those the Keras layers run), so
+        that ``taps`` (a dict, if given) can receive each layer's input and its output before
+        the ReLU under the layer's name: what per-rollout gradients are made of
+        (:mod:`distral_tf.per_rollout`).
+        """
+        x = tf.cast(obs, tf.float32) * (1.0 / 255.0)
+        for layer in (self.conv1, self.conv2):
+            dtype = layer.compute_dtype
+            x = tf.cast(x, dtype)
+            z = tf.nn.conv2d(x, tf.cast(layer.kernel, dtype), strides=layer.strides, padding="VALID")
+            z = tf.nn.bias_add(z, tf.cast(layer.bias, dtype))
+            if taps is not None:
+                taps[layer.name] = (x, z)
+            x = tf.nn.relu(z)
+        x = tf.reshape(x, [tf.shape(x)[0], -1])
+        dtype = self.fc.compute_dtype
+        z = tf.matmul(x, tf.cast(self.fc.kernel, dtype)) + tf.cast(self.fc.bias, dtype)
+        if taps is not None:
+            taps[self.fc.name] = (x, z)
+        return tf.cast(tf.nn.relu(z), tf.float32)
+
+    def keras_torso(self, obs: tf.Tensor) -> tf.Tensor:
+        """:meth:`torso` through the Keras layers' own calls (builds them; a reference for tests)."""
         x = tf.cast(obs, tf.float32) * (1.0 / 255.0)
         return tf.cast(self.fc(self.flatten(self.conv2(self.conv1(x)))), tf.float32)
 
-    def _heads(self, core_out: tf.Tensor):
+    def _heads(self, core_out: tf.Tensor, taps: dict | None = None):
         logits = self.policy_head(core_out)
+        if taps is not None:
+            taps[self.policy_head.name] = (core_out, logits)
         if self.policy_scale != 1.0:
             logits = logits * self.policy_scale
-        value = tf.squeeze(self.value_head(core_out), -1) if self.with_value else None
+        value = None
+        if self.with_value:
+            value = self.value_head(core_out)
+            if taps is not None:
+                taps[self.value_head.name] = (core_out, value)
+            value = tf.squeeze(value, -1)
         return logits, value
 
     @staticmethod
@@ -103,16 +135,18 @@ class Column(keras.Model):
         logits, value = self._heads(out)
         return logits, value, tuple(new_state)
 
-    def unroll(self, obs, first, state):
+    def unroll(self, obs, first, state, taps: dict | None = None):
         """Unrolls over time: ``obs [T, B, H, W, C]``, ``first [T, B]`` -> ``([T,B,A], [T,B], state)``.
 
         The same LSTM as :meth:`step` (Keras ``LSTMCell``: gates i, f, c, o), with the input
         projection of all ``T * B`` steps computed in one product outside the loop instead of
-        one product per step.
+        one product per step. ``taps``: as in :meth:`torso`, and for the LSTM ``(features
+        [T*B, 256], h_{t-1} after the reset [T, B, 256], gate pre-activations' input part [T, B, 1024])``
+        (the gradient with respect to the latter is that of the gates' pre-activations).
         """
         obs_shape = tf.shape(obs)
         t, b = obs_shape[0], obs_shape[1]
-        features = self.torso(tf.reshape(obs, tf.concat([[t * b], obs_shape[2:]], 0)))
+        features = self.torso(tf.reshape(obs, tf.concat([[t * b], obs_shape[2:]], 0)), taps)
         lstm = self.lstm
         projected = tf.reshape(tf.matmul(features, lstm.kernel) + lstm.bias, [t, b, 4 * LSTM_SIZE])
         keep = 1.0 - tf.cast(first, tf.float32)[..., None]
@@ -127,7 +161,10 @@ class Column(keras.Model):
         core, cs = tf.scan(lambda carry, inputs: cell(carry[0], carry[1], *inputs), (projected, keep),
                            initializer=tuple(state))
         h, c = core[-1], cs[-1]
-        logits, value = self._heads(core)
+        if taps is not None:
+            previous = tf.concat([state[0][None], core[:-1]], 0) * keep
+            taps[lstm.name] = (features, previous, projected)
+        logits, value = self._heads(core, taps)
         return logits, value, (h, c)
 
     def call(self, obs, first, state):

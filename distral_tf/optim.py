@@ -90,6 +90,53 @@ class SharedRMSProp(tf.Module):
         tf.cond(tf.math.is_finite(norm), update, skip)
         return norm
 
+    def apply_each(self, grads, variables, learning_rate_fn, after_each=None, norm_grads=None):
+        """Applies ``B`` updates in order, each clipped by its own global norm: B Hogwild steps.
+
+        Must be called inside a ``tf.function``. ``grads``: per variable, ``[B, *shape]``
+        (rollout ``k``'s gradient is ``grads[i][k]``). Update ``k`` is exactly
+        :meth:`apply` of rollout ``k``'s gradients at learning rate ``learning_rate_fn()``,
+        read just before it (``after_each()``, if given, runs after each update, e.g. to
+        count its agent steps); a non-finite gradient is skipped and counted as there.
+        ``norm_grads`` (default ``grads``): the gradients whose global norm clips each update,
+        where only some of them are applied here (the rest go elsewhere, scaled alike).
+        Returns ``(norms [B], scales [B], updates_before [B])``: each rollout's pre-clipping
+        norm, its clipping factor (0 if skipped) and the update count the shared parameters
+        had just before its update.
+        """
+        squares = [tf.reduce_sum(tf.square(g), axis=tf.range(1, tf.rank(g)))
+                   for g in (grads if norm_grads is None else norm_grads)]
+        norms = tf.sqrt(tf.add_n(squares))
+        finite = tf.math.is_finite(norms)
+        scales = tf.where(finite, tf.minimum(1.0, self.clip_norm / tf.maximum(norms, 1e-30)), 0.0)
+        count = tf.shape(norms)[0]
+
+        def body(k, before):
+            before = before.write(k, tf.cast(self.num_updates, tf.float32))
+            learning_rate = learning_rate_fn()
+
+            def update():
+                for g, v in zip(grads, variables, strict=True):
+                    ms = self.mean_squares[self._index[id(v)]]
+                    self._update(tf.gather(g, k) * scales[k], v, ms, learning_rate)
+                self.num_updates.assign_add(1)
+                self.consecutive_skipped.assign(0)
+                return tf.no_op()
+
+            def skip():
+                self.num_skipped.assign_add(1)
+                self.consecutive_skipped.assign_add(1)
+                return tf.no_op()
+
+            tf.cond(finite[k], update, skip)
+            if after_each is not None:
+                after_each()
+            return k + 1, before
+
+        _, before = tf.while_loop(lambda k, _: k < count, body,
+                                  (tf.constant(0), tf.TensorArray(tf.float32, size=count)))
+        return norms, scales, before.stack()
+
     def _update(self, g, v, ms, learning_rate):
         # One fused kernel per variable (about ten separate ops otherwise). The step slot is
         # shared by concurrent updates of ``v``, so the kernel holds the variable's lock while it

@@ -227,6 +227,7 @@ class Trainer:
             "suite": self.suite.name,
             "task_names": list(self.suite.task_names),
             "frames_per_step": self.suite.frames_per_step,
+            "reward_scale": self.suite.reward_scale,
             "observation_shape": [int(d) for d in self._obs_space.shape],
             "num_actions": int(self._act_space.n),
             "coefficients": self.algorithm.terms(self.coeffs),
@@ -322,7 +323,7 @@ class Trainer:
             self._startup_phase(f"starting environments: {workers}/{total} ready ({groups} of {num_groups} groups "
                                 f"in {seconds:.0f} s)")
 
-        return [ActorGroup(tasks, envs, self.agent, cfg.unroll_length, cfg.reward_clipping)
+        return [ActorGroup(tasks, envs, self.agent, cfg.unroll_length, cfg.reward_clipping, self.suite.reward_scale)
                 for tasks, envs in make_groups(self.suite, cfg, self._obs_space, self.state.generation,
                                                on_group_ready=ready, only_tasks=self.worker_tasks)]
 
@@ -483,7 +484,8 @@ class Trainer:
         """Prepares the learner and the actor groups; returns each group's replica."""
         self._startup_phase("preparing the acting and update functions")
         replicas = [self.agent.make_replica(i) for i in range(len(self.actor_group_layout()))]
-        self.learner = make_learner(self.config.update_mode, self.config.learner_threads)
+        self.learner = make_learner(self.config.update_mode, self.config.learner_threads,
+                                    self.config.rollouts_per_call)
         self.learner.warm_up(self.agent, replicas)
         self.timings = Timings()
         self.actor_groups = self._make_actor_groups()

@@ -90,7 +90,7 @@ def train_tiny_run(logdir, algo="kl_2col", suite="two_rooms_small", **overrides)
     num_tasks = make_suite(suite).num_tasks
     values = dict(algo=algo, suite=suite, logdir=str(logdir), total_env_steps=num_tasks * 40, workers_per_task=1,
                   unroll_length=20, entropy_cost=0.05, eval_episodes=0, num_env_processes=0, actor_threads=1,
-                  log_every_secs=60.0, checkpoint_every_secs=1000.0)
+                  log_every_secs=60.0, checkpoint_every_secs=1000.0, final_eval_episodes=2)
     values.update(overrides)
     summary = Trainer(TrainConfig(**values), make_suite(suite)).run()
     assert summary["state"] == "finished"

@@ -21,6 +21,13 @@ class RecordingReplica:
         self.batches.append(task_ids)
         return {"total": float(sum(task_ids)), "staleness": 0}
 
+    def train_each(self, rollout):
+        task_ids = [int(t) for t in rollout.task_ids]
+        if self.fail_on_task in task_ids:
+            raise FloatingPointError("bad update")
+        self.batches.append(task_ids)
+        return [{"total": float(t), "staleness": k} for k, t in enumerate(task_ids)]
+
 
 def rollout(task_ids, t=3):
     b = len(task_ids)
@@ -38,13 +45,15 @@ def test_batched_learner_makes_one_update_for_the_group():
     assert [t["total"] for t in terms] == [2.0, 2.0, 2.0]
 
 
-def test_hogwild_learner_makes_one_update_per_worker_and_reports_errors():
-    learner = make_learner("hogwild", learner_threads=2)
+def test_hogwild_learner_updates_each_worker_in_calls_of_one_task_and_reports_errors():
+    learner = make_learner("hogwild", learner_threads=2, rollouts_per_call=2)
     try:
         replica = RecordingReplica()
-        terms = learner.learn(replica, rollout([0, 2, 1]))
-        assert sorted(replica.batches) == [[0], [1], [2]]
-        assert [t["total"] for t in terms] == [0.0, 2.0, 1.0]  # in the order of the workers
+        terms = learner.learn(replica, rollout([0, 2, 1, 2, 2, 0]))
+        # A call per task and at most two rollouts, in the workers' order within a task.
+        assert sorted(replica.batches) == [[0, 0], [1], [2], [2, 2]]
+        assert [t["total"] for t in terms] == [0.0, 2.0, 1.0, 2.0, 2.0, 0.0]  # in the order of the workers
+        assert [t["staleness"] for t in terms] == [0, 0, 0, 1, 0, 1]
         with pytest.raises(FloatingPointError):
             learner.learn(RecordingReplica(fail_on_task=2), rollout([0, 2]))
     finally:

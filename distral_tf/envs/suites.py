@@ -31,6 +31,9 @@ class Suite:
       pool_env_kwargs: extra keyword arguments for environments built inside an
         environment-pool process, which already isolates crashes (e.g. Doom then runs
         its engine in that process instead of a child of its own).
+      reward_scale: the factor on the rewards the agent learns from (before any
+        ``--reward_clipping``; returns are logged unscaled), for suites whose rewards are
+        far from the unit scale the learning rate and gradient clipping assume.
     """
 
     name: str
@@ -39,6 +42,7 @@ class Suite:
     env_kwargs: tuple[Mapping[str, Any], ...]
     frames_per_step: int = 1
     pool_env_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    reward_scale: float = 1.0
 
     def __post_init__(self):
         n = len(self.task_names)
@@ -76,6 +80,7 @@ class Suite:
             env_kwargs=tuple(self.env_kwargs[i] for i in idx),
             frames_per_step=self.frames_per_step,
             pool_env_kwargs=self.pool_env_kwargs,
+            reward_scale=self.reward_scale,
         )
 
 

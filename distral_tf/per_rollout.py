@@ -1,0 +1,75 @@
+"""Per-rollout gradients of a batch of rollouts acted with one set of parameters.
+
+A Hogwild worker's update is the gradient of its own rollout's loss (a sum over the
+rollout's steps; docs/spec.md section 6). The rollouts of an actor group are all acted,
+and differentiated, at the group's snapshot, so one batched forward and backward pass
+gives every one of them: at each linear map of a column, with input ``x`` and output
+``z`` (before the nonlinearity), rollout ``b``'s gradient with respect to the weights is
+the sum over its own steps (and, for a convolution, its positions) of ``x`` times
+``dL/dz``; with respect to the bias, the sum of ``dL/dz``. The backward pass computes
+``dL/dz`` for the whole batch at once; only these last products are made per rollout.
+
+Columns record ``(x, z)`` pairs in ``taps`` (:meth:`distral_tf.networks.Column.unroll`):
+the convolutions and the fc layer on ``[T*B, ...]`` (time-major), the LSTM's input
+projection and recurrence on ``[T, B, ...]``, the heads on ``[T, B, ...]``.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+
+def dense_gradients(x, dz, time, batch):
+    """Per-rollout ``(kernel [B, in, out], bias [B, out])`` of ``z = x W + b`` with ``x [T*B or T, B, in]``."""
+    x = tf.reshape(tf.cast(x, tf.float32), [time, batch, -1])
+    dz = tf.reshape(tf.cast(dz, tf.float32), [time, batch, -1])
+    return tf.einsum("tbi,tbo->bio", x, dz), tf.reduce_sum(dz, 0)
+
+
+def conv_gradients(x, dz, kernel_shape, strides, time, batch):
+    """Per-rollout ``(kernel [B, kh, kw, cin, cout], bias [B, cout])`` of a VALID convolution.
+
+    ``x [T*B, H, W, cin]`` and ``dz [T*B, h, w, cout]`` are time-major; each rollout's
+    ``T`` images make one filter-gradient call (the kernel a batched backward pass uses).
+    """
+    def batch_major(t):
+        t = tf.cast(t, tf.float32)
+        shape = tf.shape(t)
+        return tf.transpose(tf.reshape(t, tf.concat([[time, batch], shape[1:]], 0)), [1, 0, 2, 3, 4])
+
+    xs, dzs = batch_major(x), batch_major(dz)
+    sizes = tf.constant(kernel_shape, tf.int32)
+    kernels = tf.map_fn(
+        lambda pair: tf.raw_ops.Conv2DBackpropFilter(input=pair[0], filter_sizes=sizes, out_backprop=pair[1],
+                                                     strides=[1, *strides, 1], padding="VALID"),
+        (xs, dzs), fn_output_signature=tf.TensorSpec(kernel_shape, tf.float32))
+    return kernels, tf.reduce_sum(dzs, [1, 2, 3])
+
+
+def column_gradients(column, taps: dict, d_outputs: dict, time, batch) -> dict[int, tf.Tensor]:
+    """Per-rollout gradients ``[B, *shape]`` of ``column``'s variables, keyed by ``id(variable)``.
+
+    ``taps``: what ``column.unroll(..., taps=taps)`` recorded; ``d_outputs``: per layer
+    name, the loss's gradient with respect to that layer's recorded output.
+    """
+    out = {}
+    for layer in (column.conv1, column.conv2):
+        x, _ = taps[layer.name]
+        kernel, bias = conv_gradients(x, d_outputs[layer.name], tuple(layer.kernel.shape), tuple(layer.strides),
+                                      time, batch)
+        out[id(layer.kernel)], out[id(layer.bias)] = kernel, bias
+    heads = [column.fc, column.policy_head] + ([column.value_head] if column.value_head is not None else [])
+    for layer in heads:
+        x, _ = taps[layer.name]
+        out[id(layer.kernel)], out[id(layer.bias)] = dense_gradients(x, d_outputs[layer.name], time, batch)
+    lstm = column.lstm
+    features, previous, _ = taps[lstm.name]
+    d_gates = d_outputs[lstm.name]
+    out[id(lstm.kernel)], out[id(lstm.bias)] = dense_gradients(features, d_gates, time, batch)
+    out[id(lstm.recurrent_kernel)], _ = dense_gradients(previous, d_gates, time, batch)
+    return out
+
+
+def tap_outputs(taps: dict) -> dict:
+    """The recorded output of each layer in ``taps`` (what the loss is differentiated with respect to)."""
+    return {name: recorded[-1] for name, recorded in taps.items()}
