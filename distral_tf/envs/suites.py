@@ -89,6 +89,7 @@ _PROVIDERS: dict[str, str] = {
     "two_rooms": "distral_tf.envs.two_rooms:suite",
     "two_rooms_small": "distral_tf.envs.two_rooms:suite",
     "doom_mazes": "distral_tf.envs.doom.suites:suite",
+    "doom_mazes_small": "distral_tf.envs.doom.suites:suite",
     "doom_navigation": "distral_tf.envs.doom.suites:suite",
     "doom_lasertag": "distral_tf.envs.doom.suites:suite",
     "basic": "distral_tf.envs.doom.suites:suite",

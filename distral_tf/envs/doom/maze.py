@@ -3,6 +3,11 @@
 Task ``maze`` (0-7) is one fixed labmaze maze. Each episode places apples (+1 each)
 and a goal (+10) at random; reaching the goal respawns the agent at a random cell
 away from it, and the goal stays where it is for the rest of the episode.
+
+``maze_set="paper"`` holds the eight mazes of ``doom_mazes`` (11x11 to 19x19 cells, 37 to
+122 floor cells); ``"small"`` eight smaller ones of the same structure (9x9 and 11x11
+cells, 26 to 55 floor cells) for ``doom_mazes_small``, the reduced-scale stand-in that an
+agent learns on a 2-core machine.
 """
 
 from __future__ import annotations
@@ -14,12 +19,17 @@ from distral_tf.envs.doom.scenes import GOAL_RADIUS, far_cell, make_scene, pick_
 
 # (size, max rooms) of the eight fixed mazes, small to large as in nav_maze_static_01..03.
 MAZES = ((11, 2), (11, 3), (13, 3), (13, 4), (15, 4), (15, 5), (17, 5), (19, 6))
-_MAZE_SEED = 20170707
+SMALL_MAZES = ((9, 2), (9, 2), (9, 3), (9, 3), (11, 2), (11, 2), (11, 3), (11, 3))
+MAZE_SETS = {"paper": (MAZES, 20170707), "small": (SMALL_MAZES, 20171204)}  # sizes and the seed of their layouts
 
 
-def fixed_layout(maze: int):
-    size, rooms = MAZES[maze]
-    return random_layout(np.random.default_rng([_MAZE_SEED, maze]), size, max_rooms=rooms)
+def fixed_layout(maze: int, maze_set: str = "paper"):
+    """The layout of maze ``maze`` (0-7) of ``maze_set``."""
+    if maze_set not in MAZE_SETS:
+        raise ValueError(f"Unknown maze_set {maze_set!r}; expected one of {', '.join(MAZE_SETS)}.")
+    sizes, seed = MAZE_SETS[maze_set]
+    size, rooms = sizes[maze]
+    return random_layout(np.random.default_rng([seed, maze]), size, max_rooms=rooms)
 
 
 class GoalTask(DoomEnv):
@@ -54,13 +64,15 @@ class GoalTask(DoomEnv):
 class DoomMazeEnv(GoalTask):
     """One of eight fixed mazes; apples and goal placed at random each episode."""
 
-    def __init__(self, maze: int = 0, apple_density: float = 0.15, episode_length: int = 900, **kwargs):
+    def __init__(self, maze: int = 0, apple_density: float = 0.15, episode_length: int = 900,
+                 maze_set: str = "paper", **kwargs):
         if not 0 <= maze < len(MAZES):
             raise ValueError(f"maze must be in [0, {len(MAZES)}), got {maze}.")
+        self.layout = fixed_layout(maze, maze_set)
         super().__init__(episode_length=episode_length, **kwargs)
         self.maze = maze
+        self.maze_set = maze_set
         self.apple_density = apple_density
-        self.layout = fixed_layout(maze)
 
     def _generate_family(self, rng: np.random.Generator) -> list[Scene]:
         cells = self.layout.floor_cells()

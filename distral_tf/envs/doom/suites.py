@@ -1,5 +1,6 @@
-"""The Doom suites: ``doom_mazes`` (8 tasks), ``doom_navigation`` (4) and ``doom_lasertag`` (8), and two
-one-task references from ViZDoom's own scenarios, ``basic`` and ``my_way_home``."""
+"""The Doom suites: ``doom_mazes`` (8 tasks) and its reduced-scale ``doom_mazes_small``, ``doom_navigation``
+(4), ``doom_lasertag`` (8), and two one-task references from ViZDoom's own scenarios, ``basic`` and
+``my_way_home``."""
 
 from __future__ import annotations
 
@@ -14,6 +15,9 @@ STOCK_ID = "distral_tf/VizdoomScenario-v0"
 # Episode lengths in agent steps (4 frames each at 35 frames/s): ~100 s for mazes, ~100 s for navigation.
 _MAZE_TASKS = tuple((f"doom_maze_{i + 1:02d}", {"maze": i, "episode_length": 900 if i < 4 else 1350})
                     for i in range(8))
+# The reduced-scale stand-in: smaller mazes of the same structure and 300-step episodes (~34 s of play).
+_SMALL_MAZE_TASKS = tuple((f"doom_maze_small_{i + 1:02d}", {"maze": i, "maze_set": "small", "episode_length": 300})
+                          for i in range(8))
 _NAVIGATION_TASKS = (
     ("doom_explore_object_rewards", {"task": "object_rewards", "maze_size": 15, "num_objects": 10}),
     ("doom_explore_fetch", {"task": "fetch", "maze_size": 13}),
@@ -34,6 +38,7 @@ _LASERTAG_TASKS = (
 
 _SUITES = {
     "doom_mazes": (MAZE_ID, _MAZE_TASKS),
+    "doom_mazes_small": (MAZE_ID, _SMALL_MAZE_TASKS),
     "doom_navigation": (NAVIGATION_ID, _NAVIGATION_TASKS),
     "doom_lasertag": (LASERTAG_ID, _LASERTAG_TASKS),
     # The scenarios' own time-outs (300 and 2,100 tics), in agent steps.
