@@ -31,7 +31,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
-from absl import app, flags
+from absl import flags
 
 from distral_tf import __version__, algorithms, budgets, rundir
 from distral_tf.rundir import format_value as format_value
@@ -624,4 +624,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main, flags_parser=cli.parse_flags_or_exit)
+    cli.run(main)

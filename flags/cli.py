@@ -2,8 +2,8 @@
 
 :func:`run` starts an entry point like ``absl.app.run`` with the prologue every program
 shares: log lines of the form ``09:38:07 INFO message`` (no thread id, no file:line), and
-TensorFlow quiet until ``--verbosity`` (``-v``) asks for more: its Python logger shows
-warnings and errors only, its C++ log level is raised (``TF_CPP_MIN_LOG_LEVEL=2``) and the
+TensorFlow quiet until ``--verbosity`` (``-v``) asks for more: its and Keras's Python code
+logs warnings and errors only, its C++ log level is raised (``TF_CPP_MIN_LOG_LEVEL=2``) and the
 notices its libraries print while they load (the oneDNN banner, "All log messages before
 absl::InitializeLog() ...") are dropped. With ``--verbosity=1`` or more they are shown (each
 line once; ``--verbosity=2`` and up also raises ``TF_CPP_MAX_VLOG_LEVEL``). None of this
@@ -35,6 +35,18 @@ _PLAIN_TYPE_ERRORS = (
 # Lines TensorFlow's C++ libraries print while they load: absl's INFO lines and its notice about them.
 _LOAD_NOTICE = re.compile(r"^(I\d{4} \d\d:\d\d:\d+\.\d+ |WARNING: All log messages before absl::InitializeLog\(\))")
 _ABSL_PREFIX = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ ")
+
+
+# Python files of the libraries whose INFO records only --verbosity=1 shows ("Sharding callback duration" on
+# every checkpoint, SavedModel notes): they log through absl, as this package does.
+_LIBRARY_FILE = re.compile(r"[/\\](tensorflow|keras|tf_keras)[/\\]")
+
+
+class _QuietLibraries(std_logging.Filter):
+    """Drops the INFO and DEBUG records that TensorFlow and Keras log from their own files."""
+
+    def filter(self, record):
+        return record.levelno >= std_logging.WARNING or not _LIBRARY_FILE.search(record.pathname or "")
 
 
 class ShortFormatter(std_logging.Formatter):
@@ -95,15 +107,19 @@ def run(main, flags_parser=parse_flags_or_exit):
 
 def configure_logging(verbosity: int):
     """The short log format, and TensorFlow's own messages off below ``verbosity`` 1 (before it loads)."""
-    logging.get_absl_handler().setFormatter(ShortFormatter())
+    handler = logging.get_absl_handler()
+    handler.setFormatter(ShortFormatter())
     verbose = verbosity >= 1
+    for existing in [f for f in handler.filters if isinstance(f, _QuietLibraries)]:
+        handler.removeFilter(existing)
+    if not verbose:
+        handler.addFilter(_QuietLibraries())
     if verbose:
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
         if verbosity >= 2:
             os.environ["TF_CPP_MAX_VLOG_LEVEL"] = str(verbosity - 1)
     else:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    # TensorFlow's Python logger: "Sharding callback duration" on every checkpoint, SavedModel notes.
     std_logging.getLogger("tensorflow").setLevel(std_logging.NOTSET if verbose else std_logging.WARNING)
     if "tensorflow" not in sys.modules and not any(isinstance(f, _QuietImport) for f in sys.meta_path):
         sys.meta_path.insert(0, _QuietImport(verbose))
