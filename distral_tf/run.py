@@ -52,6 +52,10 @@ def main(argv):
     if finished is not None:
         print(f"{config.logdir}: already finished ({finished.get('env_steps', 0):,} agent steps); nothing to do.")
         return
+    try:
+        tracker = tracking.start(config)
+    except tracking.TrackingUnavailableError as e:
+        cli.fail(str(e))
     for line in progress.run_header(config, suite, budgets.longest_episode_steps(suite)):  # before TensorFlow loads
         logging.info("%s", line)
     # TensorFlow is imported only once the flags are valid, so that a bad flag costs nothing.
@@ -78,11 +82,10 @@ def main(argv):
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
-        with tracking.tracked(config, suite.task_names) as finish_tracking:
+        with tracking.tracked(tracker, suite.task_names) as finish_tracking:
             summary = trainer.run()
             finish_tracking(summary)
-    except (TrainingError, CheckpointError, RunDirError, RunLoadError, OSError, ImportError,
-            tracking.TrackingUnavailableError) as e:
+    except (TrainingError, CheckpointError, RunDirError, RunLoadError, OSError, ImportError) as e:
         sys.exit(f"error: {e}")
     if summary.get("already_finished"):
         print(f"{config.logdir}: already finished ({summary.get('env_steps', 0):,} agent steps); nothing to do.")

@@ -25,12 +25,13 @@ import contextlib
 import importlib.util
 import math
 import os
+import shutil
 import threading
 import time
 
 from absl import logging
 
-from distral_tf import monitoring, rundir
+from distral_tf import rundir
 
 TRACKERS = ("wandb", "mlflow")
 TRACKING_FILE = "tracking.json"
@@ -201,6 +202,8 @@ class MlflowTracker(Tracker):
 
 
 _CLASSES = {"wandb": WandbTracker, "mlflow": MlflowTracker}
+_HINTS = {"wandb": " (WANDB_MODE=offline records without an account)",
+          "mlflow": " (MLFLOW_TRACKING_URI says where runs go, e.g. sqlite:///mlflow.db)"}
 
 
 def _saved_ids(logdir: str) -> dict:
@@ -213,46 +216,49 @@ def _saved_ids(logdir: str) -> dict:
 def start(config, flush_secs: float = 5.0) -> Tracker | None:
     """The tracker of ``config.track`` for the run in ``config.logdir`` (None for ``none``), with the run's settings.
 
-    A run directory that was tracked before continues its tracked run.
+    A run directory that was tracked before continues its tracked run. A tracker that is
+    missing or cannot start (W&B without an account and not offline, say) raises
+    :class:`TrackingUnavailableError` with one line saying why.
     """
     kind = config.track
     if kind in ("", "none"):
         return None
     check_available(kind)
     logdir = config.logdir
+    created = not os.path.exists(logdir)
     os.makedirs(logdir, exist_ok=True)
     saved = _saved_ids(logdir)
     name = os.path.basename(os.path.normpath(os.path.abspath(logdir)))
     try:
         tracker = _CLASSES[kind](logdir, name, config.track_project, config.track_group, run_id=saved.get(kind),
                                  flush_secs=flush_secs)
-    except ImportError as e:
-        raise TrackingUnavailableError(f"--track={kind} could not import {kind}: {e}") from None
-    tracker.log_params(config.to_json())
+        tracker.log_params(config.to_json())
+    except Exception as e:  # the trackers' own errors (no account, an unreachable server) have no common type
+        if created:
+            shutil.rmtree(logdir, ignore_errors=True)
+        first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise TrackingUnavailableError(f"--track={kind} could not start: {first_line}{_HINTS[kind]}") from None
     rundir.write_json_atomically(os.path.join(logdir, TRACKING_FILE), {**saved, kind: tracker.id})
     return tracker
 
 
 @contextlib.contextmanager
-def tracked(config, task_names):
-    """While in the block, the run's monitors' scalars go to ``config.track`` as well.
+def tracked(tracker: Tracker | None, task_names):
+    """While in the block, the scalars of this process's monitors go to ``tracker`` as well (if not None).
 
     Yields a function ``finish(summary)`` to call with the run's final status (``Trainer.run()``'s
-    result): its figures are sent and the tracked run ends in its state. Leaving the block
-    without it ends the tracked run as failed.
+    result): at the end of the block its figures are sent and the tracked run ends in its
+    state. Leaving the block without it ends the tracked run as failed.
     """
-    tracker = start(config)
     if tracker is None:
         yield lambda summary: None
         return
+    from distral_tf import monitoring  # TensorFlow: imported once the run starts
+
     outcome = {}
-
-    def finish(summary: dict):
-        outcome.update(summary)
-
     try:
         with monitoring.mirrored_to(tracker):
-            yield finish
+            yield outcome.update
     finally:
         state = str(outcome.get("state", "failed"))
         try:

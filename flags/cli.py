@@ -60,7 +60,11 @@ class ShortFormatter(std_logging.Formatter):
 
 
 def plain_flag_error(message: str) -> str:
-    """absl's flag error ``message`` with Python's wording for a value of the wrong type made plain."""
+    """absl's flag error ``message`` with Python's wording for a value of the wrong type made plain, and without
+    its ``flag --name=value:`` prefix where the message repeats it."""
+    prefix = re.match(r"flag (--\w+)=.*?: (?=\1[= ])", message)
+    if prefix:
+        message = "flag " + message[prefix.end():]
     for pattern, plain in _PLAIN_TYPE_ERRORS:
         match = pattern.search(message)
         if match:
