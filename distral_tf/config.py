@@ -75,6 +75,12 @@ def _preset_help() -> str:
     return presets.help_text()
 
 
+def _preset_names() -> tuple[str, ...]:
+    from distral_tf import presets
+
+    return tuple(presets.PRESETS)
+
+
 def setting(default: Any, help_text: str | Callable[[], str], *, choices: tuple | Callable[[], tuple] | None = None,
             bound: UpTo | Interval | None = None, flag_default: Any = dataclasses.MISSING) -> Any:
     """A field of :class:`TrainConfig` with its flag's help text, choices (an enum flag) and bound.
@@ -196,7 +202,7 @@ class TrainConfig:
         3, "--backend=ray: times the run starts again from its last checkpoint after a node (or an actor) of the "
         "cluster is lost.", bound=UpTo(1000, strict=False))
 
-    preset: str = setting("", _preset_help)
+    preset: str | None = setting(None, _preset_help, choices=_preset_names)
     track: str = setting(
         "none", "Mirror the run's scalars, hyperparameters and final figures to an experiment tracker as well as "
         "TensorBoard: wandb (Weights & Biases; pip install 'distral_tf[wandb]') or mlflow (pip install "

@@ -56,4 +56,4 @@ def get(name: str) -> Preset:
 
 def help_text() -> str:
     return ("Named settings of the suite, workers, budget, learning rate and entropy cost; flags given "
-            "explicitly override them. Empty: none. " + " ".join(p.describe() for p in PRESETS.values()))
+            "explicitly override them. " + "; ".join(p.describe() for p in PRESETS.values()) + ".")

@@ -171,18 +171,6 @@ def _validate_logdir(value):
 flags.register_validator("logdir", _validate_logdir)
 
 
-def _validate_preset(value):
-    if value:
-        try:
-            presets.get(value)
-        except ValueError as e:
-            raise flags.ValidationError(str(e)) from None
-    return True
-
-
-flags.register_validator("preset", _validate_preset)
-
-
 def _preset_in(argv) -> str:
     """The value of the last ``--preset=NAME`` (or ``--preset NAME``) in ``argv``, else ''."""
     name = ""

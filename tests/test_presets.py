@@ -40,7 +40,7 @@ def test_a_preset_is_the_explicit_command_of_its_evidence(config_of):
     explicit = config_of(["--suite=two_rooms_small", "--workers_per_task=8", "--total_env_steps=300000",
                           "--learning_rate=1e-3", "--entropy_cost=1e-2"])
     assert _differences(preset, explicit) == {}
-    assert (preset.preset, explicit.preset, preset.seed) == ("two_rooms_small", "", 3)
+    assert (preset.preset, explicit.preset, preset.seed) == ("two_rooms_small", None, 3)
     assert preset.to_json()["preset"] == "two_rooms_small"  # what config.json records
 
 
@@ -76,7 +76,7 @@ def test_unknown_preset_is_one_line_naming_the_presets(config_of, capsys):
         config_of(["--preset=huge"])
     assert stop.value.code == 2
     lines = capsys.readouterr().err.strip().splitlines()
-    assert lines == ["error: flag --preset=huge is not a preset; choose from two_rooms_small, paper."]
+    assert lines == ["error: flag --preset=huge: value should be one of <two_rooms_small|paper>"]
 
 
 def test_presets_set_only_their_fields_and_do_not_define_the_model():
