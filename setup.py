@@ -36,7 +36,11 @@ setup(
         "ray": ["ray>=2.9"],
         # Videos of evaluated episodes (python -m distral_tf.evaluate --video_dir=...): ffmpeg ships in the wheel.
         "video": ["imageio>=2.30", "imageio-ffmpeg>=0.5"],
-        "test": ["pytest", "pytest-xdist", "ruff", "ray>=2.9", "imageio>=2.30", "imageio-ffmpeg>=0.5"],
+        # Experiment tracking besides TensorBoard (python -m distral_tf.run --track=wandb|mlflow).
+        "wandb": ["wandb>=0.17"],
+        "mlflow": ["mlflow>=2.10"],
+        "test": ["pytest", "pytest-xdist", "ruff", "ray>=2.9", "imageio>=2.30", "imageio-ffmpeg>=0.5", "wandb>=0.17",
+                 "mlflow>=2.10"],
         # DeepMind Lab has no wheel: build it with Bazel (see README and WORKSPACE).
         "dmlab": [],
     },

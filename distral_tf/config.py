@@ -17,6 +17,7 @@ UPDATE_MODES = ("hogwild", "batched")
 TORSO_DTYPES = ("float32", "bfloat16")
 TWO_COLUMN_SCALINGS = ("unit", "literal")
 BACKENDS = ("local", "ray")
+TRACKERS = ("none", "wandb", "mlflow")
 
 # Fields that define the model and its training problem: a run may only resume
 # with the same values (other fields, e.g. logging intervals, may change).
@@ -66,6 +67,18 @@ def _suite_help() -> str:
     from distral_tf.envs import suites
 
     return f"Task suite ({', '.join(suites.suite_names())}) or comma-separated task names."
+
+
+def _preset_help() -> str:
+    from distral_tf import presets
+
+    return presets.help_text()
+
+
+def _preset_names() -> tuple[str, ...]:
+    from distral_tf import presets
+
+    return tuple(presets.PRESETS)
 
 
 def setting(default: Any, help_text: str | Callable[[], str], *, choices: tuple | Callable[[], tuple] | None = None,
@@ -198,6 +211,16 @@ class TrainConfig:
     max_restarts: int = setting(
         3, "--backend=ray: times the run starts again from its last checkpoint after a node (or an actor) of the "
         "cluster is lost.", bound=UpTo(1000, strict=False))
+
+    preset: str | None = setting(None, _preset_help, choices=_preset_names)
+    track: str = setting(
+        "none", "Mirror the run's scalars, hyperparameters and final figures to an experiment tracker as well as "
+        "TensorBoard: wandb (Weights & Biases; pip install 'distral_tf[wandb]') or mlflow (pip install "
+        "'distral_tf[mlflow]'; MLFLOW_TRACKING_URI says where).", choices=TRACKERS)
+    track_project: str = setting("distral_tf", "--track: the W&B project, or the MLflow experiment of a run "
+                                 "outside a sweep.")
+    track_group: str = setting("", "--track: the group of runs this run belongs to (a sweep sets its name): the "
+                               "W&B group, the MLflow experiment.")
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

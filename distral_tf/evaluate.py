@@ -21,14 +21,12 @@ import json
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
+from absl import app
+from absl import flags as absl_flags
 
-import numpy as np  # noqa: E402
-from absl import app  # noqa: E402
-from absl import flags as absl_flags  # noqa: E402
-
-from distral_tf.rundir import POLICIES  # noqa: E402
-from flags import cli  # noqa: E402
+from distral_tf.rundir import POLICIES
+from flags import cli
 
 
 def define_flags():
@@ -144,4 +142,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main, flags_parser=cli.parse_flags_or_exit)
+    cli.run(main)

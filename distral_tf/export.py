@@ -21,16 +21,16 @@ algorithm, task names, observation shape, action count and coefficients.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from absl import app
+from absl import flags as absl_flags
 
-from absl import app  # noqa: E402
-from absl import flags as absl_flags  # noqa: E402
-
-from flags import cli  # noqa: E402
+from flags import cli
 
 METADATA_FILE = "distral_policies.json"
 
@@ -124,16 +124,38 @@ def export(logdir: str, out: str, checkpoint: int | None = None) -> dict:
     return save_policies(trained_run.load(logdir, checkpoint), out)
 
 
+class _CaptureRenamingNote(logging.Filter):
+    """TensorFlow's note that a function "contains input name(s) input_5, ..., resource with unsupported characters
+    which will be renamed": those are the variables the functions capture, which the SavedModel names by itself;
+    the signatures' inputs keep the names given above (observation, task_id, ...)."""
+
+    def filter(self, record):
+        message = str(record.msg)
+        return not (message.startswith("Function `") and "unsupported characters" in message)
+
+
+@contextlib.contextmanager
+def _without_capture_renaming_notes():
+    note = _CaptureRenamingNote()
+    logger = logging.getLogger("absl")
+    logger.addFilter(note)
+    try:
+        yield
+    finally:
+        logger.removeFilter(note)
+
+
 def save_policies(run, out: str) -> dict:
     """Writes the SavedModel of a loaded :class:`~distral_tf.trained_run.TrainedRun` to ``out``."""
     import tensorflow as tf
 
     module = policies_module(run.agent)
-    tf.saved_model.save(module, out, signatures={
-        "initial_state": module.initial_state.get_concrete_function(),
-        "step": module.step.get_concrete_function(),
-        "step_distilled": module.step_distilled.get_concrete_function(),
-    })
+    with _without_capture_renaming_notes():
+        tf.saved_model.save(module, out, signatures={
+            "initial_state": module.initial_state.get_concrete_function(),
+            "step": module.step.get_concrete_function(),
+            "step_distilled": module.step_distilled.get_concrete_function(),
+        })
     coeffs = run.agent.coeffs
     metadata = {"algo": run.config.algo, "task_names": list(run.task_names), "suite": run.suite_name,
                 "observation_shape": list(run.observation_shape), "num_actions": run.num_actions,
@@ -172,4 +194,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main, flags_parser=cli.parse_flags_or_exit)
+    cli.run(main)

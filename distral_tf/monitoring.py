@@ -1,7 +1,12 @@
-"""Per-task metrics: TensorBoard scalars, the run's ``metrics.jsonl`` and a terminal progress line."""
+"""Per-task metrics: TensorBoard scalars, the run's ``metrics.jsonl`` and a terminal progress line.
+
+Every scalar a :class:`Monitor` writes also goes to the sinks registered with
+:func:`mirrored_to` (an experiment tracker, ``distral_tf/tracking.py``).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -59,6 +64,24 @@ def rewind_event_files(logdir: str, task_steps: dict[str, int], run_steps: int) 
             os.replace(tmp, path)
             dropped += removed
     return dropped
+
+
+_MIRRORS: list = []
+
+
+@contextlib.contextmanager
+def mirrored_to(sink):
+    """While in the block, ``sink.log_scalars(step, {tag: value})`` receives every scalar of this process's monitors."""
+    _MIRRORS.append(sink)
+    try:
+        yield sink
+    finally:
+        _MIRRORS.remove(sink)
+
+
+def _mirror(step: int, values: dict):
+    for sink in _MIRRORS:
+        sink.log_scalars(int(step), values)
 
 
 def _format_duration(seconds: float) -> str:
@@ -120,6 +143,8 @@ class Monitor:
                 tf.summary.scalar(rundir.per_task_tag(policy, name, rundir.EPISODE_RETURN), episode_return,
                                   step=env_steps)
                 tf.summary.scalar(rundir.per_task_tag(policy, name, rundir.EPISODE_LENGTH), length, step=env_steps)
+            _mirror(env_steps, {rundir.per_task_tag(policy, name, rundir.EPISODE_RETURN): episode_return,
+                                rundir.per_task_tag(policy, name, rundir.EPISODE_LENGTH): length})
             if policy == "task":
                 recent = self._recent_returns[task_index]
                 recent.append(float(episode_return))
@@ -142,6 +167,7 @@ class Monitor:
         with self._lock, self._writer.as_default():
             for key, value in values.items():
                 tf.summary.scalar(f"{prefix}/{name}/{key}", value, step=env_steps)
+            _mirror(env_steps, {f"{prefix}/{name}/{key}": value for key, value in values.items()})
 
     def run_scalars(self, env_steps: int, values: dict[str, float]):
         if env_steps <= self._resume_total_steps:
@@ -149,6 +175,7 @@ class Monitor:
         with self._lock, self._writer.as_default():
             for key, value in values.items():
                 tf.summary.scalar(f"train/{key}", value, step=env_steps)
+            _mirror(env_steps, {f"train/{key}": value for key, value in values.items()})
 
     def mean_recent_returns(self) -> list[float]:
         with self._lock:

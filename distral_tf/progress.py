@@ -1,7 +1,7 @@
 """What a run tells its user on the terminal: where it goes, how start-up advances, and progress lines.
 
 * :func:`run_header`: the first lines of a run (run directory, algorithm, suite,
-  tasks x workers, budget, how to watch it in TensorBoard), printed before
+  tasks x workers, budget, the resolved hyperparameters, how to watch it in TensorBoard), printed before
   TensorFlow is even imported.
 * :class:`StartupReporter`: a line every few seconds while the run starts (building
   the agent, starting hundreds of engines), until the first rollouts are in.
@@ -39,6 +39,20 @@ def steps_per_task(total_env_steps: int, num_tasks: int, unroll_length: int) -> 
     return math.ceil(per_task / unroll_length) * unroll_length
 
 
+# The settings a run states at its start (and in TensorBoard's text tab): field of the config, its name there.
+HEADLINE_SETTINGS = (("algo", "algorithm"), ("suite", "suite"), ("total_env_steps", "budget (agent steps)"),
+                     ("learning_rate", "learning rate"), ("entropy_cost", "entropy cost"), ("seed", "seed"),
+                     ("update_mode", "update mode"), ("preset", "preset"))
+
+
+def hyperparameters_line(config: dict) -> str:
+    """The resolved headline settings of a config (a ``TrainConfig.to_json()``) as flags, and its preset."""
+    flags = " ".join(f"--{k}={config[k]:g}" if isinstance(config[k], float) else f"--{k}={config[k]}"
+                     for k, _ in HEADLINE_SETTINGS if k != "preset" and k in config)
+    preset = config.get("preset")
+    return f"Hyperparameters: {flags} ({f'preset {preset}' if preset else 'no preset'})"
+
+
 def run_header(config, suite, episode_steps: int | None = None) -> list[str]:
     """The first lines of a run of ``config`` on ``suite``; ``episode_steps``: of its longest task, if known."""
     n, workers = suite.num_tasks, config.workers_per_task
@@ -53,6 +67,7 @@ def run_header(config, suite, episode_steps: int | None = None) -> list[str]:
         f"Training {config.algo} on {suite.name}: {n} tasks x {workers} workers = {n * workers} environments, "
         f"{config.update_mode} updates",
         budget,
+        hyperparameters_line(config.to_json()),
         f"Watch it: tensorboard --logdir={logdir}",
     ]
     if episode_steps and per_task < workers * episode_steps:

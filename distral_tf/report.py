@@ -20,7 +20,7 @@ import math
 import os
 import re
 
-from absl import app, flags
+from absl import flags
 
 from distral_tf import algorithms, rundir
 from distral_tf.algorithm_spec import DistilledPolicy
@@ -383,4 +383,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main, flags_parser=cli.parse_flags_or_exit)
+    cli.run(main)

@@ -1,35 +1,42 @@
 """Trains one of the paper's seven algorithms on a task suite.
 
     python -m distral_tf.run --algo=kl_2col --suite=doom_mazes
+    python -m distral_tf.run --preset=two_rooms_small   # the settings of a committed result
 
 Rerunning the same command (same ``--logdir``) resumes the run. SIGINT/SIGTERM
-write a final checkpoint and exit.
+write a final checkpoint and exit. Every flag and the run directory are checked
+before the run's first line is printed or TensorFlow is loaded.
 """
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from absl import flags as absl_flags
+from absl import logging
 
-from absl import app, logging  # noqa: E402
-from absl import flags as absl_flags  # noqa: E402
-
-from flags import cli  # noqa: E402
-from flags import training as training_flags  # noqa: E402
+from flags import cli
+from flags import training as training_flags
 
 absl_flags.adopt_module_key_flags(training_flags)  # --help lists the training flags
 
 
 def main(argv):
     cli.refuse_positional(argv)
-    from distral_tf import budgets, progress
+    from distral_tf import budgets, preflight, progress, tracking
     from distral_tf.envs import make_suite
+    from distral_tf.rundir import RunDirError
 
     config = training_flags.config_from_flags()
-    if config.backend == "ray":  # before anything starts: Ray is an optional extra
+    problem = training_flags.logdir_problem(config.logdir)  # the default one too
+    if problem:
+        cli.fail(problem)
+    try:  # before anything starts: the trackers and Ray are optional extras
+        tracking.check_available(config.track)
+    except tracking.TrackingUnavailableError as e:
+        cli.fail(str(e))
+    if config.backend == "ray":
         from distral_tf.ray_runs import RayUnavailableError, import_ray
 
         try:
@@ -37,11 +44,22 @@ def main(argv):
         except RayUnavailableError as e:
             cli.fail(str(e))
     suite = make_suite(config.suite)
+    try:
+        preflight.check_saved_config(config)
+        finished = preflight.finished_status(config, suite.num_tasks)
+    except RunDirError as e:
+        cli.fail(str(e))
+    if finished is not None:
+        print(f"{config.logdir}: already finished ({finished.get('env_steps', 0):,} agent steps); nothing to do.")
+        return
+    try:
+        tracker = tracking.start(config)
+    except tracking.TrackingUnavailableError as e:
+        cli.fail(str(e))
     for line in progress.run_header(config, suite, budgets.longest_episode_steps(suite)):  # before TensorFlow loads
         logging.info("%s", line)
     # TensorFlow is imported only once the flags are valid, so that a bad flag costs nothing.
     from distral_tf.checkpointing import CheckpointError
-    from distral_tf.rundir import RunDirError
     from distral_tf.tensorflow_setup import configure_tensorflow
     from distral_tf.trained_run import RunLoadError
     from distral_tf.trainer import Trainer, TrainingError
@@ -64,7 +82,9 @@ def main(argv):
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
-        summary = trainer.run()
+        with tracking.tracked(tracker, suite.task_names) as finish_tracking:
+            summary = trainer.run()
+            finish_tracking(summary)
     except (TrainingError, CheckpointError, RunDirError, RunLoadError, OSError, ImportError) as e:
         sys.exit(f"error: {e}")
     if summary.get("already_finished"):
@@ -77,4 +97,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=cli.parse_flags_or_exit)
+    cli.run(main, flags_parser=training_flags.parse)

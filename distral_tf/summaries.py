@@ -1,4 +1,4 @@
-"""TensorBoard metadata for a run: the custom-scalars layout and the HParams summary.
+"""TensorBoard metadata for a run: the custom-scalars layout, and the HParams summary with the same settings as text.
 
 The trainer calls :func:`write_custom_scalars_layout` and :func:`write_hparams`
 once at run start. Each writes a small event file of its own into the run's
@@ -31,11 +31,13 @@ from tensorboard.plugins.custom_scalar import metadata as custom_scalar_metadata
 # ``tensorboard.plugins.hparams.api`` re-exports these from ``summary_v2``; importing
 # ``summary_v2`` directly builds the same protos without importing TensorFlow.
 from tensorboard.plugins.hparams import summary_v2 as hp
+from tensorboard.plugins.text import metadata as text_metadata
 from tensorboard.summary.writer.record_writer import RecordWriter
 from tensorboard.util import tensor_util
 
 from distral_tf import rundir
 from distral_tf.algorithm_spec import Algorithm, Coefficients
+from distral_tf.progress import HEADLINE_SETTINGS
 
 # The suffixes of the event files written here (the report skips them when it looks for a
 # run's scalars) and the tags are the run-directory format's, named in ``rundir``.
@@ -43,6 +45,7 @@ from distral_tf.rundir import HPARAMS_CONFIG_SUFFIX, HPARAMS_SUFFIX, LAYOUT_SUFF
 from distral_tf.rundir import per_task_tag as per_task_tag
 
 DEFAULT_POLICIES = rundir.POLICIES
+HYPERPARAMETERS_TAG = "hyperparameters"
 
 
 def _alternation(names: Sequence[str]) -> str:
@@ -262,7 +265,19 @@ def write_hparams(
         metrics=_metrics(metric_tags),
     )
     session = hp.hparams_pb(values, trial_id=trial_id or os.path.basename(os.path.normpath(logdir)))
-    return _write_summaries(logdir, HPARAMS_SUFFIX, [config, session])
+    return _write_summaries(logdir, HPARAMS_SUFFIX, [config, session, hyperparameters_text(values)])
+
+
+def hyperparameters_text(hparams: Mapping[str, object]) -> summary_pb2.Summary:
+    """A text summary (TensorBoard's Text tab, tag ``hyperparameters``) of a run's settings as Markdown tables:
+    the headline settings (:data:`distral_tf.progress.HEADLINE_SETTINGS`), then every setting."""
+    headline = [(title, hparams.get(key, "")) for key, title in HEADLINE_SETTINGS if key in hparams]
+    rows = ["| setting | value |", "|---|---|", *(f"| {title} | {value} |" for title, value in headline), "",
+            "| flag | value |", "|---|---|", *(f"| --{k} | {v} |" for k, v in sorted(hparams.items()))]
+    value = summary_pb2.Summary.Value(
+        tag=HYPERPARAMETERS_TAG, tensor=tensor_util.make_tensor_proto("\n".join(rows)),
+        metadata=text_metadata.create_summary_metadata(display_name="hyperparameters", description=""))
+    return summary_pb2.Summary(value=[value])
 
 
 def _discrete_values(values: Sequence[object]) -> list:

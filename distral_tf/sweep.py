@@ -31,9 +31,9 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
-from absl import app, flags
+from absl import flags
 
-from distral_tf import __version__, algorithms, budgets, rundir
+from distral_tf import __version__, algorithms, budgets, rundir, tracking
 from distral_tf.rundir import format_value as format_value
 from distral_tf.rundir import run_id as run_id
 from flags import cli
@@ -92,6 +92,18 @@ def define_flags():
                         'JSON, e.g. \'{"doom": 1}\'.')
     flags.DEFINE_integer("max_restarts", 3, "--backend=ray: times a run is restarted on another node after "
                          "its node dies (it resumes from its last checkpoint).", lower_bound=0)
+    flags.DEFINE_enum("track", "none", ["none", *tracking.TRACKERS],
+                      "Passed to every run (--track): each also sends its scalars to W&B or MLflow, grouped under "
+                      "the sweep's name (the base name of --out): the W&B group, the MLflow experiment.")
+    flags.DEFINE_string("track_project", None, "--track: the W&B project of the runs (default: the runs' default).")
+
+
+def tracking_args(track: str, out: str, project: str | None) -> list[str]:
+    """The run flags that track a sweep's runs as one group named after the sweep directory ``out``."""
+    if track == "none":
+        return []
+    args = [f"--track={track}", f"--track_group={os.path.basename(os.path.normpath(os.path.abspath(out)))}"]
+    return args + ([f"--track_project={project}"] if project else [])
 
 
 MANIFEST = "manifest.json"
@@ -548,7 +560,8 @@ def main(argv):
         budget = parse_budget(FLAGS.budget)
         resources = parse_resources(FLAGS.ray_resources)
         shlex.split(FLAGS.run_flags)
-    except ValueError as e:
+        tracking.check_available(FLAGS.track)
+    except (ValueError, tracking.TrackingUnavailableError) as e:
         cli.fail(str(e))
     out = FLAGS.out
     if FLAGS.backend == "ray":
@@ -559,7 +572,7 @@ def main(argv):
         except ray_runs.RayUnavailableError as e:
             cli.fail(str(e))
         out = os.path.abspath(out)  # the runs start in other working directories, on other machines
-    extra_args = shlex.split(FLAGS.run_flags)
+    extra_args = shlex.split(FLAGS.run_flags) + tracking_args(FLAGS.track, out, FLAGS.track_project)
     defaults = _default_config()
     base_steps = FLAGS.total_env_steps or defaults.total_env_steps
     workers_per_task = FLAGS.workers_per_task or int(_run_flag(extra_args, "workers_per_task",
@@ -624,4 +637,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main, flags_parser=cli.parse_flags_or_exit)
+    cli.run(main)

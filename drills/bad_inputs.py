@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 _FILTER = flags.DEFINE_string("filter", "", "Run only the cases whose name contains this text.")
 _JOBS = flags.DEFINE_integer("jobs", 2, "Cases run at a time.")
 _TIMEOUT = flags.DEFINE_float("timeout_secs", 600.0, "A case not answered within this time fails.")
-_LOG_LINE = re.compile(r"^[IWEF]\d{4} |^WARNING:|^INFO:")
+_LOG_LINE = re.compile(r"^[IWEF]\d{4} |^WARNING:|^INFO:|^\d\d:\d\d:\d\d (DEBUG|INFO|WARNING|ERROR) ")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,7 +81,7 @@ def cases() -> list[Case]:
         ("entropy_cost=inf", "finite"), ("entropy_cost=nan", "finite"), ("entropy_cost=-1", ">= 0"),
         ("entropy_cost=1e9", "limit"), ("two_column_scaling=half", "unit|literal"), ("total_env_steps=0", "> 0"),
         ("total_env_steps=100000000000000000000000", "limit of 1,000,000,000,000"),
-        ("total_env_steps=1.5", "int"), ("workers_per_task=100000", "limit of 4,096"),
+        ("total_env_steps=1.5", "whole number"), ("workers_per_task=100000", "limit of 4,096"),
         ("workers_per_task=-3", "> 0"), ("unroll_length=0", "> 0"), ("unroll_length=1000000", "limit"),
         ("learning_rate=inf", "finite"), ("learning_rate=nan", "finite"), ("learning_rate=2", "limit"),
         ("discount=nan", "[0, 1]"), ("discount=-0.1", "[0, 1]"), ("value_cost=inf", "finite"),
@@ -96,7 +96,7 @@ def cases() -> list[Case]:
         ("learner_threads=0", "> 0"), ("env_timeout_secs=inf", "finite"), ("env_timeout_secs=0", "> 0"),
         ("tf_inter_op_threads=-1", ">= 0"), ("tf_intra_op_threads=99999", "limit"),
         ("torso_dtype=float16", "float32|bfloat16"), ("update_mode=sync", "hogwild|batched"),
-        ("reward_clipping=tanh", "none|abs_one"), ("algo=a4c", "a3c|"), ("learning_rate=ten", "float"),
+        ("reward_clipping=tanh", "none|abs_one"), ("algo=a4c", "a3c|"), ("learning_rate=ten", "expected a number"),
     ]
     out = [Case(f"--{a}", run, (f"--{a}",), e) for a, e in bad_numbers]
     out += [

@@ -13,13 +13,15 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import tempfile
 import typing
 
 from absl import flags
 
-from distral_tf import algorithms
+from distral_tf import algorithms, presets
 from distral_tf.config import MAX_WORKERS_PER_TASK, Interval, TrainConfig, UpTo
 from distral_tf.envs import suites
+from flags import cli
 
 # Memory one environment takes, all included (engine, its process's share, the worker's
 # rollout and network state), by suite family. Doom: from the 8 x 32 throughput runs
@@ -135,23 +137,67 @@ def _validate_suite(value):
 flags.register_validator("suite", _validate_suite)
 
 
+def logdir_problem(path: str) -> str | None:
+    """Why ``path`` cannot be a run directory, or None; it is tried by creating (and removing) a file there.
+
+    A directory that does not exist yet is tried in its nearest existing ancestor; nothing is left behind.
+    """
+    if not path.strip():
+        return "--logdir is empty; give a directory, or leave the flag out for the default."
+    if "\0" in path:
+        return "--logdir contains a NUL character."
+    existing = os.path.abspath(path)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        return f"--logdir={path} is not a writable directory ({existing} is a file)."
+    try:
+        if existing == os.path.abspath(path):
+            tempfile.TemporaryFile(dir=existing).close()
+        else:
+            os.rmdir(tempfile.mkdtemp(dir=existing, prefix=".write_test."))
+    except OSError as e:
+        return f"--logdir={path} is not a writable directory ({e.strerror or e} in {existing})."
+    return None
+
+
 def _validate_logdir(value):
-    if value is None:
-        return True
-    if not value.strip():
-        raise flags.ValidationError("--logdir is empty; give a directory, or leave the flag out for the default.")
-    if "\0" in value:
-        raise flags.ValidationError("--logdir contains a NUL character.")
-    parent = os.path.abspath(value)
-    while not os.path.exists(parent):
-        parent = os.path.dirname(parent)
-    if not os.path.isdir(parent) or (not os.path.isdir(value) and not os.access(parent, os.W_OK)) or (
-            os.path.isdir(value) and not os.access(value, os.W_OK)):
-        raise flags.ValidationError(f"--logdir={value} is not a writable directory.")
+    problem = None if value is None else logdir_problem(value)
+    if problem:
+        raise flags.ValidationError(problem)
     return True
 
 
 flags.register_validator("logdir", _validate_logdir)
+
+
+def _preset_in(argv) -> str:
+    """The value of the last ``--preset=NAME`` (or ``--preset NAME``) in ``argv``, else ''."""
+    name = ""
+    for i, arg in enumerate(argv[1:], start=1):
+        if arg.startswith("--preset="):
+            name = arg.split("=", 1)[1]
+        elif arg == "--preset" and i + 1 < len(argv):
+            name = argv[i + 1]
+    return name
+
+
+_FIELD_DEFAULTS = {f.name: f.metadata.get("flag_default", f.default) for f in dataclasses.fields(TrainConfig)}
+
+
+def parse(argv):
+    """Parses the command line as ``python -m distral_tf.run`` does (see :func:`flags.cli.parse_flags_or_exit`).
+
+    A ``--preset`` gives the defaults of the flags it sets before the flags are parsed and
+    checked, so that flags given explicitly override it and every check sees the values used.
+    """
+    preset = presets.PRESETS.get(_preset_in(argv))
+    try:
+        for name in presets.PRESET_FIELDS:
+            flags.FLAGS.set_default(name, preset.flags()[name] if preset else _FIELD_DEFAULTS[name])
+    except flags.Error as e:
+        cli.fail(cli.plain_flag_error(str(e)))
+    return cli.parse_flags_or_exit(argv)
 
 
 def memory_per_env_bytes(suite_name: str) -> int:

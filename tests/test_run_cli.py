@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -62,10 +63,21 @@ def test_valid_flags_parse_into_a_config(parse, tmp_path):
     assert (config.algo, config.alpha, config.entropy_cost, config.logdir) == ("klent_2col", 0.3, 0.02, str(tmp_path))
 
 
-def _run(args, cwd):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _run(args, cwd, env=None):
+    """``python -m distral_tf.run ARGS`` of this checkout, in ``cwd``, with TensorFlow's log level left to it."""
+    env = {k: v for k, v in {**os.environ, **(env or {})}.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, env.get("PYTHONPATH")) if p)
     return subprocess.run([sys.executable, "-m", "distral_tf.run", *args], capture_output=True, text=True,
                           timeout=300, env=env, cwd=cwd)
+
+
+# A line of the short log format: time, level, message (no thread id, no file:line).
+SHORT_LOG_LINE = re.compile(r"^\d\d:\d\d:\d\d (DEBUG|INFO|WARNING|ERROR|CRITICAL) \S")
+# What the log must not show without --verbosity: absl's long prefix and TensorFlow's notices.
+NOISE = re.compile(r"^[IWEF]\d{4} |\] |oneDNN|absl::InitializeLog|Sharding callback|cpu_feature_guard")
 
 
 @pytest.mark.parametrize("args", [["--algo=bogus"], ["--learning_rate=-1"], ["--suite=nope"]])
@@ -81,8 +93,12 @@ def test_command_line_bad_flag_is_one_line_without_traceback(args, tmp_path):
 def test_help_lists_the_training_flags(tmp_path):
     result = _run(["--help"], tmp_path)
     assert result.returncode == 0
-    for flag in ("--algo", "--suite", "--total_env_steps", "--checkpoint_every_secs", "--[no]force"):
+    for flag in ("--algo", "--suite", "--total_env_steps", "--checkpoint_every_secs", "--[no]force", "--preset",
+                 "--track"):
         assert flag in result.stdout
+    for preset in ("two_rooms_small: --suite=two_rooms_small --workers_per_task=8 --total_env_steps=300000",
+                   "paper: --suite=doom_mazes --workers_per_task=32 --total_env_steps=100000000"):
+        assert preset in " ".join(result.stdout.split())
 
 
 def test_stray_positional_argument_is_one_line_without_usage(tmp_path):
@@ -116,13 +132,81 @@ def test_command_line_unwritable_logdir_is_a_one_line_error(tmp_path):
 
 def test_command_line_trains_and_writes_a_run_directory(tmp_path):
     logdir = tmp_path / "run"
-    result = _run(["--algo=kl_2col", "--suite=two_rooms_small", "--total_env_steps=120", "--workers_per_task=1",
-                   f"--logdir={logdir}", "--eval_episodes=1"], tmp_path)
+    args = ["--algo=kl_2col", "--suite=two_rooms_small", "--total_env_steps=120", "--workers_per_task=1",
+            f"--logdir={logdir}", "--eval_episodes=1", "--learning_rate=0.002"]
+    result = _run(args, tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     assert json.loads((logdir / "status.json").read_text())["state"] == "finished"
     assert json.loads((logdir / "config.json").read_text())["config"]["algo"] == "kl_2col"
     assert any(name.startswith("events.out.tfevents") for name in os.listdir(logdir))
     assert "steps 120/120" in result.stderr
+    # Quiet by default: the short format on every line, none of TensorFlow's notices (a checkpoint was written).
+    lines = result.stderr.strip().splitlines()
+    assert [line for line in lines if not SHORT_LOG_LINE.match(line) or NOISE.search(line)] == [], result.stderr
+    assert any("Saved checkpoint" in line for line in lines)
+    # The resolved hyperparameters, on the terminal and in TensorBoard's text tab.
+    stated = [line for line in lines if "Hyperparameters:" in line]
+    assert len(stated) == 1
+    for part in ("--algo=kl_2col", "--suite=two_rooms_small", "--total_env_steps=120", "--learning_rate=0.002",
+                 "--entropy_cost=0.01", "--seed=0", "--update_mode=hogwild", "no preset"):
+        assert part in stated[0]
+    text = _text_summaries(logdir)["hyperparameters"]
+    assert "| learning rate | 0.002 |" in text and "| suite | two_rooms_small |" in text
+    # A rerun of the finished run says so once, before any header.
+    again = _run(args, tmp_path)
+    assert again.returncode == 0
+    assert again.stdout.count("already finished") == 1 and "Run directory" not in again.stderr + again.stdout
+
+
+def _text_summaries(logdir) -> dict[str, str]:
+    """Tag -> text of the text summaries in the run's event files."""
+    import tensorflow as tf
+    from tensorboard.compat.proto import event_pb2
+
+    texts = {}
+    for name in os.listdir(logdir):
+        if name.startswith("events.out.tfevents"):
+            for record in tf.data.TFRecordDataset(os.path.join(logdir, name)):
+                for value in event_pb2.Event.FromString(record.numpy()).summary.value:
+                    if value.metadata.plugin_data.plugin_name == "text":
+                        texts[value.tag] = tf.make_ndarray(value.tensor).item().decode()
+    return texts
+
+
+def _different_run(tmp_path):
+    """A run directory holding a run of 60 agent steps."""
+    logdir = tmp_path / "other"
+    logdir.mkdir()
+    (logdir / "config.json").write_text(json.dumps({"config": {"algo": "kl_2col", "total_env_steps": 60,
+                                                                    "two_column_scaling": "unit"}}))
+    return logdir
+
+
+# Ten mistakes; each fails before the run's header, with one line, in a second or two (TensorFlow never loads).
+BAD_INVOCATIONS = [
+    (lambda tmp: ["--logdir=/proc/x"], "--logdir=/proc/x is not a writable directory"),
+    (lambda tmp: [f"--logdir={tmp / 'file'}/run"], "is not a writable directory"),
+    (lambda tmp: ["--total_env_steps=abc"], "--total_env_steps=abc: expected a whole number (e.g. 300000), got 'abc'"),
+    (lambda tmp: ["--learning_rate=fast"], "--learning_rate=fast: expected a number"),
+    (lambda tmp: ["--eval_greedy=maybe"], "expected true or false, got 'maybe'"),
+    (lambda tmp: ["--preset=huge"], "--preset=huge: value should be one of <two_rooms_small|paper>"),
+    (lambda tmp: ["--track=tensorboard"], "--track"),
+    (lambda tmp: ["--suite=no_such_suite"], "--suite"),
+    (lambda tmp: ["--preset=two_rooms_small", "--workers_per_task=0"], "--workers_per_task"),
+    (lambda tmp: ["--algo=kl_2col", "--total_env_steps=120", f"--logdir={_different_run(tmp)}"],
+     "holds a run with a different configuration (total_env_steps: saved 60, now 120)"),
+]
+
+
+@pytest.mark.parametrize("make_args,message", BAD_INVOCATIONS, ids=[m[:30] for _, m in BAD_INVOCATIONS])
+def test_bad_invocations_fail_before_the_header_with_one_line(tmp_path, make_args, message):
+    (tmp_path / "file").write_text("not a directory")
+    result = _run(make_args(tmp_path), tmp_path)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
+    assert not (tmp_path / "runs").exists()
 
 
 def test_command_line_missing_deepmind_lab_says_how_to_build_it(tmp_path):
