@@ -5,13 +5,15 @@
 Each seed draws ``num_tasks`` distinct goal cells; on those tasks it runs Distral
 (KL only, alpha = 1: soft Q learning with prior pi0, eqs. 2-4, alternating with the
 distillation of eq. 5 after every rollout of 10 steps) and the single-task baseline
-(the same soft Q learning with a uniform prior, no distillation) at the same
-inverse temperature beta. The baseline is also run at the inverse temperatures of
-``--extra_baseline_betas``; the figure shows it at Distral's beta and at its best
-beta by AUC. All runs are vectorised in one batch.
+(the same soft Q learning with a uniform prior, no distillation), each at every
+inverse temperature of ``--betas``. Each agent is compared at its best beta by AUC,
+as the paper picks each algorithm's best hyperparameters. All runs are vectorised in
+one batch.
 
-Writes into DIR: ``learning_curves.png``, ``corridor_policy.png``, ``summary.json``
-and ``report.md``.
+Writes into DIR: ``run.npz`` (the per-task episode returns, the final Q tables and
+pi0, and snapshots of pi0 during training), and from it ``learning_curves.png``,
+``corridor_policy.png``, ``summary.json`` and ``report.md``; ``--report_only``
+rebuilds the last four from ``run.npz``.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from absl import app, flags, logging  # noqa: E402
 from matplotlib.patches import FancyArrow, Rectangle  # noqa: E402
 
 from distral_tf.envs.two_rooms import ACTION_NAMES, DOWN, LEFT, RIGHT, UP, draw_goals, get_layout  # noqa: E402
-from distral_tf.tabular import SoftQConfig, TabularLearners  # noqa: E402
+from distral_tf.tabular import SoftQConfig, TabularLearners, discounted_visitation  # noqa: E402
 
 
 def define_flags():
@@ -38,9 +40,7 @@ def define_flags():
     flags.DEFINE_integer("num_tasks", 8, "Tasks (goal cells) per seed.")
     flags.DEFINE_integer("num_seeds", 10, "Independent seeds (each with its own goals).")
     flags.DEFINE_integer("env_steps", 60_000, "Environment steps per task.")
-    flags.DEFINE_float("beta", 15.0, "Inverse temperature of Distral and of the baseline.")
-    flags.DEFINE_list("extra_baseline_betas", ["20", "30"],
-                      "Further inverse temperatures of the baseline (reported in the table).")
+    flags.DEFINE_list("betas", ["15", "20", "30"], "Inverse temperatures; Distral and the baseline run at each.")
     flags.DEFINE_float("learning_rate", 0.2, "Soft Q learning step size.")
     flags.DEFINE_float("gamma", 0.95, "Discount.")
     flags.DEFINE_integer("episode_length", 50, "Steps per episode.")
@@ -49,17 +49,19 @@ def define_flags():
                        "(1: pi0 becomes the mixture of the current task policies).")
     flags.DEFINE_enum("layout", "paper", ["paper", "small"], "Grid layout.")
     flags.DEFINE_integer("seed", 0, "Base seed (goals and sampling).")
+    flags.DEFINE_integer("snapshots", 6, "Snapshots of Distral's pi0 kept in run.npz, evenly spaced in steps.")
+    flags.DEFINE_bool("report_only", False, "Rebuild the figures, summary.json and report.md from DIR/run.npz.")
 
 
 FINAL_FRACTION = 0.1  # the final return is the mean over the last 10% of episodes
 
 
-def _arms(beta, extra_betas):
-    arms = [dict(name="distral", label=f"Distral (KL, beta={beta:g})", distral=True, beta=beta),
-            dict(name="single_task", label=f"Single-task soft Q (beta={beta:g})", distral=False, beta=beta)]
-    for b in extra_betas:
-        arms.append(dict(name=f"single_task_beta{b:g}", label=f"Single-task soft Q (beta={b:g})",
-                         distral=False, beta=b))
+def _arms(betas):
+    """Distral then the baseline, each at every beta."""
+    arms = [dict(name=f"distral_beta{b:g}", label=f"Distral (KL, beta={b:g})", distral=True, beta=float(b))
+            for b in betas]
+    arms += [dict(name=f"single_task_beta{b:g}", label=f"Single-task soft Q (beta={b:g})", distral=False,
+                  beta=float(b)) for b in betas]
     return arms
 
 
@@ -96,35 +98,43 @@ def corridor_stats(probs):
     return stats
 
 
-def best_baseline(agents):
-    """Name of the baseline arm with the highest mean AUC (the first one on ties)."""
-    baselines = [name for name, a in agents.items() if not a["distral"]]
-    return max(baselines, key=lambda name: agents[name]["auc_mean"])
+def best_arm(agents, distral):
+    """Name of the Distral (or baseline) arm with the highest mean AUC (the first one on ties)."""
+    names = [name for name, a in agents.items() if a["distral"] == distral]
+    return max(names, key=lambda name: agents[name]["auc_mean"])
+
+
+def paired_difference(x, y):
+    """Per-seed ``x - y``: mean, standard error over seeds and the number of seeds where ``x > y``."""
+    d = np.asarray(x, np.float64) - np.asarray(y, np.float64)
+    se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
+    return {"mean": float(d.mean()), "se": se, "seeds_higher": int((d > 0).sum()), "num_seeds": len(d)}
 
 
 def plot_learning_curves(path, steps, curves, arms, title, best):
-    """Mean return per episode vs. environment steps per task; band = std over seeds.
+    """Mean return per episode vs. environment steps per task.
 
-    Draws Distral, the baseline at Distral's beta and, if another beta was better, the
-    baseline at ``best`` (the arm with the best AUC).
+    The arms named in ``best`` (each agent at its best beta) are drawn thick with a
+    band of +- std over seeds; the other betas thin and dashed.
     """
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    styles = {"distral": ("tab:blue", "-", ""), "single_task": ("tab:red", "-", "")}
-    if best != "single_task":
-        styles[best] = ("tab:green", "--", ", best AUC of the baselines")
+    fig, ax = plt.subplots(figsize=(6.8, 4.6))
+    colours = {True: plt.get_cmap("Blues"), False: plt.get_cmap("Reds")}
+    betas = sorted({a["beta"] for a in arms})
     for arm in arms:
-        if arm["name"] not in styles:
-            continue
-        colour, line, suffix = styles[arm["name"]]
         c = curves[arm["name"]]  # [bins, seeds]
         mean, std = c.mean(1), c.std(1)
-        ax.plot(steps, mean, color=colour, linestyle=line, label=arm["label"] + suffix)
-        ax.fill_between(steps, mean - std, mean + std, color=colour, alpha=0.15)
+        shade = 0.45 + 0.5 * (betas.index(arm["beta"]) / max(1, len(betas) - 1))
+        colour = colours[arm["distral"]](shade)
+        if arm["name"] in best:
+            ax.plot(steps, mean, color=colour, lw=2.2, label=arm["label"] + ", best beta by AUC")
+            ax.fill_between(steps, mean - std, mean + std, color=colour, alpha=0.15)
+        else:
+            ax.plot(steps, mean, color=colour, lw=1.0, linestyle="--", label=arm["label"])
     ax.set_xlabel("environment steps per task")
     ax.set_ylabel("return per episode (mean over tasks)")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=9)
+    ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -172,111 +182,214 @@ def _bin_curves(returns, bin_episodes):
     return returns[:e].reshape(-1, bin_episodes, returns.shape[1]).mean(1)
 
 
-def run_experiment(out, num_tasks=8, num_seeds=10, env_steps=60_000, beta=15.0, extra_baseline_betas=(20.0, 30.0),
-                   learning_rate=0.2, gamma=0.95, episode_length=50, rollout_length=10, layout_name="paper",
-                   seed=0, log_every_s=5.0, distill_rate=0.01):
-    """Runs every agent on every seed's tasks and writes the figures and the report into ``out``."""
+def run_experiment(out, num_tasks=8, num_seeds=10, env_steps=60_000, betas=(15.0, 20.0, 30.0), learning_rate=0.2,
+                   gamma=0.95, episode_length=50, rollout_length=10, layout_name="paper", seed=0, log_every_s=5.0,
+                   distill_rate=0.01, num_snapshots=6):
+    """Runs every agent on every seed's tasks, saves ``run.npz`` and writes the report from it into ``out``."""
     start = time.time()
     os.makedirs(out, exist_ok=True)
     layout = get_layout(layout_name)
-    config = SoftQConfig(alpha=1.0, beta=beta, gamma=gamma, learning_rate=learning_rate,
+    betas = [float(b) for b in betas]
+    config = SoftQConfig(alpha=1.0, beta=betas[0], gamma=gamma, learning_rate=learning_rate,
                          rollout_length=rollout_length, episode_length=episode_length, distill_rate=distill_rate)
-    arms = _arms(beta, [float(b) for b in extra_baseline_betas])
+    arms = _arms(betas)
     goals = np.stack([draw_goals(layout, num_tasks, seed=10_000 * seed + s) for s in range(num_seeds)])
     learners = TabularLearners(
         layout, goals=np.concatenate([goals] * len(arms)),
         distral=np.repeat([a["distral"] for a in arms], num_seeds),
         config=config, seed=seed, beta=np.repeat([a["beta"] for a in arms], num_seeds))
+    num_distral = sum(a["distral"] for a in arms) * num_seeds  # Distral's runs come first
     logging.info("Two rooms: %d seeds x %d tasks, %d agents, %d env steps per task.",
                  num_seeds, num_tasks, len(arms), env_steps)
-    returns, last_log = [], time.time()
+    snapshot_steps = [int(round(env_steps * (k + 1) / num_snapshots)) for k in range(num_snapshots)]
+    returns, snapshots, taken, last_log = [], [], [], time.time()
     while learners.env_steps < env_steps:
         finished = learners.iteration()
         if len(finished):
-            returns.append(finished.mean(-1))  # mean over tasks: [E, runs]
+            returns.append(finished)  # [E, runs, tasks]
+        while len(taken) < len(snapshot_steps) and learners.env_steps >= snapshot_steps[len(taken)]:
+            taken.append(learners.env_steps)
+            snapshots.append(learners.log_pi0[:num_distral].astype(np.float32))
         if time.time() - last_log > log_every_s and returns:
             last_log = time.time()
-            recent = returns[-1][-1].reshape(len(arms), num_seeds).mean(1)
+            recent = returns[-1][-1].mean(-1).reshape(len(arms), num_seeds).mean(1)
             logging.info("%d/%d steps per task; last episode's return: %s", learners.env_steps, env_steps,
                          ", ".join(f"{a['name']} {r:.2f}" for a, r in zip(arms, recent, strict=True)))
     if not returns:
         raise ValueError(f"env_steps={env_steps} is shorter than one episode ({episode_length} steps).")
-    returns = np.concatenate(returns).reshape(-1, len(arms), num_seeds)  # [E, arms, seeds]
-    num_episodes = returns.shape[0]
-    num_final = max(1, int(round(FINAL_FRACTION * num_episodes)))
+    returns = np.concatenate(returns).reshape(-1, len(arms), num_seeds, num_tasks)  # [E, arms, seeds, tasks]
+    cfg = {"num_tasks": num_tasks, "num_seeds": num_seeds, "env_steps_per_task": int(learners.env_steps),
+           "episode_length": episode_length, "rollout_length": rollout_length, "alpha": 1.0, "betas": betas,
+           "gamma": gamma, "learning_rate": learning_rate, "layout": layout_name, "seed": seed,
+           "distill_rate": distill_rate, "snapshots": num_snapshots, "final_fraction": FINAL_FRACTION}
+    shape = (len(arms), num_seeds)
+    np.savez_compressed(
+        os.path.join(out, "run.npz"), config=json.dumps(cfg), arms=json.dumps(arms), goals=goals,
+        returns=returns.astype(np.int16), wall_time_s=time.time() - start,
+        q=learners.q.reshape(*shape, *learners.q.shape[1:]).astype(np.float32),
+        log_pi0=learners.log_pi0[:num_distral].reshape(-1, num_seeds, *learners.log_pi0.shape[1:]).astype(np.float32),
+        snapshot_steps=np.array(taken, np.int64),
+        log_pi0_snapshots=np.stack(snapshots).reshape(len(taken), -1, num_seeds, *learners.log_pi0.shape[1:]))
+    return write_report(out)
+
+
+def load_run(out):
+    """The arrays and settings that :func:`run_experiment` saved in ``out/run.npz``."""
+    with np.load(os.path.join(out, "run.npz")) as f:
+        run = {k: f[k] for k in f.files}
+    run["config"], run["arms"] = json.loads(str(run["config"])), json.loads(str(run["arms"]))
+    run["wall_time_s"] = float(run["wall_time_s"])
+    return run
+
+
+def goal_sides(layout, goals):
+    """``-1`` (left room), ``0`` (corridor) or ``1`` (right room) for each goal cell."""
+    cols = layout.cells[np.asarray(goals), 1]
+    corridor = layout.cells[layout.corridor, 1]
+    return np.where(cols < corridor.min(), -1, np.where(cols > corridor.max(), 1, 0))
+
+
+def corridor_direction(layout, log_pi0):
+    """``P(left | previous left)`` and ``P(right | previous right)`` of pi0, mean over the corridor cells.
+
+    Args:
+      log_pi0: ``[..., S, A]``.
+
+    Returns:
+      two ``[...]`` arrays.
+    """
+    p = np.exp(np.asarray(log_pi0, np.float64))
+    left = p[..., layout.state_index(layout.corridor, LEFT, 0), LEFT].mean(-1)
+    right = p[..., layout.state_index(layout.corridor, RIGHT, 0), RIGHT].mean(-1)
+    return left, right
+
+
+def policy_entropy(layout, goals, log_pi0, q, config):
+    """Entropy of pi0 and of the task policies (eq. 4), weighted by the tasks' discounted visitation.
+
+    Args:
+      goals: ``[seeds, tasks]``; log_pi0: ``[seeds, S, A]``; q: ``[seeds, tasks, S, A]``;
+      config: the run's settings (``beta``, ``gamma``, ``episode_length``).
+
+    Returns:
+      ``[seeds]`` entropy of pi0 and ``[seeds, tasks]`` entropy of each task policy, in nats.
+    """
+    from distral_tf.tabular import soft_policy_log_probs
+
+    log_pi = soft_policy_log_probs(q, log_pi0[:, None], 1.0, config["beta"])
+    visits = discounted_visitation(layout, goals, log_pi, config["gamma"], config["episode_length"])
+    w = visits / visits.sum(-1, keepdims=True)  # [seeds, tasks, S]
+    h_task = -(np.exp(log_pi) * log_pi).sum(-1)
+    h0 = -(np.exp(log_pi0) * log_pi0).sum(-1)  # [seeds, S]
+    return (w.mean(1) * h0).sum(-1), (w * h_task).sum(-1)
+
+
+def write_report(out):
+    """Writes ``summary.json``, the figures and ``report.md`` into ``out`` from ``out/run.npz``; returns the summary."""
+    run = load_run(out)
+    cfg, arms, goals = run["config"], run["arms"], run["goals"]
+    layout = get_layout(cfg["layout"])
+    returns = run["returns"].astype(np.float64)  # [E, arms, seeds, tasks]
+    num_episodes, num_seeds = returns.shape[0], cfg["num_seeds"]
+    num_final = max(1, int(round(cfg["final_fraction"] * num_episodes)))
 
     agents = {}
     for k, arm in enumerate(arms):
-        auc, final = returns[:, k].mean(0), returns[-num_final:, k].mean(0)
+        per_task_auc, per_task_final = returns[:, k].mean(0), returns[-num_final:, k].mean(0)  # [seeds, tasks]
+        auc, final = per_task_auc.mean(-1), per_task_final.mean(-1)
         agents[arm["name"]] = {
             "label": arm["label"], "beta": arm["beta"], "distral": arm["distral"],
             "auc_per_seed": auc.tolist(), "final_return_per_seed": final.tolist(),
+            "final_return_per_task": per_task_final.tolist(),
             "auc_mean": float(auc.mean()), "auc_std": float(auc.std()),
             "final_return_mean": float(final.mean()), "final_return_std": float(final.std()),
         }
-    d_auc, b_auc = np.array(agents["distral"]["auc_per_seed"]), np.array(agents["single_task"]["auc_per_seed"])
-    best = best_baseline(agents)
+    best_d, best_b = best_arm(agents, True), best_arm(agents, False)
+    d, b = agents[best_d], agents[best_b]
     comparison = {
-        "seeds_distral_auc_higher": int((d_auc > b_auc).sum()),
-        "num_seeds": num_seeds,
-        "final_return_difference": agents["distral"]["final_return_mean"] - agents["single_task"]["final_return_mean"],
-        "best_baseline": best,
-        "seeds_distral_auc_higher_than_best_baseline": int((d_auc > np.array(agents[best]["auc_per_seed"])).sum()),
+        "best_distral": best_d, "best_baseline": best_b, "num_seeds": num_seeds,
+        "auc": paired_difference(d["auc_per_seed"], b["auc_per_seed"]),
+        "final_return": paired_difference(d["final_return_per_seed"], b["final_return_per_seed"]),
+        "same_beta": {f"{beta:g}": {
+            "auc": paired_difference(agents[f"distral_beta{beta:g}"]["auc_per_seed"],
+                                     agents[f"single_task_beta{beta:g}"]["auc_per_seed"]),
+            "final_return": paired_difference(agents[f"distral_beta{beta:g}"]["final_return_per_seed"],
+                                              agents[f"single_task_beta{beta:g}"]["final_return_per_seed"])}
+            for beta in cfg["betas"]},
     }
-    probs = corridor_policy(layout, learners.log_pi0[:num_seeds])
+    comparison["faster"] = comparison["auc"]["mean"] > 0
+    comparison["better"] = comparison["final_return"]["mean"] > 0
+
+    distral_index = [a["name"] for a in arms if a["distral"]]
+    k_best = distral_index.index(best_d)
+    log_pi0 = run["log_pi0"].astype(np.float64)  # [distral arms, seeds, S, A]
+    probs = corridor_policy(layout, log_pi0[k_best])
     corridor = corridor_stats(probs)
+    diagnosis = diagnose(layout, goals, run, agents, arms, cfg)
 
     bin_episodes = max(1, num_episodes // 60)
-    curves = {a["name"]: _bin_curves(returns[:, k], bin_episodes) for k, a in enumerate(arms)}
-    steps = (np.arange(1, num_episodes // bin_episodes + 1) * bin_episodes * episode_length)
+    curves = {a["name"]: _bin_curves(returns[:, k].mean(-1), bin_episodes) for k, a in enumerate(arms)}
+    steps = (np.arange(1, num_episodes // bin_episodes + 1) * bin_episodes * cfg["episode_length"])
     plot_learning_curves(os.path.join(out, "learning_curves.png"), steps, curves, arms,
-                         f"Two-room grid world: {num_tasks} tasks, mean +- std over {num_seeds} seeds", best)
+                         f"Two-room grid world: {cfg['num_tasks']} tasks, mean over {num_seeds} seeds",
+                         {best_d, best_b})
     plot_corridor_policy(os.path.join(out, "corridor_policy.png"), layout, probs)
 
-    summary = {
-        "config": {"num_tasks": num_tasks, "num_seeds": num_seeds, "env_steps_per_task": int(learners.env_steps),
-                   "episode_length": episode_length, "rollout_length": rollout_length, "alpha": 1.0,
-                   "beta": beta, "extra_baseline_betas": [float(b) for b in extra_baseline_betas],
-                   "gamma": gamma, "learning_rate": learning_rate, "layout": layout_name, "seed": seed,
-                   "distill_rate": distill_rate,
-                   "final_fraction": FINAL_FRACTION},
-        "goals": goals.tolist(),
-        "num_episodes": num_episodes,
-        "agents": agents,
-        "comparison": comparison,
-        "corridor": corridor,
-        "wall_time_s": time.time() - start,
-    }
+    summary = {"config": cfg, "goals": goals.tolist(), "num_episodes": num_episodes, "agents": agents,
+               "comparison": comparison, "corridor": corridor, "diagnosis": diagnosis,
+               "wall_time_s": run["wall_time_s"]}
     with open(os.path.join(out, "summary.json"), "w") as f:
         json.dump(summary, f, indent=1)
     with open(os.path.join(out, "report.md"), "w") as f:
         f.write(_report(summary, layout))
-    logging.info("Done in %.1f s: Distral AUC higher on %d/%d seeds; final return %.2f vs %.2f; corridor "
-                 "continue %.2f, up+down %.3f. Wrote %s.", summary["wall_time_s"],
-                 comparison["seeds_distral_auc_higher"], num_seeds, agents["distral"]["final_return_mean"],
-                 agents["single_task"]["final_return_mean"], corridor["continue_mean"],
-                 corridor["up_down_mean"], out)
+    logging.info("Distral at its best beta (%s) vs the baseline at its best (%s): AUC %+.2f (higher on %d/%d "
+                 "seeds), final return %+.2f. Wrote %s.", best_d, best_b, comparison["auc"]["mean"],
+                 comparison["auc"]["seeds_higher"], num_seeds, comparison["final_return"]["mean"], out)
     return summary
+
+
+def diagnose(layout, goals, run, agents, arms, cfg):
+    """Per seed and Distral beta: where the goals lie, pi0's direction in the corridor over training, entropies."""
+    sides = goal_sides(layout, goals)  # [seeds, tasks]
+    out = {"goal_side": sides.tolist(), "snapshot_steps": run["snapshot_steps"].tolist(), "by_beta": {}}
+    q = run["q"].astype(np.float64)
+    for k, arm in enumerate(a for a in arms if a["distral"]):
+        beta = arm["beta"]
+        k_arm = [a["name"] for a in arms].index(arm["name"])
+        left, right = corridor_direction(layout, run["log_pi0_snapshots"][:, k])  # [snapshots, seeds]
+        h0, h_task = policy_entropy(layout, goals, run["log_pi0"][k].astype(np.float64), q[k_arm],
+                                    dict(cfg, beta=beta))
+        out["by_beta"][f"{beta:g}"] = {
+            "corridor_continue_left": left.T.tolist(), "corridor_continue_right": right.T.tolist(),
+            "pi0_entropy": h0.tolist(), "task_policy_entropy": h_task.tolist(),
+        }
+    return out
 
 
 def command_line(cfg, out="DIR"):
     """The command that reruns the experiment of ``cfg`` (a summary's ``config``), every flag explicit."""
     flags_ = {"num_tasks": cfg["num_tasks"], "num_seeds": cfg["num_seeds"], "env_steps": cfg["env_steps_per_task"],
-              "beta": f"{cfg['beta']:g}",
-              "extra_baseline_betas": ",".join(f"{b:g}" for b in cfg["extra_baseline_betas"]),
+              "betas": ",".join(f"{b:g}" for b in cfg["betas"]),
               "learning_rate": f"{cfg['learning_rate']:g}", "gamma": f"{cfg['gamma']:g}",
               "episode_length": cfg["episode_length"], "rollout_length": cfg["rollout_length"],
-              "distill_rate": f"{cfg['distill_rate']:g}", "layout": cfg["layout"], "seed": cfg["seed"]}
+              "distill_rate": f"{cfg['distill_rate']:g}", "layout": cfg["layout"], "seed": cfg["seed"],
+              "snapshots": cfg["snapshots"]}
     return " ".join(["python -m distral_tf.experiments.two_rooms", f"--out={out}",
                      *(f"--{k}={v}" for k, v in flags_.items())])
 
 
+def _pm(d):
+    return f"{d['mean']:+.2f} +- {d['se']:.2f}"
+
+
 def _report(s, layout):
     cfg, agents, cmp_, cor = s["config"], s["agents"], s["comparison"], s["corridor"]
+    d, b = agents[cmp_["best_distral"]], agents[cmp_["best_baseline"]]
+    n = cmp_["num_seeds"]
     lines = [
         "# Two-room grid world: tabular Distral vs. single-task soft Q learning",
         "",
-        "Made by (the defaults, written out):",
+        "Made by (the defaults, written out; `--report_only` rebuilds this report from `run.npz`):",
         "",
         "```",
         command_line(cfg),
@@ -294,8 +407,9 @@ def _report(s, layout):
         "random start). Distral: KL only (alpha = 1), soft Q learning with prior pi0 (eqs. 2-4) alternating "
         f"with the distillation of pi0 after every rollout of {cfg['rollout_length']} steps per task: a step "
         f"of size {cfg['distill_rate']:g} towards the visitation-weighted mixture of the current task policies "
-        "(eq. 5). Baseline: the same soft Q learning with a uniform prior and no distillation. "
-        f"gamma = {cfg['gamma']}, learning rate = {cfg['learning_rate']}. Wall time {s['wall_time_s']:.1f} s.",
+        "(eq. 5). Baseline: the same soft Q learning with a uniform prior and no distillation. Both run at "
+        f"beta = {', '.join(f'{x:g}' for x in cfg['betas'])}; gamma = {cfg['gamma']}, learning rate = "
+        f"{cfg['learning_rate']}. Wall time {s['wall_time_s']:.0f} s.",
         "",
         "AUC is the mean return per episode over the whole run (area under the learning curve divided by "
         f"its length); the final return is the mean over the last {100 * cfg['final_fraction']:.0f}% of "
@@ -304,45 +418,53 @@ def _report(s, layout):
         "| agent | beta | AUC | final return |",
         "|---|---|---|---|",
     ]
-    for a in agents.values():
-        lines.append(f"| {a['label']} | {a['beta']:g} | {a['auc_mean']:.2f} +- {a['auc_std']:.2f} | "
+    for name, a in agents.items():
+        star = " (best beta)" if name in (cmp_["best_distral"], cmp_["best_baseline"]) else ""
+        lines.append(f"| {a['label']}{star} | {a['beta']:g} | {a['auc_mean']:.2f} +- {a['auc_std']:.2f} | "
                      f"{a['final_return_mean']:.2f} +- {a['final_return_std']:.2f} |")
     lines += [
         "",
-        f"Distral's AUC is higher than the single-task baseline's (same beta) on "
-        f"**{cmp_['seeds_distral_auc_higher']} of {cmp_['num_seeds']} seeds**; its mean final return differs by "
-        f"{cmp_['final_return_difference']:+.2f}.",
-    ]
-    best = agents[cmp_["best_baseline"]]
-    if sum(not a["distral"] for a in agents.values()) > 1:
-        lines += [
-            "",
-            f"Against the baseline's best inverse temperature among those run (by AUC: beta = {best['beta']:g}), "
-            f"Distral's mean AUC differs by {agents['distral']['auc_mean'] - best['auc_mean']:+.2f} (higher on "
-            f"{cmp_['seeds_distral_auc_higher_than_best_baseline']} of {cmp_['num_seeds']} seeds) and its mean "
-            f"final return by {agents['distral']['final_return_mean'] - best['final_return_mean']:+.2f}.",
-        ]
-    lines += [
+        f"## Each agent at its best beta: Distral (beta = {d['beta']:g}) vs. the baseline (beta = {b['beta']:g})",
         "",
-        "| seed | AUC Distral | AUC single-task | final Distral | final single-task |",
+        "Differences are Distral minus baseline, per seed (both see the same goals), mean +- standard error "
+        "over seeds.",
+        "",
+        "| | difference | seeds where Distral is higher |",
+        "|---|---|---|",
+        f"| AUC (\"faster\") | {_pm(cmp_['auc'])} | {cmp_['auc']['seeds_higher']} of {n} |",
+        f"| final return (\"better\") | {_pm(cmp_['final_return'])} | "
+        f"{cmp_['final_return']['seeds_higher']} of {n} |",
+        "",
+        f"\"Faster\" (higher AUC) {'holds' if cmp_['faster'] else 'does not hold'}; \"better\" (higher final "
+        f"return) {'holds' if cmp_['better'] else 'does not hold'}.",
+        "",
+        "At the same beta:",
+        "",
+        "| beta | AUC difference | seeds higher | final return difference | seeds higher |",
         "|---|---|---|---|---|",
     ]
-    d, b = agents["distral"], agents["single_task"]
-    for i in range(cfg["num_seeds"]):
-        lines.append(f"| {i} | {d['auc_per_seed'][i]:.2f} | {b['auc_per_seed'][i]:.2f} | "
-                     f"{d['final_return_per_seed'][i]:.2f} | {b['final_return_per_seed'][i]:.2f} |")
+    for beta, c in cmp_["same_beta"].items():
+        lines.append(f"| {beta} | {_pm(c['auc'])} | {c['auc']['seeds_higher']} of {n} | "
+                     f"{_pm(c['final_return'])} | {c['final_return']['seeds_higher']} of {n} |")
     lines += [
         "",
-        "## The distilled policy in the corridor",
+        "| seed | " + " | ".join(f"AUC {a['label']}" for a in agents.values()) + " |",
+        "|---|" + "---|" * len(agents),
+    ]
+    for i in range(n):
+        lines.append(f"| {i} | " + " | ".join(f"{a['auc_per_seed'][i]:.2f}" for a in agents.values()) + " |")
+    lines += [
+        "",
+        f"## The distilled policy in the corridor (Distral at beta = {d['beta']:g})",
         "",
         "pi0 at the corridor cells with previous reward 0, averaged over cells and seeds:",
         "",
         "| previous action | P(continue) | P(reverse) | P(up) + P(down) |",
         "|---|---|---|---|",
     ]
-    for n in ("left", "right"):
-        c = cor[f"prev_{n}"]
-        lines.append(f"| {n} | {c['continue']:.3f} | {c['reverse']:.3f} | {c['up_down']:.3f} |")
+    for m in ("left", "right"):
+        c = cor[f"prev_{m}"]
+        lines.append(f"| {m} | {c['continue']:.3f} | {c['reverse']:.3f} | {c['up_down']:.3f} |")
     lines += [
         "",
         f"On average pi0 continues in the direction of travel with probability {cor['continue_mean']:.3f}; "
@@ -361,11 +483,14 @@ def main(argv):
     values = flags.FLAGS
     if not values.out:
         raise app.UsageError("--out is required.")
+    if values.report_only:
+        write_report(values.out)
+        return
     run_experiment(values.out, num_tasks=values.num_tasks, num_seeds=values.num_seeds, env_steps=values.env_steps,
-                   beta=values.beta, extra_baseline_betas=[float(b) for b in values.extra_baseline_betas],
-                   learning_rate=values.learning_rate, gamma=values.gamma, episode_length=values.episode_length,
-                   rollout_length=values.rollout_length, layout_name=values.layout, seed=values.seed,
-                   distill_rate=values.distill_rate)
+                   betas=[float(b) for b in values.betas], learning_rate=values.learning_rate, gamma=values.gamma,
+                   episode_length=values.episode_length, rollout_length=values.rollout_length,
+                   layout_name=values.layout, seed=values.seed, distill_rate=values.distill_rate,
+                   num_snapshots=values.snapshots)
 
 
 if __name__ == "__main__":
