@@ -31,6 +31,9 @@ class Suite:
       pool_env_kwargs: extra keyword arguments for environments built inside an
         environment-pool process, which already isolates crashes (e.g. Doom then runs
         its engine in that process instead of a child of its own).
+      optimal_return: for suites that can compute it, a picklable function of a task's
+        ``env_kwargs`` that gives the best achievable expected return of an episode
+        (the reports draw it); ``None`` where it is unknown.
     """
 
     name: str
@@ -39,6 +42,7 @@ class Suite:
     env_kwargs: tuple[Mapping[str, Any], ...]
     frames_per_step: int = 1
     pool_env_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    optimal_return: Callable[[Mapping[str, Any]], float] | None = None
 
     def __post_init__(self):
         n = len(self.task_names)
@@ -63,6 +67,12 @@ class Suite:
             env.reset(seed=seed)
         return env
 
+    def optimal_returns(self) -> dict[str, float] | None:
+        """Task name -> best achievable expected return per episode, or ``None`` if the suite cannot say."""
+        if self.optimal_return is None:
+            return None
+        return {t: float(self.optimal_return(k)) for t, k in zip(self.task_names, self.env_kwargs, strict=True)}
+
     def env_factory(self, in_pool: bool) -> Callable[[int, int], gym.Env]:
         """A picklable ``make_env(task, seed)``; ``in_pool`` as in :meth:`make_env`."""
         return functools.partial(self.make_env, in_pool=in_pool)
@@ -76,6 +86,7 @@ class Suite:
             env_kwargs=tuple(self.env_kwargs[i] for i in idx),
             frames_per_step=self.frames_per_step,
             pool_env_kwargs=self.pool_env_kwargs,
+            optimal_return=self.optimal_return,
         )
 
 
