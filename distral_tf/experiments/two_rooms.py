@@ -264,24 +264,33 @@ def corridor_direction(layout, log_pi0):
     return left, right
 
 
-def policy_entropy(layout, goals, log_pi0, q, config):
-    """Entropy of pi0 and of the task policies (eq. 4), weighted by the tasks' discounted visitation.
+def shortest_path_actions(layout, goal):
+    """``[C, A]``: whether each action moves along a shortest path to ``goal`` (the optimal actions).
+
+    Reaching the goal as often as possible in a fixed number of steps means going to it by a
+    shortest path from every start (see :func:`distral_tf.envs.two_rooms.optimal_values`).
+    """
+    dist = np.full(layout.num_cells, np.inf)
+    dist[goal] = 0.0
+    for _ in range(layout.num_cells):
+        dist = np.minimum(dist, 1.0 + dist[layout.next_cell].min(-1))
+    return dist[layout.next_cell] == dist[:, None] - 1
+
+
+def optimal_action_mass(layout, goals, log_probs, weights):
+    """Weighted mean over states of the probability a policy gives the optimal actions of each task.
 
     Args:
-      goals: ``[seeds, tasks]``; log_pi0: ``[seeds, S, A]``; q: ``[seeds, tasks, S, A]``;
-      config: the run's settings (``beta``, ``gamma``, ``episode_length``).
+      goals: ``[seeds, tasks]``; log_probs: ``[seeds, tasks, S, A]`` (or ``[seeds, 1, S, A]`` for pi0);
+      weights: ``[seeds, tasks, S]`` state weights (e.g. the task's discounted visitation).
 
     Returns:
-      ``[seeds]`` entropy of pi0 and ``[seeds, tasks]`` entropy of each task policy, in nats.
+      ``[seeds, tasks]``.
     """
-    from distral_tf.tabular import soft_policy_log_probs
-
-    log_pi = soft_policy_log_probs(q, log_pi0[:, None], 1.0, config["beta"])
-    visits = discounted_visitation(layout, goals, log_pi, config["gamma"], config["episode_length"])
-    w = visits / visits.sum(-1, keepdims=True)  # [seeds, tasks, S]
-    h_task = -(np.exp(log_pi) * log_pi).sum(-1)
-    h0 = -(np.exp(log_pi0) * log_pi0).sum(-1)  # [seeds, S]
-    return (w.mean(1) * h0).sum(-1), (w * h_task).sum(-1)
+    cell_of_state = layout.decode_state(np.arange(layout.num_states))[0]
+    optimal = np.stack([np.stack([shortest_path_actions(layout, g)[cell_of_state] for g in row]) for row in goals])
+    mass = (np.exp(log_probs) * optimal).sum(-1)  # [seeds, tasks, S]
+    return (weights * mass).sum(-1) / weights.sum(-1)
 
 
 def write_report(out):
@@ -348,20 +357,48 @@ def write_report(out):
     return summary
 
 
+STALL_FRACTION = 0.5  # a task stalls under Distral if its final return is below this fraction of the baseline's
+
+
 def diagnose(layout, goals, run, agents, arms, cfg):
-    """Per seed and Distral beta: where the goals lie, pi0's direction in the corridor over training, entropies."""
-    sides = goal_sides(layout, goals)  # [seeds, tasks]
-    out = {"goal_side": sides.tolist(), "snapshot_steps": run["snapshot_steps"].tolist(), "by_beta": {}}
-    q = run["q"].astype(np.float64)
+    """Per Distral beta: which tasks stall, and how pi0 and the task policies treat their optimal actions.
+
+    A task *stalls* when Distral's final return on it is below ``STALL_FRACTION`` times the
+    baseline's (same beta, same goal). For every task, with weights the discounted
+    visitation of the task's own final policy (eq. 5's weights): the probability that
+    pi0, the Distral task policy and the baseline's task policy give the task's optimal
+    (shortest-path) actions; the same for pi0 at each snapshot (final visitation
+    weights); and the entropy of pi0.
+    """
+    from distral_tf.tabular import soft_policy_log_probs
+
+    names = [a["name"] for a in arms]
+    q = run["q"].astype(np.float64)  # [arms, seeds, tasks, S, A]
+    uniform = np.full(q.shape[-2:], -np.log(q.shape[-1]))
+    out = {"goal_side": goal_sides(layout, goals).tolist(), "snapshot_steps": run["snapshot_steps"].tolist(),
+           "stall_fraction": STALL_FRACTION, "by_beta": {}}
     for k, arm in enumerate(a for a in arms if a["distral"]):
-        beta = arm["beta"]
-        k_arm = [a["name"] for a in arms].index(arm["name"])
-        left, right = corridor_direction(layout, run["log_pi0_snapshots"][:, k])  # [snapshots, seeds]
-        h0, h_task = policy_entropy(layout, goals, run["log_pi0"][k].astype(np.float64), q[k_arm],
-                                    dict(cfg, beta=beta))
+        beta, name_b = arm["beta"], f"single_task_beta{arm['beta']:g}"
+        log_pi0 = run["log_pi0"][k].astype(np.float64)[:, None]  # [seeds, 1, S, A]
+        log_pi = soft_policy_log_probs(q[names.index(arm["name"])], log_pi0, 1.0, beta)
+        log_pi_b = soft_policy_log_probs(q[names.index(name_b)], uniform, 1.0, beta)
+        visits = discounted_visitation(layout, goals, log_pi, cfg["gamma"], cfg["episode_length"])
+        visits_b = discounted_visitation(layout, goals, log_pi_b, cfg["gamma"], cfg["episode_length"])
+        w0 = visits.sum(1) / visits.sum((1, 2))[:, None]  # [seeds, S]: all tasks' visitation
+        h0 = -(np.exp(log_pi0[:, 0]) * log_pi0[:, 0]).sum(-1)
+        final_d = np.array(agents[arm["name"]]["final_return_per_task"])
+        final_b = np.array(agents[name_b]["final_return_per_task"])
+        snapshots = run["log_pi0_snapshots"][:, k].astype(np.float64)  # [snapshots, seeds, S, A]
+        left, right = corridor_direction(layout, snapshots)
         out["by_beta"][f"{beta:g}"] = {
+            "stalled": (final_d < STALL_FRACTION * final_b).tolist(),
+            "pi0_optimal": optimal_action_mass(layout, goals, log_pi0, visits).tolist(),
+            "task_optimal": optimal_action_mass(layout, goals, log_pi, visits).tolist(),
+            "baseline_optimal": optimal_action_mass(layout, goals, log_pi_b, visits_b).tolist(),
+            "pi0_optimal_snapshots": [optimal_action_mass(layout, goals, p[:, None], visits).tolist()
+                                      for p in snapshots],
+            "pi0_entropy": (w0 * h0).sum(-1).tolist(),
             "corridor_continue_left": left.T.tolist(), "corridor_continue_right": right.T.tolist(),
-            "pi0_entropy": h0.tolist(), "task_policy_entropy": h_task.tolist(),
         }
     return out
 
@@ -453,6 +490,7 @@ def _report(s, layout):
     ]
     for i in range(n):
         lines.append(f"| {i} | " + " | ".join(f"{a['auc_per_seed'][i]:.2f}" for a in agents.values()) + " |")
+    lines += _diagnosis_lines(s, layout)
     lines += [
         "",
         f"## The distilled policy in the corridor (Distral at beta = {d['beta']:g})",
@@ -476,6 +514,62 @@ def _report(s, layout):
         "",
     ]
     return "\n".join(lines)
+
+
+def _diagnosis_lines(s, layout):
+    """The report's section on the tasks Distral stalls on (see :func:`diagnose`)."""
+    cfg, agents, diag = s["config"], s["agents"], s["diagnosis"]
+    steps = diag["snapshot_steps"]
+    lines = [
+        "",
+        "## Where Distral stalls",
+        "",
+        f"A task *stalls* when Distral's final return on it is below {diag['stall_fraction']:g} times the "
+        "baseline's at the same beta (same goal). The columns give, for stalled and other tasks, the "
+        "probability that a policy takes the task's optimal (shortest-path) actions, averaged over the "
+        "states the task's final policy visits (discounted visitation, eq. 5's weights): pi0 (at the "
+        f"first snapshot, {steps[0]} steps per task, and at the end), Distral's task policy and the "
+        "baseline's task policy (over its own visitation).",
+        "",
+        "| beta | tasks | stalled | final Distral | final baseline | pi0 optimal, first snapshot | "
+        "pi0 optimal, end | task policy optimal | baseline optimal |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for beta, b in diag["by_beta"].items():
+        stalled = np.array(b["stalled"])
+        fd = np.array(agents[f"distral_beta{beta}"]["final_return_per_task"])
+        fb = np.array(agents[f"single_task_beta{beta}"]["final_return_per_task"])
+        cols = [fd, fb, np.array(b["pi0_optimal_snapshots"][0]), np.array(b["pi0_optimal"]),
+                np.array(b["task_optimal"]), np.array(b["baseline_optimal"])]
+        for label, mask in (("stalled", stalled), ("others", ~stalled)):
+            if not mask.any():
+                continue
+            lines.append(f"| {beta} | {label} | {int(mask.sum())} of {mask.size} | "
+                         + " | ".join(f"{c[mask].mean():.2f}" for c in cols) + " |")
+    best = agents[s["comparison"]["best_distral"]]
+    b = diag["by_beta"][f"{best['beta']:g}"]
+    base = agents[f"single_task_beta{best['beta']:g}"]
+    sides = {-1: "left", 0: "corridor", 1: "right"}
+    lines += [
+        "",
+        f"Per seed, Distral at beta = {best['beta']:g} (its best). Goals: how many tasks have their goal in the "
+        "left room / corridor / right room; stalled tasks by goal place; pi0's probability of continuing "
+        "along the corridor in the direction of the previous move (left, right) at the first snapshot and "
+        "at the end; pi0's entropy (nats, over all tasks' visitation; ln 4 = 1.39 is uniform).",
+        "",
+        "| seed | AUC Distral | AUC baseline | goals L/C/R | stalled tasks (goal place) | corridor left, right: "
+        "first -> end | pi0 entropy |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for i in range(cfg["num_seeds"]):
+        side = diag["goal_side"][i]
+        counts = "/".join(str(side.count(v)) for v in (-1, 0, 1))
+        stalled = [f"{t} ({sides[side[t]]})" for t, x in enumerate(b["stalled"][i]) if x]
+        left, right = b["corridor_continue_left"][i], b["corridor_continue_right"][i]
+        lines.append(f"| {i} | {best['auc_per_seed'][i]:.2f} | {base['auc_per_seed'][i]:.2f} | {counts} | "
+                     f"{', '.join(stalled) or '-'} | {left[0]:.2f}, {right[0]:.2f} -> {left[-1]:.2f}, "
+                     f"{right[-1]:.2f} | {b['pi0_entropy'][i]:.2f} |")
+    return lines
 
 
 def main(argv):
