@@ -110,3 +110,24 @@ def test_the_final_evaluation_is_the_last_point_of_the_curves(sweep):
         assert np.sum(~np.isnan(curve)) == grid.num_bins
     old = metrics.run_curve(runs["old-s0"], "distilled", grid)
     assert np.isnan(old[-1])  # no episode after the last periodic evaluation
+
+
+def test_b2_draws_the_standard_errors_of_final_evaluations(sweep):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from distral_tf.reporting import plots
+
+    root, *_ = sweep
+    runs = load_runs(root)
+    grid = metrics.make_grid(runs, 10)
+    summaries = [metrics.summarize(runs, a, "distilled", grid, 0.1) for a in ("kl_2col", "kl_1col")]
+    fig, ax = plt.subplots()
+    plots.draw_sorted_finals(ax, summaries, "B2")
+    (bars,) = ax.collections  # one set of error bars: kl_2col's two runs; kl_1col's run has none
+    segments = bars.get_segments()
+    expected = sorted(se for se, _ in summaries[0].final_stats.values())
+    assert sorted((seg[1][1] - seg[0][1]) / 2 for seg in segments) == pytest.approx(expected)
+    plt.close(fig)

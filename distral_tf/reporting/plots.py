@@ -108,6 +108,7 @@ def draw_sorted_finals(ax, summaries: list[AlgoSummary], title: str, reference: 
                        unfinished: frozenset[str] = frozenset(), optimum: float | None = None):
     """Panel A2/B2: final return of every run of each algorithm, best to worst.
 
+    Finals from a final evaluation carry their standard error as an error bar.
     ``reference``: the random policy's return, and ``optimum``: the best achievable return,
     horizontal lines; runs in ``unfinished``
     (interrupted or crashed, by run id) are circled in black.
@@ -123,6 +124,11 @@ def draw_sorted_finals(ax, summaries: list[AlgoSummary], title: str, reference: 
         if _untrained(s.algo, s.policy):
             line.update(marker="s", ms=4)
         ax.plot(ranks, finals, **line, label=_label(s.algo, s.policy))
+        errors = [(rank, f, s.final_stats[run_id][0]) for rank, (run_id, f) in zip(ranks, ranked, strict=True)
+                  if run_id in s.final_stats]
+        if errors:  # standard errors of the finals that come from a final evaluation
+            x, y, err = zip(*errors, strict=True)
+            ax.errorbar(x, y, yerr=err, fmt="none", ecolor=line["color"], elinewidth=1, capsize=2)
         cut = [(rank, f) for rank, (run_id, f) in zip(ranks, ranked, strict=True) if run_id in unfinished]
         if cut:
             ax.plot(*zip(*cut, strict=True), ls="none", marker="o", ms=9, mfc="none", mec="k", mew=1.2,
