@@ -30,7 +30,7 @@ import numpy as np  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 from matplotlib.patches import FancyArrow, Rectangle  # noqa: E402
 
-from distral_tf.envs.two_rooms import ACTION_NAMES, DOWN, LEFT, RIGHT, UP, draw_goals, get_layout  # noqa: E402
+from distral_tf.envs.two_rooms import ACTION_NAMES, DOWN, LEFT, RIGHT, UP, draw_goals, get_layout, optimal_return  # noqa: E402
 from distral_tf.tabular import SoftQConfig, TabularLearners, discounted_visitation  # noqa: E402
 
 
@@ -111,11 +111,12 @@ def paired_difference(x, y):
     return {"mean": float(d.mean()), "se": se, "seeds_higher": int((d > 0).sum()), "num_seeds": len(d)}
 
 
-def plot_learning_curves(path, steps, curves, arms, title, best):
+def plot_learning_curves(path, steps, curves, arms, title, best, optimum=None):
     """Mean return per episode vs. environment steps per task.
 
     The arms named in ``best`` (each agent at its best beta) are drawn thick with a
-    band of +- std over seeds; the other betas thin and dashed.
+    band of +- std over seeds; the other betas thin and dashed; ``optimum`` (the best
+    achievable return) as a horizontal line.
     """
     fig, ax = plt.subplots(figsize=(6.8, 4.6))
     colours = {True: plt.get_cmap("Blues"), False: plt.get_cmap("Reds")}
@@ -132,6 +133,8 @@ def plot_learning_curves(path, steps, curves, arms, title, best):
             ax.plot(steps, mean, color=colour, lw=1.0, linestyle="--", label=arm["label"])
     ax.set_xlabel("environment steps per task")
     ax.set_ylabel("return per episode (mean over tasks)")
+    if optimum is not None:
+        ax.axhline(optimum, color="tab:green", ls=(0, (2, 2)), lw=1.4, label="best achievable return")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
@@ -339,13 +342,15 @@ def write_report(out):
     bin_episodes = max(1, num_episodes // 60)
     curves = {a["name"]: _bin_curves(returns[:, k].mean(-1), bin_episodes) for k, a in enumerate(arms)}
     steps = (np.arange(1, num_episodes // bin_episodes + 1) * bin_episodes * cfg["episode_length"])
+    optimum = np.array([[optimal_return(layout, g, cfg["episode_length"]) for g in row] for row in goals])
     plot_learning_curves(os.path.join(out, "learning_curves.png"), steps, curves, arms,
-                         f"Two-room grid world: {cfg['num_tasks']} tasks, mean over {num_seeds} seeds",
-                         {best_d, best_b})
+                         f"Two-room grid world: {cfg['num_tasks']} tasks, mean over {num_seeds} seeds "
+                         "(bands: std over seeds)", {best_d, best_b}, optimum.mean())
     plot_corridor_policy(os.path.join(out, "corridor_policy.png"), layout, probs)
 
     summary = {"config": cfg, "goals": goals.tolist(), "num_episodes": num_episodes, "agents": agents,
                "comparison": comparison, "corridor": corridor, "diagnosis": diagnosis,
+               "optimal_return_per_task": optimum.tolist(), "optimal_return_mean": float(optimum.mean()),
                "wall_time_s": run["wall_time_s"]}
     with open(os.path.join(out, "summary.json"), "w") as f:
         json.dump(summary, f, indent=1)
@@ -450,15 +455,19 @@ def _report(s, layout):
         "",
         "AUC is the mean return per episode over the whole run (area under the learning curve divided by "
         f"its length); the final return is the mean over the last {100 * cfg['final_fraction']:.0f}% of "
-        "episodes. Returns are per episode, averaged over the tasks of a seed; +- is the std over seeds.",
+        "episodes. Returns are per episode, averaged over the tasks of a seed; +- is the std over seeds. "
+        f"The best achievable return (by dynamic programming over the layout, goals, restarts and episode "
+        f"length: `optimal_return` in `distral_tf/envs/two_rooms.py`) is {s['optimal_return_mean']:.2f} per "
+        "episode, mean over seeds and tasks; the last column gives the final return as a percentage of it.",
         "",
-        "| agent | beta | AUC | final return |",
-        "|---|---|---|---|",
+        "| agent | beta | AUC | final return | % of best achievable |",
+        "|---|---|---|---|---|",
     ]
     for name, a in agents.items():
         star = " (best beta)" if name in (cmp_["best_distral"], cmp_["best_baseline"]) else ""
         lines.append(f"| {a['label']}{star} | {a['beta']:g} | {a['auc_mean']:.2f} +- {a['auc_std']:.2f} | "
-                     f"{a['final_return_mean']:.2f} +- {a['final_return_std']:.2f} |")
+                     f"{a['final_return_mean']:.2f} +- {a['final_return_std']:.2f} | "
+                     f"{100 * a['final_return_mean'] / s['optimal_return_mean']:.0f}% |")
     lines += [
         "",
         f"## Each agent at its best beta: Distral (beta = {d['beta']:g}) vs. the baseline (beta = {b['beta']:g})",
