@@ -30,7 +30,17 @@ import numpy as np  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 from matplotlib.patches import FancyArrow, Rectangle  # noqa: E402
 
-from distral_tf.envs.two_rooms import ACTION_NAMES, DOWN, LEFT, RIGHT, UP, draw_goals, get_layout, optimal_return  # noqa: E402
+from distral_tf.envs.two_rooms import (  # noqa: E402
+    ACTION_NAMES,
+    DOWN,
+    LEFT,
+    NUM_ACTIONS,
+    RIGHT,
+    UP,
+    draw_goals,
+    get_layout,
+    optimal_return,  # noqa: E402
+)
 from distral_tf.tabular import SoftQConfig, TabularLearners, discounted_visitation  # noqa: E402
 
 
@@ -362,6 +372,35 @@ def write_report(out):
     return summary
 
 
+def far_door(layout, goals, log_probs, q):
+    """pi0 (or a policy) and the task's Q at the door of the room that does not hold the goal.
+
+    A task whose goal is in one room must, from a start in the other, pass that room's door
+    (the cell next to the corridor) with a move into the corridor.
+
+    Args:
+      goals: ``[seeds, tasks]``; log_probs: ``[seeds, S, A]`` (pi0); q: ``[seeds, tasks, S, A]``.
+
+    Returns:
+      ``[seeds, tasks]`` arrays, NaN for goals in the corridor: the probability of the move into
+      the corridor at that door, mean over the previous actions (previous reward 0), and the
+      spread ``max_a Q - min_a Q`` of the task's Q values there, mean over the same states.
+    """
+    corridor = layout.cells[layout.corridor]
+    row, first, last = corridor[0, 0], corridor[:, 1].min(), corridor[:, 1].max()
+    door = {-1: int(np.flatnonzero((layout.cells == (row, last + 1)).all(-1))[0]),  # goal left: right door
+            1: int(np.flatnonzero((layout.cells == (row, first - 1)).all(-1))[0])}
+    sides = goal_sides(layout, goals)
+    prob, spread = np.full(sides.shape, np.nan), np.full(sides.shape, np.nan)
+    for (i, t), side in np.ndenumerate(sides):
+        if side == 0:
+            continue
+        states = layout.state_index(door[side], np.arange(NUM_ACTIONS + 1), 0)
+        prob[i, t] = np.exp(log_probs[i, states, LEFT if side == -1 else RIGHT]).mean()
+        spread[i, t] = np.ptp(q[i, t, states], axis=-1).mean()
+    return prob, spread
+
+
 STALL_FRACTION = 0.5  # a task stalls under Distral if its final return is below this fraction of the baseline's
 
 
@@ -373,7 +412,8 @@ def diagnose(layout, goals, run, agents, arms, cfg):
     visitation of the task's own final policy (eq. 5's weights): the probability that
     pi0, the Distral task policy and the baseline's task policy give the task's optimal
     (shortest-path) actions; the same for pi0 at each snapshot (final visitation
-    weights); and the entropy of pi0.
+    weights); pi0 and the task's Q at the door it must pass (:func:`far_door`); and the
+    entropy of pi0.
     """
     from distral_tf.tabular import soft_policy_log_probs
 
@@ -395,8 +435,11 @@ def diagnose(layout, goals, run, agents, arms, cfg):
         final_b = np.array(agents[name_b]["final_return_per_task"])
         snapshots = run["log_pi0_snapshots"][:, k].astype(np.float64)  # [snapshots, seeds, S, A]
         left, right = corridor_direction(layout, snapshots)
+        door_pi0, door_spread = far_door(layout, goals, log_pi0[:, 0], q[names.index(arm["name"])])
         out["by_beta"][f"{beta:g}"] = {
             "stalled": (final_d < STALL_FRACTION * final_b).tolist(),
+            "far_door_pi0": np.where(np.isnan(door_pi0), None, door_pi0).tolist(),
+            "far_door_q_spread": np.where(np.isnan(door_spread), None, door_spread).tolist(),
             "pi0_optimal": optimal_action_mass(layout, goals, log_pi0, visits).tolist(),
             "task_optimal": optimal_action_mass(layout, goals, log_pi, visits).tolist(),
             "baseline_optimal": optimal_action_mass(layout, goals, log_pi_b, visits_b).tolist(),
@@ -538,11 +581,16 @@ def _diagnosis_lines(s, layout):
         "probability that a policy takes the task's optimal (shortest-path) actions, averaged over the "
         "states the task's final policy visits (discounted visitation, eq. 5's weights): pi0 (at the "
         f"first snapshot, {steps[0]} steps per task, and at the end), Distral's task policy and the "
-        "baseline's task policy (over its own visitation).",
+        "baseline's task policy (over its own visitation). The last two columns look at the door of the "
+        "room without the task's goal (the cell next to the corridor; tasks with a goal in the corridor "
+        "left out): pi0's probability of the move into the corridor, mean over the previous actions, and "
+        "the spread max - min of the task's Q values there. Where that spread is 0, eq. 4 makes the task "
+        "policy equal to pi0.",
         "",
         "| beta | tasks | stalled | final Distral | final baseline | pi0 optimal, first snapshot | "
-        "pi0 optimal, end | task policy optimal | baseline optimal |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "pi0 optimal, end | task policy optimal | baseline optimal | pi0's move through the far door | "
+        "task's Q spread there |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for beta, b in diag["by_beta"].items():
         stalled = np.array(b["stalled"])
@@ -550,11 +598,13 @@ def _diagnosis_lines(s, layout):
         fb = np.array(agents[f"single_task_beta{beta}"]["final_return_per_task"])
         cols = [fd, fb, np.array(b["pi0_optimal_snapshots"][0]), np.array(b["pi0_optimal"]),
                 np.array(b["task_optimal"]), np.array(b["baseline_optimal"])]
+        door = [np.array(b[k], dtype=np.float64) for k in ("far_door_pi0", "far_door_q_spread")]
         for label, mask in (("stalled", stalled), ("others", ~stalled)):
             if not mask.any():
                 continue
             lines.append(f"| {beta} | {label} | {int(mask.sum())} of {mask.size} | "
-                         + " | ".join(f"{c[mask].mean():.2f}" for c in cols) + " |")
+                         + " | ".join(f"{c[mask].mean():.2f}" for c in cols) + " | "
+                         + " | ".join(f"{np.nanmean(c[mask]):.3g}" for c in door) + " |")
     best = agents[s["comparison"]["best_distral"]]
     b = diag["by_beta"][f"{best['beta']:g}"]
     base = agents[f"single_task_beta{best['beta']:g}"]
