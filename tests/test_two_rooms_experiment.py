@@ -37,6 +37,8 @@ def test_reduced_command_line_run_writes_the_report(tmp_path):
     assert c["auc"]["mean"] == np.mean(diff) and c["auc"]["seeds_higher"] == int((diff > 0).sum())
     assert c["auc"]["se"] == np.std(diff, ddof=1) / np.sqrt(2)
     assert c["faster"] == (c["auc"]["mean"] > 0) and c["better"] == (c["final_return"]["mean"] > 0)
+    early = np.subtract(d["early_auc_per_seed"], b["early_auc_per_seed"])
+    assert c["early_auc"]["mean"] == pytest.approx(np.mean(early)) and len(early) == 2
     assert set(c["same_beta"]) == {"15", "25"}
     diag = s["diagnosis"]
     assert len(diag["snapshot_steps"]) == 3 and diag["snapshot_steps"][-1] == 600

@@ -322,6 +322,7 @@ def write_report(out):
         agents[arm["name"]] = {
             "label": arm["label"], "beta": arm["beta"], "distral": arm["distral"],
             "auc_per_seed": auc.tolist(), "final_return_per_seed": final.tolist(),
+            "early_auc_per_seed": returns[:max(1, num_episodes // 4), k].mean((0, -1)).tolist(),
             "final_return_per_task": per_task_final.tolist(),
             "auc_mean": float(auc.mean()), "auc_std": float(auc.std()),
             "final_return_mean": float(final.mean()), "final_return_std": float(final.std()),
@@ -332,6 +333,7 @@ def write_report(out):
         "best_distral": best_d, "best_baseline": best_b, "num_seeds": num_seeds,
         "auc": paired_difference(d["auc_per_seed"], b["auc_per_seed"]),
         "final_return": paired_difference(d["final_return_per_seed"], b["final_return_per_seed"]),
+        "early_auc": paired_difference(d["early_auc_per_seed"], b["early_auc_per_seed"]),
         "same_beta": {f"{beta:g}": {
             "auc": paired_difference(agents[f"distral_beta{beta:g}"]["auc_per_seed"],
                                      agents[f"single_task_beta{beta:g}"]["auc_per_seed"]),
@@ -521,11 +523,14 @@ def _report(s, layout):
         "| | difference | seeds where Distral is higher |",
         "|---|---|---|",
         f"| AUC (\"faster\") | {_pm(cmp_['auc'])} | {cmp_['auc']['seeds_higher']} of {n} |",
+        f"| AUC over the first quarter of the run | {_pm(cmp_['early_auc'])} | "
+        f"{cmp_['early_auc']['seeds_higher']} of {n} |",
         f"| final return (\"better\") | {_pm(cmp_['final_return'])} | "
         f"{cmp_['final_return']['seeds_higher']} of {n} |",
         "",
         f"\"Faster\" (higher AUC) {'holds' if cmp_['faster'] else 'does not hold'}; \"better\" (higher final "
-        f"return) {'holds' if cmp_['better'] else 'does not hold'}.",
+        f"return) {'holds' if cmp_['better'] else 'does not hold'}. Over the first quarter of the run Distral's "
+        f"mean return is {'higher' if cmp_['early_auc']['mean'] > 0 else 'not higher'}.",
         "",
         "At the same beta:",
         "",
