@@ -87,3 +87,37 @@ def test_shortest_path_actions_are_the_dynamic_programs_optimal_actions(layout_n
         optimal = shortest_path_actions(layout, goal)
         assert np.array_equal(optimal[starts], best[starts])
         assert optimal[starts].any(-1).all()
+
+
+def test_far_door_and_optimal_action_mass_by_hand():
+    from distral_tf.experiments.two_rooms import far_door, optimal_action_mass
+
+    layout = tr.get_layout("paper")
+    corridor = layout.cells[layout.corridor]
+    cell = {tuple(rc): i for i, rc in enumerate(layout.cells.tolist())}
+    row, last = int(corridor[0, 0]), int(corridor[:, 1].max())
+    left_goal, right_goal, corridor_goal = cell[(1, 1)], cell[(5, 15)], int(layout.corridor[2])
+    goals = np.array([[left_goal, right_goal, corridor_goal]])
+    S, A = layout.num_states, tr.NUM_ACTIONS
+    log_pi0 = np.full((1, S, A), -np.log(A))
+    right_door = layout.state_index(cell[(row, last + 1)], np.arange(5), 0)
+    log_pi0[0, right_door] = np.log([0.1, 0.1, 0.05, 0.75])  # the right room's door rarely lets one go left
+    q = np.zeros((1, 3, S, A))
+    q[0, 0, right_door] = [0.0, 0.0, 2.0, 0.5]
+    prob, spread = far_door(layout, goals, log_pi0, q)
+    assert prob[0, 0] == pytest.approx(0.05) and spread[0, 0] == pytest.approx(2.0)
+    assert prob[0, 1] == pytest.approx(0.25) and spread[0, 1] == 0  # its door is the left room's
+    assert np.isnan(prob[0, 2]) and np.isnan(spread[0, 2])
+    # A uniform policy gives the optimal actions their share of the four; a shortest-path one all of it.
+    optimal = shortest_path_actions(layout, left_goal)
+    cell_of_state = layout.decode_state(np.arange(S))[0]
+    weights = np.ones((1, 1, S))
+    uniform = np.full((1, 1, S, A), -np.log(A))
+    expected = optimal[cell_of_state].sum(-1).mean() / A
+    assert optimal_action_mass(layout, goals[:, :1], uniform, weights)[0, 0] == pytest.approx(expected)
+    moves = optimal[cell_of_state]
+    counts = moves.sum(-1, keepdims=True)  # 0 at the goal, where the agent never is
+    with np.errstate(divide="ignore", invalid="ignore"):
+        greedy = np.log(np.where(counts > 0, moves / counts, 1 / A))[None, None]
+    weights[0, 0, layout.state_index(left_goal, np.arange(5), np.arange(2)[:, None]).ravel()] = 0
+    assert optimal_action_mass(layout, goals[:, :1], greedy, weights)[0, 0] == pytest.approx(1.0)
