@@ -25,7 +25,7 @@ from absl import flags
 from distral_tf import algorithms, rundir
 from distral_tf.algorithm_spec import DistilledPolicy
 from distral_tf.reporting import document as doc
-from distral_tf.reporting import metrics, random_policy, style
+from distral_tf.reporting import metrics, optimum, random_policy, style
 from distral_tf.reporting.runs import Run, load_runs
 from flags import cli
 
@@ -72,16 +72,30 @@ def fmt(value: float, digits: int = 4) -> str:
     return "n/a" if value is None or math.isnan(value) else f"{value:.{digits}f}"
 
 
-def _mean_std(values: list[float]) -> str:
-    """"mean ± std" over runs; a single run's value alone, marked as one run (its spread is unknown)."""
+def of_optimum(value: float | None, best: float | None) -> str:
+    """`` (97.6%)``: ``value`` as a percentage of the best achievable return; empty where that is unknown."""
+    if best is None or not best or value is None or math.isnan(value):
+        return ""
+    return f" ({100 * value / best:.1f}%)"
+
+
+def _pct(best_return: float | None) -> str:
+    return "; % of best achievable" if best_return else ""
+
+
+def _mean_std(values: list[float], best: float | None = None) -> str:
+    """"mean ± std" over runs; a single run's value alone, marked as one run (its spread is unknown).
+
+    With ``best`` (the best achievable return), the mean also as a percentage of it.
+    """
     vals = [v for v in values if not math.isnan(v)]
     if not vals:
         return "n/a"
     mean = sum(vals) / len(vals)
     if len(vals) == 1:
-        return f"{mean:.4f} (1 run)"
+        return f"{mean:.4f}{of_optimum(mean, best)} (1 run)"
     std = math.sqrt(sum((v - mean) ** 2 for v in vals) / len(vals))
-    return f"{mean:.4f} ± {std:.4f}"
+    return f"{mean:.4f} ± {std:.4f}{of_optimum(mean, best)}"
 
 
 UNFINISHED_STATES = ("interrupted", "crashed", "failed")
@@ -122,7 +136,14 @@ def definitions(num_bins: int, final_fraction: float) -> list[str]:
         "**Best hyperparameters**: the (learning rate, entropy cost) setting with the highest AUC, chosen "
         "separately for task policies (A1) and distilled policies (B1).",
         f"**Final return** of a run: per task, the mean return over the last {pct} of the steps that task "
-        "reached; then the mean over tasks.",
+        "reached; then the mean over tasks. Where a run ends with a final evaluation of its distilled policy "
+        "(episodes played at its last step), a task's final return is the mean over those episodes instead, "
+        "and the run's final return is given ± its standard error (sqrt(sum_i s_i^2 / n_i) / N over the N "
+        "tasks, s_i the standard deviation of task i's n_i episodes); these episodes are also the last point "
+        "of its curve.",
+        "**Best achievable return**: where the suite can compute it from its known dynamics, the expected "
+        "return of an optimal policy, mean over tasks; drawn as a line on every return plot, and every final "
+        "return is followed by its percentage of it.",
         "**A1/B1**: mean over the best setting's runs of the run curves; shaded band = the runs' mean "
         "standard deviation over tasks. **A2/B2**: final return of every run, sorted best to worst.",
         _distilled_policy_definition(),
@@ -139,7 +160,8 @@ def _threshold(task_summaries: list[metrics.AlgoSummary], options: Options) -> f
     return lo + options.threshold_fraction * (hi - lo)
 
 
-def _summary_table(summaries: list[metrics.AlgoSummary], threshold: float, policy: str) -> doc.Table:
+def _summary_table(summaries: list[metrics.AlgoSummary], threshold: float, policy: str,
+                   best_return: float | None = None) -> doc.Table:
     rows = []
     for s in summaries:
         name = style.display_name(s.algo)
@@ -156,34 +178,47 @@ def _summary_table(summaries: list[metrics.AlgoSummary], threshold: float, polic
             fmt_hparam(best.hparams[0]) if best else "-",
             fmt_hparam(best.hparams[1]) if best else "-",
             fmt(best.auc) if best else "n/a",
-            _mean_std(best.finals) if best else "n/a",
-            _mean_std(list(s.finals.values())),
+            _mean_std(best.finals, best_return) if best else "n/a",
+            _mean_std(list(s.finals.values()), best_return),
             reach_text,
         ])
     return doc.Table(
         header=["algorithm", "runs with data", "best learning rate", "best entropy cost", "AUC (best)",
-                "final return, best setting (mean ± std)", "final return, all runs (mean ± std)",
+                f"final return, best setting (mean ± std{_pct(best_return)})",
+                f"final return, all runs (mean ± std{_pct(best_return)})",
                 "fraction of runs reaching threshold"],
         rows=rows,
         caption=f"{_policy_title(policy)}: best hyperparameters by AUC",
     )
 
 
-def _finals_table(summaries: list[metrics.AlgoSummary], runs_by_id: dict[str, Run], policy: str) -> doc.Table:
+def _final_cell(final: float, stats: tuple[float, int] | None, best_return: float | None) -> str:
+    """A run's final return, ± its standard error where a final evaluation gives one."""
+    if stats is None:
+        return fmt(final) + of_optimum(final, best_return)
+    se, episodes = stats
+    return f"{fmt(final)} ± {fmt(se)}{of_optimum(final, best_return)} (final evaluation, ≥{episodes} per task)"
+
+
+def _finals_table(summaries: list[metrics.AlgoSummary], runs_by_id: dict[str, Run], policy: str,
+                  best_return: float | None = None) -> doc.Table:
     rows = []
     for s in summaries:
         for rank, (run_id, final) in enumerate(s.sorted_finals(), 1):
             r = runs_by_id[run_id]
             rows.append([style.display_name(s.algo), str(rank), _run_cell(r), fmt_hparam(r.learning_rate),
-                         fmt_hparam(r.entropy_cost), "?" if r.seed is None else str(r.seed), fmt(final)])
+                         fmt_hparam(r.entropy_cost), "?" if r.seed is None else str(r.seed),
+                         _final_cell(final, s.final_stats.get(run_id), best_return)])
     return doc.Table(
-        header=["algorithm", "rank", "run", "learning rate", "entropy cost", "seed", "final return"],
+        header=["algorithm", "rank", "run", "learning rate", "entropy cost", "seed",
+                f"final return{' (' + _pct(best_return)[2:] + ')' if best_return else ''}"],
         rows=rows,
         caption=f"{_policy_title(policy)}: final return of every run, best to worst ({_PANELS[policy][1]})",
     )
 
 
-def _settings_table(task: list[metrics.AlgoSummary], distilled: list[metrics.AlgoSummary]) -> doc.Table:
+def _settings_table(task: list[metrics.AlgoSummary], distilled: list[metrics.AlgoSummary],
+                    best_return: float | None = None) -> doc.Table:
     rows = []
     for ts, ds in zip(task, distilled, strict=True):
         dist = {s.hparams: s for s in ds.settings}
@@ -191,9 +226,9 @@ def _settings_table(task: list[metrics.AlgoSummary], distilled: list[metrics.Alg
             d = dist.get(s.hparams)
             mark = " (best)" if ts.best is s else ""
             rows.append([style.display_name(ts.algo), fmt_hparam(s.hparams[0]), fmt_hparam(s.hparams[1]),
-                         str(len(s.runs)), fmt(s.auc) + mark, _mean_std(s.finals),
+                         str(len(s.runs)), fmt(s.auc) + mark, _mean_std(s.finals, best_return),
                          fmt(d.auc) + (" (best)" if d is not None and ds.best is d else "") if d else "n/a",
-                         _mean_std(d.finals) if d else "n/a"])
+                         _mean_std(d.finals, best_return) if d else "n/a"])
     return doc.Table(
         header=["algorithm", "learning rate", "entropy cost", "runs", "AUC (task)", "final (task)",
                 "AUC (distilled)", "final (distilled)"],
@@ -231,20 +266,23 @@ def experiment_section(experiment: str, runs: list[Run], out_dir: str, results: 
         experiment, out_dir, options.random_episodes, options.random_seed)
     measured = [random_returns[t] for t in task_names if random_returns and t in random_returns]
     reference = sum(measured) / len(measured) if measured else None
+    optimal_returns, optimum_source = optimum.optimal_returns(experiment)
+    known = [optimal_returns[t] for t in task_names if optimal_returns and t in optimal_returns]
+    best_return = sum(known) / len(known) if optimal_returns and len(known) == len(task_names) else None
     unfinished = frozenset(r.run_id for r in runs if r.state in UNFINISHED_STATES)
     plots.figure4(path("figure4"), summaries["task"], summaries["distilled"], grid, experiment, reference,
-                  unfinished)
+                  unfinished, best_return)
     for policy in POLICIES:
         curves_panel, finals_panel = _PANELS[policy]
         title = rundir.policy_title(policy)
         plots.curves_figure(path(curves_panel), summaries[policy], grid,
-                            f"{experiment} {curves_panel}: {title}, best hyperparameters", reference)
+                            f"{experiment} {curves_panel}: {title}, best hyperparameters", reference, best_return)
         plots.sorted_finals_figure(path(finals_panel), summaries[policy],
                                    f"{experiment} {finals_panel}: {title}, final return of every run", reference,
-                                   unfinished)
+                                   unfinished, best_return)
         plots.per_task_figure(path(f"tasks_{policy}"), summaries[policy], grid, task_names,
                               f"{experiment}: {title} per task (best hyperparameters; band = std over runs)",
-                              random_returns)
+                              random_returns, optimal_returns)
 
     states = collections.Counter(r.state for r in runs)
     empty = [r.run_id for r in runs if not r.has("task")]
@@ -272,16 +310,23 @@ def experiment_section(experiment: str, runs: list[Run], out_dir: str, results: 
             f"mean over tasks {fmt(reference)}; {per_task}."))
     else:
         blocks.append(doc.Paragraph(f"Random policy: {random_source}; the plots have no reference line."))
+    if best_return is not None:
+        per_task = ", ".join(f"`{t}` {fmt(optimal_returns[t])}" for t in task_names)
+        blocks.append(doc.Paragraph(
+            f"Best achievable return (the upper line on every return plot; final returns are followed by "
+            f"their percentage of it): {optimum_source}: mean over tasks {fmt(best_return)}; {per_task}."))
+    else:
+        blocks.append(doc.Paragraph(f"Best achievable return: {optimum_source}; the plots have no line for it."))
     no_distilled = [style.display_name(s.algo) for s in summaries["distilled"] if not s.finals]
     if no_distilled:
         blocks.append(doc.Paragraph(f"No distilled-policy evaluations for: {', '.join(no_distilled)}."))
     blocks += [
         doc.Image(files["figure4"], f"{experiment}: Figure 4 panels A1, A2, B1, B2"),
         doc.Heading(3, "Task policies (A1, A2)"),
-        _summary_table(summaries["task"], threshold, "task"),
+        _summary_table(summaries["task"], threshold, "task", best_return),
         doc.Image(files["A1"], "A1"), doc.Image(files["A2"], "A2"),
         doc.Heading(3, "Distilled policy (B1, B2)"),
-        _summary_table(summaries["distilled"], threshold, "distilled"),
+        _summary_table(summaries["distilled"], threshold, "distilled", best_return),
         doc.Image(files["B1"], "B1"), doc.Image(files["B2"], "B2"),
         doc.Heading(3, "Per-task curves"),
         doc.Image(files["tasks_task"], "task policies per task"),
@@ -289,9 +334,9 @@ def experiment_section(experiment: str, runs: list[Run], out_dir: str, results: 
         doc.Heading(3, "Final return of every run"),
     ]
     runs_by_id = {r.run_id: r for r in runs}
-    blocks += [_finals_table(summaries[p], runs_by_id, p) for p in POLICIES]
+    blocks += [_finals_table(summaries[p], runs_by_id, p, best_return) for p in POLICIES]
     blocks += [doc.Heading(3, "Hyperparameter settings"),
-               _settings_table(summaries["task"], summaries["distilled"])]
+               _settings_table(summaries["task"], summaries["distilled"], best_return)]
 
     results[experiment] = {
         "horizon": grid.horizon,
@@ -301,6 +346,7 @@ def experiment_section(experiment: str, runs: list[Run], out_dir: str, results: 
         "random_policy": None if not random_returns else {
             "returns": random_returns, "mean": reference, "episodes": options.random_episodes,
             "seed": options.random_seed},
+        "optimal_return": None if best_return is None else {"returns": optimal_returns, "mean": best_return},
         "unfinished_runs": sorted(unfinished),
         "policies": {
             p: {
@@ -309,6 +355,9 @@ def experiment_section(experiment: str, runs: list[Run], out_dir: str, results: 
                         "learning_rate": s.best.hparams[0], "entropy_cost": s.best.hparams[1],
                         "auc": s.best.auc, "finals": s.best.finals},
                     "sorted_finals": s.sorted_finals(),
+                    "final_standard_errors": {run_id: se for run_id, (se, _) in s.final_stats.items()},
+                    "sorted_finals_fraction_of_optimum": None if best_return is None else [
+                        (run_id, final / best_return) for run_id, final in s.sorted_finals()],
                     "fraction_reaching_threshold": (
                         None if not s.finals or math.isnan(threshold)
                         else metrics.fraction_reaching(s, threshold)),

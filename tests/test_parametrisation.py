@@ -59,3 +59,31 @@ def test_unit_scaling_makes_the_logit_step_independent_of_beta(name):
     literal = [_logit_change_after_one_step(name, c, "literal") for c in (3e-2, 3e-3)]
     assert unit[0] > 0 and 0.5 < unit[1] / unit[0] < 2.0, unit
     assert literal[1] / literal[0] > 5.0, literal
+
+
+def test_rmsprop_makes_the_unit_form_the_literal_one_with_epsilon_times_beta_squared():
+    """docs/fidelity.md: unit at lr = literal at (lr / beta, eps beta^2); not literal at (lr / beta, eps)."""
+    import tensorflow as tf
+
+    from distral_tf.optim import SharedRMSProp
+
+    beta, lr, eps = 33.0, 1e-2, 0.1
+    rng = np.random.default_rng(0)
+    w0 = rng.normal(size=(5, 4))
+    grads = [rng.normal(size=(5, 4)) * scale for scale in (0.01, 0.1, 1.0, 0.03, 3.0, 0.3)]
+
+    def train(scale, learning_rate, epsilon):
+        """Parameters ``w0 / scale``; the policy ``scale * w`` sees the unit gradients ``g``, so ``dL/dw = scale g``."""
+        w = tf.Variable(w0 / scale, dtype=tf.float64)
+        opt = SharedRMSProp([w], epsilon=epsilon, clip_norm=1e9)
+        step = tf.function(lambda g: opt.apply([g], [w], learning_rate))
+        for g in grads:
+            step(tf.constant(scale * g))
+        return scale * w.numpy()  # back in unit parameters
+
+    unit = train(1.0, lr, eps)
+    np.testing.assert_allclose(train(beta, lr / beta, eps * beta**2), unit, rtol=1e-6)
+    literal = train(beta, lr / beta, eps)
+    assert np.max(np.abs(literal - unit)) > 0.1 * np.max(np.abs(unit - w0))
+    # Without epsilon the forms agree at lr / beta.
+    np.testing.assert_allclose(train(beta, lr / beta, 1e-12), train(1.0, lr, 1e-12 / beta**2), rtol=1e-6)

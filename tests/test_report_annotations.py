@@ -1,5 +1,6 @@
 """What the report adds for its reader: the random-policy line, run states, one-run spreads, pi_0 styles."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -160,3 +161,44 @@ def test_git_commit_is_read_from_a_checkout_only(tmp_path):
         subprocess.run(["git", *args], cwd=repo, check=True, env=env)
     sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
     assert provenance.git_provenance(str(repo)) == {"git_commit": sha, "git_dirty": False}
+
+
+def test_the_best_achievable_return_is_drawn_and_every_final_is_given_as_a_fraction_of_it(sweep):
+    root, out, _, summary = sweep
+    suite = make_suite(SUITE)
+    expected = suite.optimal_returns()
+    best = summary["experiments"][SUITE]["optimal_return"]
+    assert best["returns"] == expected and best["mean"] == pytest.approx(np.mean(list(expected.values())))
+    # Every final return of the report, with the percentage of the optimum that it is.
+    md = open(os.path.join(out, "report.md")).read()
+    finals = summary["experiments"][SUITE]["policies"]
+    for policy in ("task", "distilled"):
+        for s in finals[policy].values():
+            fractions = dict(s["sorted_finals_fraction_of_optimum"])
+            for run_id, final in s["sorted_finals"]:
+                assert fractions[run_id] == pytest.approx(final / best["mean"])
+                assert f"{final:.4f} ({100 * final / best['mean']:.1f}%)" in md
+    task, grid = _summaries(root, "task")
+    fig, axes = plt.subplots(1, 2)
+    plots.draw_curves(axes[0], task, grid, "A1", optimum=best["mean"])
+    plots.draw_sorted_finals(axes[1], task, "A2", optimum=best["mean"])
+    for ax in axes:
+        (line,) = [ln for ln in ax.get_lines() if ln.get_label() == plots.OPTIMUM_LABEL]
+        assert list(line.get_ydata()) == [best["mean"]] * 2
+    plt.close(fig)
+    # A random policy is far below it.
+    assert summary["experiments"][SUITE]["random_policy"]["mean"] < best["mean"] / 2
+
+
+def test_a_suite_that_cannot_compute_the_optimum_gets_no_line(tmp_path):
+    from distral_tf.reporting import optimum
+
+    returns, reason = optimum.optimal_returns("no_such_suite")
+    assert returns is None and reason.startswith("unknown (ValueError")
+    plain = dataclasses.replace(make_suite(SUITE), optimal_return=None)
+    returns, reason = optimum.optimal_returns(SUITE, make_suite=lambda name: plain)
+    assert returns is None and "cannot compute" in reason
+    fig, ax = plt.subplots()
+    plots.draw_curves(ax, [], metrics.Grid(100.0, 4), "A1", optimum=None)
+    assert not [ln for ln in ax.get_lines() if ln.get_label() == plots.OPTIMUM_LABEL]
+    plt.close(fig)

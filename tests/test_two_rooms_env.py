@@ -8,6 +8,7 @@ from gymnasium.utils.env_checker import check_env
 import distral_tf.envs  # noqa: F401  (registers the environments)
 from distral_tf.envs import make_suite
 from distral_tf.envs import two_rooms as tr
+from distral_tf.envs.suites import Suite
 
 
 @pytest.mark.parametrize("observation", ["image", "index"])
@@ -125,3 +126,87 @@ def test_suites(name, num_tasks):
         shapes.add(obs.shape)
     (shape,) = shapes
     assert shape[0] >= 24 and shape[1] >= 24 and shape[2] == 3
+
+
+def _exhaustive_best_return(env, cell, steps_left, starts):
+    """Expectimax over every action sequence, stepping the real environment; a goal forks over the restarts."""
+    if steps_left == 0:
+        return 0.0
+    best = -np.inf
+    for action in range(tr.NUM_ACTIONS):
+        outcomes = []
+        for start in starts:
+            env._cell, env._t = cell, env.episode_length - steps_left
+            env._random_start = lambda start=start: start
+            _, reward, terminated, truncated, _ = env.step(action)
+            assert not terminated and truncated == (steps_left == 1)
+            outcomes.append(reward + _exhaustive_best_return(env, env._cell, steps_left - 1, starts))
+            if reward == 0:
+                break  # no restart: the outcome does not depend on the start drawn
+        best = max(best, float(np.mean(outcomes)))
+    return best
+
+
+@pytest.mark.parametrize("grid,goal,horizon", [
+    (("####", "#..#", "#..#", "####"), 3, 6),  # 2x2 room, goal in a corner
+    (("#####", "#...#", "##.##", "#####"), 1, 5),  # a T: the goal is the junction
+    (("#####", "#...#", "##.##", "#####"), 0, 5),
+])
+def test_optimal_return_matches_exhaustive_search(monkeypatch, grid, goal, horizon):
+    monkeypatch.setitem(tr.LAYOUTS, "tiny", grid)
+    tr.get_layout.cache_clear()
+    try:
+        layout = tr.get_layout("tiny")
+        env = tr.TwoRoomsEnv(layout="tiny", goal=goal, observation="index", episode_length=horizon, image_size=40)
+        env.reset(seed=0)
+        starts = [c for c in range(layout.num_cells) if c != goal]
+        values = tr.optimal_values(layout, goal, horizon)
+        for t in range(horizon + 1):
+            for c in starts:
+                assert values[t, c] == pytest.approx(_exhaustive_best_return(env, c, horizon - t, starts))
+        expected = np.mean([_exhaustive_best_return(env, c, horizon, starts) for c in starts])
+        assert tr.optimal_return(layout, goal, horizon) == pytest.approx(expected)
+        assert expected > 0
+    finally:
+        tr.get_layout.cache_clear()
+
+
+def test_greedy_play_of_the_optimum_reaches_it_and_random_play_does_not():
+    suite = make_suite("two_rooms_small")
+    optimum = suite.optimal_returns()
+    assert list(optimum) == list(suite.task_names)
+    for i, task in enumerate(suite.task_names):
+        env = suite.make_env(i).unwrapped
+        values = tr.optimal_values(env.layout, env.goal, env.episode_length)
+        starts = np.arange(env.layout.num_cells) != env.goal
+        restart = values[1:, starts].mean(-1)  # value of a fresh start with T - t - 1 steps left
+        greedy, rng = [], np.random.default_rng(i)
+        random_returns = []
+        _, info = env.reset(seed=i)
+        for _ in range(300):
+            total, done = 0.0, False
+            while not done:
+                nxt = env.layout.next_cell[env._cell]
+                q = np.where(nxt == env.goal, 1.0 + restart[env._t], values[env._t + 1, nxt])
+                _, r, _, done, _ = env.step(int(np.argmax(q)))
+                total += r
+            greedy.append(total)
+            env.reset()
+        for _ in range(100):
+            total, done = 0.0, False
+            while not done:
+                _, r, _, done, _ = env.step(int(rng.integers(4)))
+                total += r
+            random_returns.append(total)
+            env.reset()
+        se = np.std(greedy) / np.sqrt(len(greedy))
+        assert abs(np.mean(greedy) - optimum[task]) < 4 * se + 1e-9
+        assert np.mean(random_returns) < optimum[task] / 2
+    assert make_suite("two_rooms_small_goal9").optimal_returns() == {"two_rooms_small_goal9": optimum[
+        "two_rooms_small_goal9"]}
+
+
+def test_a_suite_without_the_hook_has_no_optimum():
+    s = make_suite("two_rooms_small")
+    plain = Suite(name=s.name, task_names=s.task_names, env_ids=s.env_ids, env_kwargs=s.env_kwargs)
+    assert plain.optimal_returns() is None and plain.subset([s.task_names[0]]).optimal_returns() is None

@@ -34,6 +34,9 @@ class Suite:
       reward_scale: the factor on the rewards the agent learns from (before any
         ``--reward_clipping``; returns are logged unscaled), for suites whose rewards are
         far from the unit scale the learning rate and gradient clipping assume.
+      optimal_return: for suites that can compute it, a picklable function of a task's
+        ``env_kwargs`` that gives the best achievable expected return of an episode
+        (the reports draw it); ``None`` where it is unknown.
     """
 
     name: str
@@ -43,6 +46,7 @@ class Suite:
     frames_per_step: int = 1
     pool_env_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     reward_scale: float = 1.0
+    optimal_return: Callable[[Mapping[str, Any]], float] | None = None
 
     def __post_init__(self):
         n = len(self.task_names)
@@ -67,6 +71,12 @@ class Suite:
             env.reset(seed=seed)
         return env
 
+    def optimal_returns(self) -> dict[str, float] | None:
+        """Task name -> best achievable expected return per episode, or ``None`` if the suite cannot say."""
+        if self.optimal_return is None:
+            return None
+        return {t: float(self.optimal_return(k)) for t, k in zip(self.task_names, self.env_kwargs, strict=True)}
+
     def env_factory(self, in_pool: bool) -> Callable[[int, int], gym.Env]:
         """A picklable ``make_env(task, seed)``; ``in_pool`` as in :meth:`make_env`."""
         return functools.partial(self.make_env, in_pool=in_pool)
@@ -81,6 +91,7 @@ class Suite:
             frames_per_step=self.frames_per_step,
             pool_env_kwargs=self.pool_env_kwargs,
             reward_scale=self.reward_scale,
+            optimal_return=self.optimal_return,
         )
 
 

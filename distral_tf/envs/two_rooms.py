@@ -113,6 +113,42 @@ def get_layout(name: str) -> Layout:
     return Layout(name, grid, cells, next_cell, corridor)
 
 
+def optimal_values(layout: Layout, goal: int, episode_length: int) -> np.ndarray:
+    """``[T + 1, C]`` best expected return from each cell with ``T - t`` steps left, by backward induction.
+
+    The dynamics are the environment's: a move into a wall stays, reaching the goal
+    gives reward 1 and a new start uniform over the free cells other than the goal,
+    and the episode is cut after ``T = episode_length`` steps (undiscounted)::
+
+        V_T(c) = 0
+        V_t(c) = max_a  1 + mean_{c' != goal} V_{t+1}(c')   if next(c, a) = goal
+                        V_{t+1}(next(c, a))                  otherwise
+
+    The previous action and reward, also part of the state, change neither the
+    moves nor the rewards, so the cell and the steps left suffice.
+    """
+    starts = np.arange(layout.num_cells) != goal
+    hit = layout.next_cell == goal  # [C, A]
+    values = np.zeros((int(episode_length) + 1, layout.num_cells))
+    for t in range(int(episode_length) - 1, -1, -1):
+        after = values[t + 1]
+        values[t] = np.where(hit, 1.0 + after[starts].mean(), after[layout.next_cell]).max(-1)
+    return values
+
+
+def optimal_return(layout: Layout, goal: int, episode_length: int) -> float:
+    """The best achievable expected return of an episode (from the uniform start; see :func:`optimal_values`)."""
+    return float(optimal_values(layout, goal, episode_length)[0, np.arange(layout.num_cells) != goal].mean())
+
+
+def task_optimal_return(env_kwargs) -> float:
+    """:func:`optimal_return` of the task built by ``TwoRoomsEnv(**env_kwargs)`` (the suites' hook)."""
+    layout = get_layout(env_kwargs.get("layout", "paper"))
+    goal = env_kwargs.get("goal")
+    goal = task_goal(layout, env_kwargs.get("task_seed", 0)) if goal is None else int(goal)
+    return optimal_return(layout, goal, env_kwargs.get("episode_length", 100))
+
+
 def task_goal(layout: Layout, task_seed: int) -> int:
     """The goal cell of task ``task_seed``: uniform over the free cells."""
     return int(np.random.default_rng(task_seed).integers(layout.num_cells))
@@ -255,4 +291,4 @@ def suite(name: str) -> Suite:
                    for g in draw_goals(layout, spec["num_tasks"], spec["goal_seed"]))
     names = tuple(f"{name}_goal{k['goal']}" for k in kwargs)
     return Suite(name=name, task_names=names, env_ids=("distral_tf/TwoRooms-v0",) * len(names),
-                 env_kwargs=kwargs, frames_per_step=1)
+                 env_kwargs=kwargs, frames_per_step=1, optimal_return=task_optimal_return)

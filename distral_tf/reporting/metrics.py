@@ -17,6 +17,11 @@ Definitions (repeated in every report):
   and distilled policies are selected separately, each on its own curves.
 - **Final return of a run.** For each task, the mean return of the episodes in the
   last ``final_fraction`` of the steps that task reached; then the mean over tasks.
+  Where a run ends with a final evaluation of a policy (rows marked final, at its
+  last step), that task's final return is instead the mean over those episodes, and
+  the run's final return has a standard error: ``sqrt(sum_i s_i^2 / n_i) / N`` over
+  its ``N`` tasks, ``s_i`` the sample standard deviation of task ``i``'s ``n_i``
+  episodes. The final evaluation's episodes are part of the curves too.
 """
 
 from __future__ import annotations
@@ -120,14 +125,35 @@ def auc(curve: np.ndarray) -> float:
 
 
 def final_return(run: Run, policy: str, final_fraction: float) -> float:
-    """Mean over tasks of the mean return in the last ``final_fraction`` of each task's steps."""
+    """Mean over tasks of each task's final return (see the module docstring).
+
+    A task's final return is the mean over its final evaluation's episodes where the run
+    has them, else the mean return in the last ``final_fraction`` of the task's steps.
+    """
     per_task = []
-    for (p, _), e in run.episodes.items():
+    for (p, task), e in run.episodes.items():
         if p != policy or not len(e.steps):
+            continue
+        final = run.final_evaluation.get((p, task))
+        if final is not None and len(final):
+            per_task.append(float(np.mean(final)))
             continue
         cutoff = (1.0 - final_fraction) * e.steps[-1]
         per_task.append(float(e.returns[e.steps >= cutoff].mean()))
     return float(np.mean(per_task)) if per_task else math.nan
+
+
+def final_evaluation_stats(run: Run, policy: str) -> tuple[float, int]:
+    """``(standard error of the final return, fewest final episodes of a task)`` from the final evaluation.
+
+    ``(nan, 0)`` unless every task on which ``policy`` has episodes has at least two final ones.
+    """
+    tasks = [task for (p, task), e in run.episodes.items() if p == policy and len(e.steps)]
+    finals = [run.final_evaluation.get((policy, task), np.empty(0)) for task in tasks]
+    if not finals or min(len(f) for f in finals) < 2:
+        return math.nan, 0
+    variance = sum(float(np.var(f, ddof=1)) / len(f) for f in finals)
+    return math.sqrt(variance) / len(finals), min(len(f) for f in finals)
 
 
 @dataclasses.dataclass
@@ -159,6 +185,9 @@ class AlgoSummary:
     per_task_mean: dict[str, np.ndarray]  # best setting, per task: mean over runs
     per_task_std: dict[str, np.ndarray]  # best setting, per task: std over runs
     num_runs: int  # every run of the algorithm, with data or not
+    # run id -> (standard error, fewest episodes of a task) of the final return, for runs whose final
+    # return comes from a final evaluation (see final_evaluation_stats)
+    final_stats: dict[str, tuple[float, int]] = dataclasses.field(default_factory=dict)
 
     def sorted_finals(self) -> list[tuple[str, float]]:
         """(run id, final return) of every run with data, best first (ties by run id)."""
@@ -190,6 +219,8 @@ def summarize(runs: list[Run], algo: str, policy: str, grid: Grid, final_fractio
     best = max(scored, key=lambda s: s.auc) if scored else None
     finals = {r.run_id: f for s in settings for r, f in zip(s.runs, s.finals, strict=True)
               if not math.isnan(f)}
+    final_stats = {r.run_id: stats for s in settings for r in s.runs
+                   if r.run_id in finals and (stats := final_evaluation_stats(r, policy))[1]}
     mean_curve = band = None
     per_task_mean, per_task_std = {}, {}
     if best is not None:
@@ -204,7 +235,7 @@ def summarize(runs: list[Run], algo: str, policy: str, grid: Grid, final_fractio
             per_task_std[task] = _nanstd(np.stack(cs), axis=0)
     return AlgoSummary(algo=algo, policy=policy, settings=settings, best=best, finals=finals,
                        mean_curve=mean_curve, band=band, per_task_mean=per_task_mean,
-                       per_task_std=per_task_std, num_runs=len(mine))
+                       per_task_std=per_task_std, num_runs=len(mine), final_stats=final_stats)
 
 
 def fraction_reaching(summary: AlgoSummary, threshold: float) -> float:

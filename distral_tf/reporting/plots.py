@@ -52,6 +52,16 @@ def _reference_line(ax, value: float | None):
     ax.axhline(value, color="0.3", ls=(0, (6, 2, 1, 2)), lw=1.2, label=REFERENCE_LABEL, zorder=1)
 
 
+OPTIMUM_LABEL = "best achievable return"
+
+
+def _optimum_line(ax, value: float | None):
+    """The best achievable return as a labelled horizontal line (nothing where the suite cannot compute it)."""
+    if value is None or not math.isfinite(value):
+        return
+    ax.axhline(value, color="tab:green", ls=(0, (2, 2)), lw=1.4, label=OPTIMUM_LABEL, zorder=1)
+
+
 def _steps_axis(ax, grid: Grid):
     ax.set_xlim(0, grid.horizon)
     ax.set_xlabel("environment steps per task")
@@ -63,10 +73,12 @@ def _empty(ax, message: str):
     ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, color="0.4")
 
 
-def draw_curves(ax, summaries: list[AlgoSummary], grid: Grid, title: str, reference: float | None = None):
+def draw_curves(ax, summaries: list[AlgoSummary], grid: Grid, title: str, reference: float | None = None,
+                optimum: float | None = None):
     """Panel A1/B1: best-setting mean curve per algorithm, band = mean std over tasks.
 
-    ``reference``: the random policy's return (mean over tasks), drawn as a horizontal line.
+    ``reference``: the random policy's return (mean over tasks), drawn as a horizontal line;
+    ``optimum``: the best achievable return (mean over tasks), likewise.
     """
     x = grid.centers
     drawn = 0
@@ -83,6 +95,7 @@ def draw_curves(ax, summaries: list[AlgoSummary], grid: Grid, title: str, refere
     if not drawn:
         _empty(ax, "no episodes")
     _reference_line(ax, reference)
+    _optimum_line(ax, optimum)
     _steps_axis(ax, grid)
     ax.set_ylabel("average return")
     ax.set_title(title)
@@ -92,10 +105,12 @@ UNFINISHED_LABEL = "run interrupted or crashed"
 
 
 def draw_sorted_finals(ax, summaries: list[AlgoSummary], title: str, reference: float | None = None,
-                       unfinished: frozenset[str] = frozenset()):
+                       unfinished: frozenset[str] = frozenset(), optimum: float | None = None):
     """Panel A2/B2: final return of every run of each algorithm, best to worst.
 
-    ``reference``: the random policy's return, a horizontal line; runs in ``unfinished``
+    Finals from a final evaluation carry their standard error as an error bar.
+    ``reference``: the random policy's return, and ``optimum``: the best achievable return,
+    horizontal lines; runs in ``unfinished``
     (interrupted or crashed, by run id) are circled in black.
     """
     most = 0
@@ -109,6 +124,11 @@ def draw_sorted_finals(ax, summaries: list[AlgoSummary], title: str, reference: 
         if _untrained(s.algo, s.policy):
             line.update(marker="s", ms=4)
         ax.plot(ranks, finals, **line, label=_label(s.algo, s.policy))
+        errors = [(rank, f, s.final_stats[run_id][0]) for rank, (run_id, f) in zip(ranks, ranked, strict=True)
+                  if run_id in s.final_stats]
+        if errors:  # standard errors of the finals that come from a final evaluation
+            x, y, err = zip(*errors, strict=True)
+            ax.errorbar(x, y, yerr=err, fmt="none", ecolor=line["color"], elinewidth=1, capsize=2)
         cut = [(rank, f) for rank, (run_id, f) in zip(ranks, ranked, strict=True) if run_id in unfinished]
         if cut:
             ax.plot(*zip(*cut, strict=True), ls="none", marker="o", ms=9, mfc="none", mec="k", mew=1.2,
@@ -120,6 +140,7 @@ def draw_sorted_finals(ax, summaries: list[AlgoSummary], title: str, reference: 
         ax.set_xlim(0.5, most + 0.5)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     _reference_line(ax, reference)
+    _optimum_line(ax, optimum)
     ax.set_xlabel("runs, best to worst")
     ax.set_ylabel("final average return")
     ax.grid(True, alpha=0.3)
@@ -144,30 +165,31 @@ def _legend_below(fig, axes):
 
 
 def curves_figure(path: str, summaries: list[AlgoSummary], grid: Grid, title: str,
-                  reference: float | None = None):
+                  reference: float | None = None, optimum: float | None = None):
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    draw_curves(ax, summaries, grid, title, reference)
+    draw_curves(ax, summaries, grid, title, reference, optimum)
     ax.legend(fontsize=8, loc="best")
     _save(fig, path)
 
 
 def sorted_finals_figure(path: str, summaries: list[AlgoSummary], title: str, reference: float | None = None,
-                         unfinished: frozenset[str] = frozenset()):
+                         unfinished: frozenset[str] = frozenset(), optimum: float | None = None):
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    draw_sorted_finals(ax, summaries, title, reference, unfinished)
+    draw_sorted_finals(ax, summaries, title, reference, unfinished, optimum)
     ax.legend(fontsize=8, loc="best")
     _save(fig, path)
 
 
 def figure4(path: str, task: list[AlgoSummary], distilled: list[AlgoSummary], grid: Grid, experiment: str,
-            reference: float | None = None, unfinished: frozenset[str] = frozenset()):
-    """The four panels side by side, as one row of the paper's Figure 4 (``reference``, ``unfinished``:
-    see :func:`draw_sorted_finals`)."""
+            reference: float | None = None, unfinished: frozenset[str] = frozenset(),
+            optimum: float | None = None):
+    """The four panels side by side, as one row of the paper's Figure 4 (``reference``, ``unfinished``,
+    ``optimum``: see :func:`draw_sorted_finals`)."""
     fig, axes = plt.subplots(1, 4, figsize=(20, 4.6))
-    draw_curves(axes[0], task, grid, "A1: task policies (best hyperparameters)", reference)
-    draw_sorted_finals(axes[1], task, "A2: task policies, every run", reference, unfinished)
-    draw_curves(axes[2], distilled, grid, "B1: distilled policy (best hyperparameters)", reference)
-    draw_sorted_finals(axes[3], distilled, "B2: distilled policy, every run", reference, unfinished)
+    draw_curves(axes[0], task, grid, "A1: task policies (best hyperparameters)", reference, optimum)
+    draw_sorted_finals(axes[1], task, "A2: task policies, every run", reference, unfinished, optimum)
+    draw_curves(axes[2], distilled, grid, "B1: distilled policy (best hyperparameters)", reference, optimum)
+    draw_sorted_finals(axes[3], distilled, "B2: distilled policy, every run", reference, unfinished, optimum)
     fig.suptitle(experiment, fontsize=14)
     fig.tight_layout(rect=(0, 0.07, 1, 0.97))
     _legend_below(fig, axes)
@@ -175,10 +197,11 @@ def figure4(path: str, task: list[AlgoSummary], distilled: list[AlgoSummary], gr
 
 
 def per_task_figure(path: str, summaries: list[AlgoSummary], grid: Grid, task_names: list[str], title: str,
-                    references: dict[str, float] | None = None):
+                    references: dict[str, float] | None = None, optima: dict[str, float] | None = None):
     """One panel per task: best-setting mean over runs per algorithm, band = std over runs.
 
-    ``references``: task -> the random policy's return, drawn as a horizontal line.
+    ``references``: task -> the random policy's return, and ``optima``: task -> the best
+    achievable return, drawn as horizontal lines.
     """
     n = max(len(task_names), 1)
     cols = min(n, 4)
@@ -205,6 +228,7 @@ def per_task_figure(path: str, summaries: list[AlgoSummary], grid: Grid, task_na
         if not drawn:
             _empty(ax, "no episodes")
         _reference_line(ax, (references or {}).get(task))
+        _optimum_line(ax, (optima or {}).get(task))
         _steps_axis(ax, grid)
         ax.set_title(task, fontsize=10)
         if i % cols == 0:

@@ -47,6 +47,9 @@ class Run:
       episodes: ``(policy, task) -> Episodes``, policy being "task" or "distilled".
       git_commit: the commit of the code that made the run (``config.json``), with "+changes" if its
         checkout had uncommitted changes; None if not recorded.
+      final_evaluation: ``(policy, task) -> returns`` of the episodes of the run's final evaluation
+        (metrics rows marked ``"final": true``, played at its last step); empty for runs without one.
+        These episodes are also in ``episodes``.
     """
 
     run_id: str
@@ -62,6 +65,7 @@ class Run:
     source: str
     episodes: dict[tuple[str, str], Episodes]
     git_commit: str | None = None
+    final_evaluation: dict[tuple[str, str], np.ndarray] = dataclasses.field(default_factory=dict)
 
     @property
     def hparams(self) -> tuple[float | None, float | None]:
@@ -238,10 +242,13 @@ def load_run(run_dir: str, root: str) -> Run:
             task_names.append(str(row["task"]))
 
     grouped: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
+    final: dict[tuple[str, str], list[float]] = defaultdict(list)
     for row in rows:
         policy, ret, step = row["policy"], _float(row["return"]), _float(row["env_steps"])
         if policy in POLICIES and ret is not None and step is not None and np.isfinite(ret):
             grouped[(policy, str(row["task"]))].append((step, ret))
+            if row.get("final") is True:
+                final[(policy, str(row["task"]))].append(ret)
     episodes = {}
     for key, pairs in grouped.items():
         pairs.sort(key=lambda p: p[0])
@@ -263,6 +270,7 @@ def load_run(run_dir: str, root: str) -> Run:
         episodes=episodes,
         git_commit=(f"{config['git_commit']}{'+changes' if config.get('git_dirty') else ''}"
                     if isinstance(config.get("git_commit"), str) else None),
+        final_evaluation={key: np.asarray(rets) for key, rets in final.items()},
     )
 
 
