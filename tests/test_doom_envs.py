@@ -72,7 +72,8 @@ def test_importing_envs_does_not_import_engines():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-@pytest.mark.parametrize("name,count", [("doom_mazes", 8), ("doom_navigation", 4), ("doom_lasertag", 8)])
+@pytest.mark.parametrize("name,count", [("doom_mazes", 8), ("doom_mazes_small", 8), ("doom_navigation", 4),
+                                        ("doom_lasertag", 8)])
 def test_suites_share_spaces_and_are_cheap_to_build(name, count):
     suite = make_suite(name)
     assert suite.num_tasks == count and suite.frames_per_step == 4
@@ -130,6 +131,20 @@ def test_vizdoom_basic_killing_the_monster_terminates_the_episode_with_its_rewar
         # The kill's +101 (less the step's tics) comes in one step; otherwise -1 per tic, -5 per missed shot.
         assert (max(rewards) > 90) == terminated and sum(r > 0 for r in rewards) == terminated
     assert kills >= 2
+    env.close()
+
+
+def test_small_mazes_are_smaller_mazes_of_the_same_structure():
+    from distral_tf.envs.doom.maze import fixed_layout
+
+    small = [len(fixed_layout(i, "small").floor_cells()) for i in range(8)]
+    paper = [len(fixed_layout(i).floor_cells()) for i in range(8)]
+    assert max(small) < max(paper) and sum(small) < sum(paper) / 2
+    assert min(small) >= 12 and len({tuple(fixed_layout(i, "small").floor_cells()) for i in range(8)}) == 8
+    env = make_suite("doom_mazes_small").make_env(3)
+    assert env.unwrapped.episode_length == 300 and env.unwrapped.maze_set == "small"
+    with pytest.raises(ValueError, match="maze_set"):
+        fixed_layout(0, "huge")
     env.close()
 
 
