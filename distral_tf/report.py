@@ -382,6 +382,8 @@ def main(argv):
         cli.fail("--runs and --out are required.")
     if FLAGS.threshold is not None and not math.isfinite(FLAGS.threshold):
         cli.fail(f"--threshold must be a finite number, got {FLAGS.threshold}.")
+    if not math.isfinite(FLAGS.random_seconds):
+        cli.fail(f"--random_seconds must be a finite number >= 0 (0: no limit), got {FLAGS.random_seconds}.")
     try:
         options = Options(FLAGS.num_bins, FLAGS.final_fraction, FLAGS.threshold, FLAGS.threshold_fraction,
                           FLAGS.random_episodes, FLAGS.random_seed, FLAGS.random_seconds)
