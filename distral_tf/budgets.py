@@ -6,10 +6,9 @@ points of its budget and draws learning curves, whatever the suite and the numbe
 of workers; ``full`` is the whole ``--total_env_steps``. A fraction scales
 ``--total_env_steps`` instead.
 
-Wall times are estimated from the per-core training speed measured on 2 cores
-(``docs/throughput.md``, ``doom_mazes``, 8 tasks x 32 workers; the per-core table of
-``docs/cluster.md``), assuming speed grows in proportion to the cores of a run. The
-grid world runs faster than these 3D figures.
+Wall times are estimated from the per-core training speed measured on 2 cores for
+each suite that has a measurement (:data:`SPEEDS`), assuming speed grows in proportion
+to the cores of a run; other suites use ``doom_mazes``'s.
 
 Nothing here imports TensorFlow.
 """
@@ -39,14 +38,50 @@ BUDGETS = {
     "tiny": NamedBudget(4, "4 episodes per worker"),
 }
 
-# Agent steps per second per core, measured training doom_mazes on 2 cores (docs/cluster.md).
 ONE_COLUMN_ALGOS = ("a3c", "a3c_multitask")
-STEPS_PER_CORE_SECOND = {
-    ("one_column", "hogwild"): 614.0,
-    ("one_column", "batched"): 1094.0,
-    ("two_column", "hogwild"): 391.0,
-    ("two_column", "batched"): 697.0,
+
+
+@dataclasses.dataclass(frozen=True)
+class MeasuredSpeed:
+    """Training speed per core (agent steps/s) measured on ``suite``, by columns and update mode.
+
+    ``per_core`` maps ``(columns, update_mode)`` (``columns``: ``"one_column"`` for
+    :data:`ONE_COLUMN_ALGOS`, else ``"two_column"``) to agent steps/s per core; an
+    update mode it lacks is derived from its hogwild figure and ``doom_mazes``'s ratio.
+    """
+
+    suite: str
+    per_core: dict
+    source: str
+
+
+SPEEDS = {
+    "doom_mazes": MeasuredSpeed("doom_mazes", {
+        ("one_column", "hogwild"): 614.0,
+        ("one_column", "batched"): 1094.0,
+        ("two_column", "hogwild"): 391.0,
+        ("two_column", "batched"): 697.0,
+    }, "8 tasks x 32 workers on 2 cores, docs/throughput.md and docs/cluster.md"),
+    # The 42 runs of docs/results/two_rooms_small (8 workers per task, 300,000 agent steps each,
+    # 3 at a time on 2 cores): each run's agent_steps_per_second x 3/2, the harmonic mean over
+    # the runs of each kind (so that the estimated core-time is the measured one).
+    "two_rooms_small": MeasuredSpeed("two_rooms_small", {
+        ("one_column", "hogwild"): 674.0,
+        ("two_column", "hogwild"): 342.0,
+    }, "the 42 runs of docs/results/two_rooms_small, 3 at a time on 2 cores"),
 }
+DEFAULT_SPEED = "doom_mazes"
+
+
+def measured_speed(suite_name: str) -> MeasuredSpeed:
+    """The measurement that applies to ``suite_name``: its own, that of the measured suite all its
+    tasks are named after (a list of task names such as ``two_rooms_small_goal7,...``), else
+    :data:`DEFAULT_SPEED`'s."""
+    if suite_name in SPEEDS:
+        return SPEEDS[suite_name]
+    owners = {max((name for name in SPEEDS if task.startswith(f"{name}_")), key=len, default=DEFAULT_SPEED)
+              for task in suite_name.split(",")}
+    return SPEEDS[owners.pop() if len(owners) == 1 else DEFAULT_SPEED]
 
 
 def task_episode_steps(suite, task: int) -> int | None:
@@ -110,10 +145,14 @@ def episodes_per_worker(total_steps: int, num_tasks: int, workers_per_task: int,
     return total_steps / (num_tasks * workers_per_task * episode_steps)
 
 
-def steps_per_core_second(algo: str, update_mode: str) -> float:
-    """Measured training speed per core (agent steps/s) of ``algo`` in ``update_mode``."""
+def steps_per_core_second(algo: str, update_mode: str, suite_name: str = DEFAULT_SPEED) -> float:
+    """Measured training speed per core (agent steps/s) of ``algo`` in ``update_mode`` on ``suite_name``."""
     columns = "one_column" if algo in ONE_COLUMN_ALGOS else "two_column"
-    return STEPS_PER_CORE_SECOND[(columns, update_mode)]
+    per_core = measured_speed(suite_name).per_core
+    if (columns, update_mode) in per_core:
+        return per_core[(columns, update_mode)]
+    reference = SPEEDS[DEFAULT_SPEED].per_core
+    return per_core[(columns, "hogwild")] * reference[(columns, update_mode)] / reference[(columns, "hogwild")]
 
 
 def wall_seconds(run_core_seconds: list[float], cores: float, parallel: int) -> float:

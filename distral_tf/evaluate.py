@@ -91,6 +91,7 @@ def evaluate(logdir: str, *, checkpoint: int | None = None, policies=POLICIES, e
             per_task = evaluation.run_episodes(envs, np.arange(suite.num_tasks), runner, episodes, greedy=greedy,
                                                seed=seed, record=bool(video_dir))
             fps = [env.metadata.get("render_fps", 10) for env in envs]
+            goals = [videos.goal_box(env) for env in envs]
         finally:
             for env in envs:
                 close_quietly(env)
@@ -100,8 +101,8 @@ def evaluate(logdir: str, *, checkpoint: int | None = None, policies=POLICIES, e
             if recording is None:
                 continue
             path = os.path.join(video_dir, f"{name}_{policy}.mp4")
-            videos.write_mp4(path, videos.episode_frames(recording.frames, recording.rewards, name, policy, run.step),
-                             fps[task])
+            videos.write_mp4(path, videos.episode_frames(recording.frames, recording.rewards, name, policy, run.step,
+                                                         goals[task]), fps[task])
             results["videos"].append(path)
             if recording.positions is not None and recording.scene is not None:
                 path = os.path.join(video_dir, f"{name}_{policy}_map.png")

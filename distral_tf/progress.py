@@ -121,7 +121,7 @@ class ProgressReporter:
     Args:
       task_names: of the suite.
       total_steps: the run's budget (all tasks).
-      frames_per_step: the action repeat (frames/s = steps/s x this).
+      frames_per_step: the action repeat (frames/s = agent steps/s x this).
       workers_per_task: workers of each task.
       episode_steps: per task, agent steps of one episode (None where unknown).
       smoothing_secs: time constant of the speed's moving average behind the ETA.
@@ -175,7 +175,6 @@ class ProgressReporter:
     def line(self, total_steps: int, task_steps: Sequence[int], recent_returns: Sequence[float],
              steps_per_second: float) -> str:
         """The progress line; ``recent_returns``: per task, NaN where no episode has finished yet."""
-        fps = steps_per_second * self.frames_per_step
         returns = []
         waiting = []
         for task, (name, r) in enumerate(zip(self.task_names, recent_returns, strict=True)):
@@ -184,8 +183,8 @@ class ProgressReporter:
             else:
                 returns.append(f"{name}=-")
                 waiting.append(task)
-        parts = [f"steps {total_steps:,}/{self.total_steps:,} ({100 * total_steps / self.total_steps:.0f}%)",
-                 f"{fps:,.0f} frames/s"]
+        parts = [f"agent steps {total_steps:,}/{self.total_steps:,} ({100 * total_steps / self.total_steps:.0f}%)",
+                 self.speed(steps_per_second)]
         if len(waiting) == len(self.task_names):
             parts.append("return: " + self._first_episodes_note(waiting, task_steps))
         else:
@@ -193,6 +192,13 @@ class ProgressReporter:
             parts.append("return " + " ".join(returns) + note)
         parts.append(f"ETA {format_duration(self.eta_seconds(total_steps))}")
         return " | ".join(parts)
+
+    def speed(self, steps_per_second: float) -> str:
+        """``"40 agent steps/s (160 frames/s)"``; the frames only where an agent step is several frames."""
+        text = f"{steps_per_second:,.0f} agent steps/s"
+        if self.frames_per_step > 1:
+            text += f" ({steps_per_second * self.frames_per_step:,.0f} frames/s)"
+        return text
 
     def _first_episodes_note(self, tasks: list[int], task_steps: Sequence[int]) -> str:
         expected = [e for e in (self.first_episodes_in(t, int(task_steps[t])) for t in tasks) if e is not None]

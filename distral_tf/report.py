@@ -43,9 +43,13 @@ def define_flags():
                        "default: --threshold_fraction of the way from the worst to the best final return "
                        "of any task-policy run of the experiment.")
     flags.DEFINE_float("threshold_fraction", 0.5, "See --threshold.", lower_bound=0.0, upper_bound=1.0)
-    flags.DEFINE_integer("random_episodes", 5, "Episodes per task of a uniformly random policy, measured once per "
+    flags.DEFINE_integer("random_episodes", 300, "Episodes per task of a uniformly random policy, measured once per "
                          f"report directory (kept in {random_policy.CACHE_FILE}) for the reference line on every "
-                         "return plot; 0: no line.", lower_bound=0)
+                         "return plot, with its standard error; fewer where --random_seconds run out first; "
+                         "0: no line.", lower_bound=0)
+    flags.DEFINE_float("random_seconds", 60.0, "Time budget per task of the random policy's episodes (at least "
+                       f"{random_policy.MIN_EPISODES} are played): the two-room suites play all of "
+                       "--random_episodes well within it, a Doom suite as many as fit; 0: no limit.", lower_bound=0.0)
     flags.DEFINE_integer("random_seed", 0, "Seed of the random policy's environments and actions.")
 
 
@@ -57,8 +61,9 @@ class Options:
     final_fraction: float = 0.1
     threshold: float | None = None
     threshold_fraction: float = 0.5
-    random_episodes: int = 5
+    random_episodes: int = 300
     random_seed: int = 0
+    random_seconds: float = 60.0
 
 POLICIES = rundir.POLICIES
 _PANELS = {"task": ("A1", "A2"), "distilled": ("B1", "B2")}
@@ -263,9 +268,9 @@ def experiment_section(experiment: str, runs: list[Run], out_dir: str, results: 
     }
     path = lambda key: os.path.join(out_dir, files[key])
     random_returns, random_source = random_policy.reference_returns(
-        experiment, out_dir, options.random_episodes, options.random_seed)
+        experiment, out_dir, options.random_episodes, options.random_seed, options.random_seconds)
     measured = [random_returns[t] for t in task_names if random_returns and t in random_returns]
-    reference = sum(measured) / len(measured) if measured else None
+    reference = random_policy.over_tasks(measured) if measured else None
     optimal_returns, optimum_source = optimum.optimal_returns(experiment)
     known = [optimal_returns[t] for t in task_names if optimal_returns and t in optimal_returns]
     best_return = sum(known) / len(known) if optimal_returns and len(known) == len(task_names) else None
@@ -302,12 +307,15 @@ def experiment_section(experiment: str, runs: list[Run], out_dir: str, results: 
         blocks.append(doc.Paragraph(
             f"Runs that did not finish (their curves stop early; circled in A2 and B2): "
             f"{', '.join(_run_cell(r) for r in runs if r.run_id in unfinished)}."))
-    if random_returns:
-        per_task = ", ".join(f"`{t}` {fmt(random_returns[t])}" for t in task_names if t in random_returns)
+    if random_returns and reference is not None:
+        per_task = ", ".join(f"`{t}` {random_returns[t].text()} ({random_returns[t].episodes} episodes)"
+                             for t in task_names if t in random_returns)
+        limit = f" or {options.random_seconds:g} s" if options.random_seconds > 0 else ""
         blocks.append(doc.Paragraph(
-            f"Random policy (the line on every return plot): uniformly random actions, "
-            f"{options.random_episodes} episodes per task, seed {options.random_seed} ({random_source}): "
-            f"mean over tasks {fmt(reference)}; {per_task}."))
+            f"Random policy (the line on every return plot, in a band of ±1 standard error): uniformly random "
+            f"actions, up to {options.random_episodes} episodes{limit} per task, seed {options.random_seed} "
+            f"({random_source}): mean over tasks {reference.text()} (mean ± standard error); per task: "
+            f"{per_task}."))
     else:
         blocks.append(doc.Paragraph(f"Random policy: {random_source}; the plots have no reference line."))
     if best_return is not None:
@@ -343,8 +351,12 @@ def experiment_section(experiment: str, runs: list[Run], out_dir: str, results: 
         "num_bins": grid.num_bins,
         "threshold": None if math.isnan(threshold) else threshold,
         "figures": files,
-        "random_policy": None if not random_returns else {
-            "returns": random_returns, "mean": reference, "episodes": options.random_episodes,
+        "random_policy": None if reference is None else {
+            "returns": {t: r.mean for t, r in random_returns.items()},
+            "standard_errors": {t: r.stderr for t, r in random_returns.items()},
+            "episodes": {t: r.episodes for t, r in random_returns.items()},
+            "mean": reference.mean, "standard_error": reference.stderr,
+            "max_episodes": options.random_episodes, "seconds": options.random_seconds,
             "seed": options.random_seed},
         "optimal_return": None if best_return is None else {"returns": optimal_returns, "mean": best_return},
         "unfinished_runs": sorted(unfinished),
@@ -419,9 +431,11 @@ def main(argv):
         cli.fail("--runs and --out are required.")
     if FLAGS.threshold is not None and not math.isfinite(FLAGS.threshold):
         cli.fail(f"--threshold must be a finite number, got {FLAGS.threshold}.")
+    if not math.isfinite(FLAGS.random_seconds):
+        cli.fail(f"--random_seconds must be a finite number >= 0 (0: no limit), got {FLAGS.random_seconds}.")
     try:
         options = Options(FLAGS.num_bins, FLAGS.final_fraction, FLAGS.threshold, FLAGS.threshold_fraction,
-                          FLAGS.random_episodes, FLAGS.random_seed)
+                          FLAGS.random_episodes, FLAGS.random_seed, FLAGS.random_seconds)
         summary = build_report(FLAGS.runs, FLAGS.out, options)
     except (OSError, ValueError) as e:
         cli.fail(str(e))

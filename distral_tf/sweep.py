@@ -482,18 +482,21 @@ def _run_flag(args: Sequence[str], name: str, default):
 
 def wall_time_estimate(specs: list[RunSpec], update_mode: str, parallel: int, backend: str,
                        cpus_per_run: int) -> list[str]:
-    """Lines estimating the wall time of ``specs`` from the measured per-core speed (:mod:`distral_tf.budgets`)."""
+    """Lines estimating the wall time of ``specs`` from the per-core speed measured on their suite
+    (:func:`distral_tf.budgets.measured_speed`)."""
     if not specs:
         return []
     if update_mode not in ("hogwild", "batched"):
         return [f"no wall-time estimate for --update_mode={update_mode}"]
-    core_seconds = [s.flags["total_env_steps"] / budgets.steps_per_core_second(s.flags["algo"], update_mode)
-                    for s in specs]
+    speed = lambda s: budgets.steps_per_core_second(s.flags["algo"], update_mode, s.flags["suite"])  # noqa: E731
+    core_seconds = [s.flags["total_env_steps"] / speed(s) for s in specs]
     total = f"{sum(core_seconds) / 3600:,.1f} core-hours in all"
-    basis = (f"(measured speed per core in {update_mode} mode: "
-             + ", ".join(f"{a} {budgets.steps_per_core_second(a, update_mode):,.0f}"
-                         for a in dict.fromkeys(s.flags["algo"] for s in specs))
-             + " agent steps/s; the grid world runs faster)")
+    measured = [budgets.measured_speed(s.flags["suite"]) for s in specs]
+    derived = any(update_mode not in {mode for _, mode in m.per_core} for m in measured)
+    how = f"hogwild mode, scaled to {update_mode} as on {budgets.DEFAULT_SPEED}" if derived else f"{update_mode} mode"
+    basis = (f"(speed per core measured on {', '.join(sorted({m.suite for m in measured}))}, {how}: "
+             + ", ".join(f"{s.flags['algo']} {speed(s):,.0f}" for s in {s.flags["algo"]: s for s in specs}.values())
+             + " agent steps/s)")
     if backend == "ray":
         longest = max(core_seconds) / cpus_per_run
         return [f"estimated: {total}; the longest run takes {budgets.format_hours(longest)} on "

@@ -160,6 +160,8 @@ def cases() -> list[Case]:
              "final_fraction"),
         Case("report: nan threshold", "report", ("--runs={dir}", "--out={dir}/report", "--threshold=nan"),
              "--threshold"),
+        Case("report: nan random seconds", "report", ("--runs={dir}", "--out={dir}/report", "--random_seconds=nan"),
+             "random_seconds"),
         Case("report: stray argument", "report", ("--runs={dir}", "--out={dir}/report", "x"), "unexpected"),
         Case("report: no --out", "report", ("--runs={dir}",), "required"),
         Case("report: only garbage files", "report", ("--runs={dir}/runs", "--out={dir}/report"), "r1/config.json",

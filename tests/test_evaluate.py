@@ -72,6 +72,9 @@ def test_evaluate_reports_every_task_and_policy_writes_videos_and_leaves_the_run
         assert len(frames) == 41  # the first observation and one per step
         assert frames[0].shape[0] % 16 == 0 and frames[0].shape[1] % 16 == 0
         assert frames[0].shape[1] >= videos.MIN_SIDE
+        # The goal is outlined in cyan (the encoding blurs colours a little).
+        near_goal_colour = np.all(np.abs(frames[0].astype(int) - videos.GOAL_COLOUR) < 60, axis=-1)
+        assert near_goal_colour.sum() > 100
 
 
 def test_restored_agent_holds_the_trained_parameters_and_episodes_with_the_same_seed_repeat(tiny_kl_2col_run):
@@ -193,6 +196,41 @@ def test_trajectory_line_is_broken_where_the_player_jumps():
     changed = np.any(picture != plain, axis=-1)
     assert changed[int(140 / 96 * 12), int(100 / 96 * 12)]  # on the first walk
     assert not changed[int(440 / 96 * 12), int(400 / 96 * 12)]  # midway through the jump
+
+
+def test_the_goal_is_outlined_in_video_frames_and_not_drawn_in_the_observation():
+    suite = make_suite(SUITE)
+    env = suite.make_env(0)
+    obs, _ = env.reset(seed=0)
+    top, left, bottom, right = box = videos.goal_box(env)
+    assert (bottom - top, right - left) == (env.unwrapped._cell_px,) * 2
+    row, col = env.unwrapped.layout.cells[env.unwrapped.goal]
+    assert env.unwrapped.layout.grid[row][col] != "#"
+    # The observation: the goal's cell is plain floor, and nothing is in the goal's colour.
+    assert not obs[top:bottom, left:right].any()
+    assert not np.all(obs == videos.GOAL_COLOUR, axis=-1).any()
+    (plain,) = videos.episode_frames([obs], [], "t", "task")
+    (marked,) = videos.episode_frames([obs], [], "t", "task", goal=box)
+    changed = np.any(marked != plain, axis=-1)
+    changed[:videos._BANNER_LINE * 2 + 4] = False  # the banner, which says that the goal is outlined
+    rows, cols = np.nonzero(changed)
+    assert np.all(marked[rows, cols] == videos.GOAL_COLOUR)
+    factor = -(-videos.MIN_SIDE // obs.shape[1])  # scale_up's factor
+    # The outline runs round the goal's cell, scaled up.
+    assert (cols.min(), cols.max() + 1) == (left * factor, right * factor)
+    assert rows.max() + 1 - rows.min() == (bottom - top) * factor
+    assert not changed[rows.min() + (bottom - top) * factor // 2, (left + right) * factor // 2]  # hollow
+    env.close()
+
+
+def test_without_imageio_the_video_error_gives_the_readmes_install_hint(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "imageio", None)
+    monkeypatch.setitem(sys.modules, "imageio.v2", None)
+    with pytest.raises(videos.VideoError, match="imageio-ffmpeg") as caught:
+        videos.write_mp4(str(tmp_path / "x.mp4"), [np.zeros((16, 16, 3), np.uint8)], 10)
+    assert videos.INSTALL_HINT in str(caught.value)
+    readme = open(os.path.join(REPO, "README.md")).read()
+    assert f"`{videos.INSTALL_HINT}`" in readme and "distral_tf[video]" not in readme
 
 
 def test_annotated_frames_show_the_running_return():

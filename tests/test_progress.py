@@ -37,11 +37,16 @@ def test_before_any_episode_the_line_says_when_the_first_ones_end_instead_of_nan
     rate = progress.update(10.0, 400)  # 40 steps/s, 20 per task
     line = progress.line(400, [200, 200], [math.nan, math.nan], rate)
     assert "nan" not in line
-    assert "160 frames/s" in line
+    # Agent steps and frames (4 per step) are labelled as such.
+    assert line.startswith("agent steps 400/100,000 (0%) | 40 agent steps/s (160 frames/s) | ")
     # task b's first episodes end at 200 x 10 = 2,000 steps per task: 1,800 more at 20 steps/s per task.
     assert "first episodes end at 2,000 steps per task (200 per worker), in about 0:01:30" in line
     line = progress.line(400, [200, 200], [1.5, math.nan], rate)
     assert "a=1.50 b=-" in line and "nan" not in line
+    # Without an action repeat, frames are agent steps: one figure.
+    single = ProgressReporter(["a"], total_steps=1_000, frames_per_step=1, workers_per_task=1, episode_steps=[10])
+    line = single.line(400, [400], [1.0], 40.0)
+    assert " | 40 agent steps/s | " in line and "frames" not in line
 
 
 def test_eta_is_smoothed_over_lumpy_progress():

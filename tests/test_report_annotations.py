@@ -1,4 +1,5 @@
-"""What the report adds for its reader: the random-policy line, run states, one-run spreads, pi_0 styles."""
+"""What the report adds for its reader: the random-policy line and its error, axes, run states, one-run spreads,
+pi_0 styles."""
 
 import dataclasses
 import json
@@ -58,7 +59,7 @@ def sweep(tmp_path_factory):
     _write_run(root, "a3c-s1", "a3c", 1, tasks, {"state": "running", "pid": dead.pid, "host": os.uname().nodename})
     _write_run(root, "kl_2col-s0", "kl_2col", 0, tasks, {"state": "interrupted"})
     out = str(tmp_path_factory.mktemp("report"))
-    options = report.Options(num_bins=10, random_episodes=2)
+    options = report.Options(num_bins=10, random_episodes=3)
     return root, out, options, report.build_report(root, out, options)
 
 
@@ -66,21 +67,49 @@ def test_random_policy_is_measured_once_and_reused(sweep):
     root, out, options, summary = sweep
     measured = summary["experiments"][SUITE]["random_policy"]
     tasks = make_suite(SUITE).task_names
-    assert sorted(measured["returns"]) == sorted(tasks) and measured["episodes"] == 2
+    assert sorted(measured["returns"]) == sorted(tasks) and set(measured["episodes"].values()) == {3}
     # Seeded: measuring again gives the same numbers.
-    assert random_policy.measure(make_suite(SUITE), 2, options.random_seed) == measured["returns"]
+    again = random_policy.measure(make_suite(SUITE), 3, options.random_seed)
+    assert {t: r.mean for t, r in again.items()} == measured["returns"]
     assert measured["mean"] == pytest.approx(np.mean(list(measured["returns"].values())))
+    errors = list(measured["standard_errors"].values())
+    assert measured["standard_error"] == pytest.approx(np.sqrt(np.sum(np.square(errors))) / len(errors))
     md = open(os.path.join(out, "report.md")).read()
-    assert "Random policy (the line on every return plot)" in md and "measured now" in md
+    assert "Random policy (the line on every return plot, in a band of ±1 standard error)" in md
+    assert "measured now" in md and "(3 episodes)" in md
+    reference = random_policy.RandomReturn(measured["mean"], measured["standard_error"], 9)
+    assert f"mean over tasks {reference.text()} (mean ± standard error)" in md
 
     # A second report in the same directory reads the kept values instead of measuring.
     cache_path = os.path.join(out, random_policy.CACHE_FILE)
     cache = json.load(open(cache_path))
-    cache[SUITE]["returns"] = {t: 123.0 for t in tasks}
+    for entry in cache[SUITE]["tasks"].values():
+        entry["mean"] = 123.0
     json.dump(cache, open(cache_path, "w"))
     again = report.build_report(root, out, options)["experiments"][SUITE]["random_policy"]
     assert again["mean"] == 123.0
     assert "cached in" in open(os.path.join(out, "report.md")).read()
+    # Other settings are measured anew rather than read from a measurement made with fewer episodes.
+    more = dataclasses.replace(options, random_episodes=4)
+    assert set(report.build_report(root, out, more)["experiments"][SUITE]["random_policy"]["episodes"].values()) \
+        == {4}
+
+
+def test_random_policy_standard_error_and_time_budget():
+    suite = make_suite(SUITE)
+    full = random_policy.measure(suite, 6, seed=3)
+    for r in full.values():
+        assert r.episodes == 6 and r.stderr > 0
+    # A budget spent after the first episode still plays MIN_EPISODES, the first episodes of the same stream.
+    cut = random_policy.measure(suite, 6, seed=3, seconds=1e-9)
+    assert cut == random_policy.measure(suite, random_policy.MIN_EPISODES, seed=3)
+    assert {r.episodes for r in cut.values()} == {random_policy.MIN_EPISODES}
+    # Standard error of the mean: sample standard deviation / sqrt(n).
+    r = random_policy.of_episodes([1.0, 2.0, 6.0])
+    assert (r.mean, r.episodes) == (3.0, 3) and r.stderr == pytest.approx(np.sqrt(7.0 / 3.0))
+    assert np.isnan(random_policy.of_episodes([2.0]).stderr)
+    assert random_policy.RandomReturn(1.2345, 0.041, 300).text() == "1.234 ± 0.041"
+    assert random_policy.RandomReturn(15.0, 1.3, 30).text() == "15.0 ± 1.3"
 
 
 def test_unknown_suite_gets_no_line_and_a_reason(tmp_path):
@@ -95,15 +124,60 @@ def _summaries(root, policy, grid_bins=10):
     return [metrics.summarize(runs, a, policy, grid, 0.1) for a in ("a3c", "kl_2col")], grid
 
 
-def test_every_return_plot_draws_the_reference_line(sweep):
+REFERENCE = random_policy.RandomReturn(0.25, 0.04, 300)
+
+
+def test_every_return_plot_draws_the_reference_line_in_its_standard_error_band(sweep):
     root, *_ = sweep
     task, grid = _summaries(root, "task")
     fig, axes = plt.subplots(1, 2)
-    plots.draw_curves(axes[0], task, grid, "A1", reference=0.25)
-    plots.draw_sorted_finals(axes[1], task, "A2", reference=0.25)
+    plots.draw_curves(axes[0], task, grid, "A1", reference=REFERENCE)
+    plots.draw_sorted_finals(axes[1], task, "A2", reference=REFERENCE)
     for ax in axes:
-        (line,) = [ln for ln in ax.get_lines() if ln.get_label() == plots.REFERENCE_LABEL]
+        (line,) = [ln for ln in ax.get_lines() if ln.get_label() == plots.reference_label(REFERENCE)]
         assert list(line.get_ydata()) == [0.25, 0.25]
+        assert "0.250 ± 0.040" in line.get_label()
+        bands = [p for p in ax.patches if p.get_y() == pytest.approx(0.21)]
+        assert len(bands) == 1 and bands[0].get_height() == pytest.approx(0.08)
+    plt.close(fig)
+
+
+def _one_run_root(tmp_path):
+    root = str(tmp_path / "runs")
+    _write_run(root, "a3c-s0", "a3c", 0, make_suite(SUITE).task_names, {"state": "finished"})
+    return root
+
+
+def test_a_single_run_plot_shows_zero_and_the_random_line_and_integer_ranks(tmp_path):
+    task, grid = _summaries(_one_run_root(tmp_path), "task")
+    (final,) = [f for s in task for _, f in s.sorted_finals()]
+    reference = random_policy.RandomReturn(final - 0.1, 0.01, 300)  # just below the run
+    fig, axes = plt.subplots(1, 2)
+    plots.draw_curves(axes[0], task, grid, "A1", reference=reference)
+    plots.draw_sorted_finals(axes[1], task, "A2", reference=reference)
+    fig.canvas.draw()
+    for ax in axes:
+        low, high = ax.get_ylim()
+        # Zero is in view, so 0.1 above random is 0.1 of a range of more than the run's return.
+        assert low <= 0 < reference.mean < final < high
+        assert high - low > final
+    lo, hi = axes[1].get_xlim()
+    ranks = [t for t in axes[1].get_xticks() if lo <= t <= hi]
+    assert ranks == [1.0]
+    plt.close(fig)
+
+
+def test_per_task_panels_name_each_tasks_random_return(sweep, monkeypatch):
+    root, *_ = sweep
+    task, grid = _summaries(root, "task")
+    names = make_suite(SUITE).task_names
+    references = {t: random_policy.RandomReturn(0.1 * i, 0.01, 50) for i, t in enumerate(names)}
+    saved = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: saved.append(fig))
+    plots.per_task_figure("unused.png", task, grid, names, "per task", references)
+    (fig,) = saved
+    titles = [ax.get_title() for ax in fig.axes[:len(names)]]
+    assert titles == [f"{t}\nrandom policy {references[t].text()}" for t in names]
     plt.close(fig)
 
 

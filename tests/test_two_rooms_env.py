@@ -210,3 +210,30 @@ def test_a_suite_without_the_hook_has_no_optimum():
     s = make_suite("two_rooms_small")
     plain = Suite(name=s.name, task_names=s.task_names, env_ids=s.env_ids, env_kwargs=s.env_kwargs)
     assert plain.optimal_returns() is None and plain.subset([s.task_names[0]]).optimal_returns() is None
+
+
+def test_docs_give_the_colours_the_image_uses():
+    import os
+
+    docs = open(os.path.join(os.path.dirname(__file__), "..", "docs", "environments.md")).read()
+    for name, colour in zip((*tr.ACTION_NAMES, "none"), tr._ACTION_COLOURS.tolist(), strict=True):
+        assert f"| {name} | " in docs and f"({', '.join(map(str, colour))}) |" in docs
+    for colour in (tr._WALL, tr._AGENT, tr._WHITE):
+        assert f"({', '.join(map(str, colour.tolist()))})" in docs
+    for name in ("two_rooms", "two_rooms_small"):
+        suite = make_suite(name)
+        assert f"`{suite.task_names[0]}`" in docs
+        size = suite.env_kwargs[0]["image_size"]
+        assert f"| {size}x{size} |" in docs
+
+
+def test_preview_writes_observation_strips_of_two_room_tasks(tmp_path):
+    from PIL import Image
+
+    from distral_tf.envs.preview import preview_task
+
+    suite = make_suite("two_rooms_small")
+    (path,) = preview_task(suite, 0, tmp_path, frames=3, every=2, seed=0)
+    strip = np.asarray(Image.open(path))
+    assert strip.shape == (2 * 44, 2 * 3 * 44, 3)  # three 40x40 observations, padded, at 2x
+    assert np.all(strip == tr._AGENT, axis=-1).any()

@@ -112,8 +112,9 @@ class _Explorer:
 
     def act(self) -> int:
         env = self.env
-        if getattr(env, "scene", None) is None:
-            return int(self.rng.choice(len(_WALK), p=_WALK))
+        if getattr(env, "scene", None) is None:  # no map to walk: random actions (the walk's, on Doom's nine)
+            n = env.action_space.n
+            return int(self.rng.choice(n, p=_WALK if n == len(_WALK) else None))
         from distral_tf.envs.doom.mapgen import cell_center
 
         if self.chase_bots:

@@ -11,10 +11,11 @@ Observations:
     :meth:`Layout.state_index`.
   * ``"image"``: an RGB uint8 image for the deep agents. Walls are grey, floor is
     black, the agent is a yellow cell. The goal is *not* drawn (tasks are told
-    apart by which task network sees them, as in the paper). The rest of the state
-    is drawn on a border: the top and bottom strips take the colour of the previous
-    action (black before the first action), the left and right strips are white
-    when the previous reward was 1.
+    apart by which task network sees them, as in the paper; videos outline it,
+    from :meth:`TwoRoomsEnv.goal_box`). The rest of the state is drawn on a border:
+    the top and bottom strips take the colour of the previous action (black before
+    the first action), the left and right strips are white when the previous
+    reward was 1. ``docs/environments.md`` shows the colours.
 """
 
 from __future__ import annotations
@@ -222,6 +223,11 @@ class TwoRoomsEnv(gym.Env):
     def _cell_slice(self, r, c):
         p, (r0, c0) = self._cell_px, self._origin
         return slice(r0 + r * p, r0 + (r + 1) * p), slice(c0 + c * p, c0 + (c + 1) * p)
+
+    def goal_box(self) -> tuple[int, int, int, int]:
+        """``(top, left, bottom, right)`` pixels of the goal's cell in the image (bottom and right exclusive)."""
+        rows, cols = self._cell_slice(*self.layout.cells[self.goal])
+        return rows.start, cols.start, rows.stop, cols.stop
 
     def _random_start(self) -> int:
         """A uniformly drawn free cell other than the goal."""

@@ -13,6 +13,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from distral_tf.reporting import style  # noqa: E402
 from distral_tf.reporting.metrics import AlgoSummary, Grid  # noqa: E402
+from distral_tf.reporting.random_policy import RandomReturn  # noqa: E402
 
 _DPI = 110
 
@@ -42,14 +43,39 @@ def _line_style(algo: str, policy: str) -> dict:
     return {"color": style.color(algo), "ls": style.linestyle(algo), "lw": 2}
 
 
-REFERENCE_LABEL = "random policy (measured)"
+REFERENCE_LABEL = "random policy (band: ±1 standard error)"  # where one legend serves several references
 
 
-def _reference_line(ax, value: float | None):
-    """The random policy's return as a labelled horizontal line (nothing if it was not measured)."""
-    if value is None or not math.isfinite(value):
+def reference_label(reference: RandomReturn) -> str:
+    return f"random policy: {reference.text()} (band: ±1 standard error)"
+
+
+def _reference_line(ax, reference: RandomReturn | None, label: str | None = None):
+    """The random policy's return as a horizontal line in a band of ±1 standard error (nothing if not measured)."""
+    if reference is None or not math.isfinite(reference.mean):
         return
-    ax.axhline(value, color="0.3", ls=(0, (6, 2, 1, 2)), lw=1.2, label=REFERENCE_LABEL, zorder=1)
+    grey = {"color": "0.3", "zorder": 1}
+    if math.isfinite(reference.stderr) and reference.stderr > 0:
+        ax.axhspan(reference.mean - reference.stderr, reference.mean + reference.stderr, alpha=0.2, lw=0, **grey)
+    ax.axhline(reference.mean, ls=(0, (6, 2, 1, 2)), lw=1.2, label=label or reference_label(reference), **grey)
+
+
+RETURN_MARGIN = 0.05  # of the y-range, above and below
+
+
+def _return_axis(ax):
+    """y-limits that hold everything drawn (curves, bands, the random policy's band, the best achievable
+    return's line) and zero, with margins.
+
+    Zero is kept in view so that a small range (one run, or runs close together) is not
+    stretched over the whole height, which would make a run a little above random look far above it.
+    """
+    lo, hi = ax.dataLim.intervaly
+    if not (math.isfinite(lo) and math.isfinite(hi)) or lo > hi:
+        return
+    lo, hi = min(lo, 0.0), max(hi, 0.0)
+    margin = RETURN_MARGIN * (hi - lo) if hi > lo else 1.0
+    ax.set_ylim(lo - margin, hi + margin)
 
 
 OPTIMUM_LABEL = "best achievable return"
@@ -73,12 +99,13 @@ def _empty(ax, message: str):
     ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, color="0.4")
 
 
-def draw_curves(ax, summaries: list[AlgoSummary], grid: Grid, title: str, reference: float | None = None,
+def draw_curves(ax, summaries: list[AlgoSummary], grid: Grid, title: str, reference: RandomReturn | None = None,
                 optimum: float | None = None):
     """Panel A1/B1: best-setting mean curve per algorithm, band = mean std over tasks.
 
-    ``reference``: the random policy's return (mean over tasks), drawn as a horizontal line;
-    ``optimum``: the best achievable return (mean over tasks), likewise.
+    ``reference``: the random policy's return (mean over tasks), drawn as a horizontal line
+    in its band of ±1 standard error; ``optimum``: the best achievable return (mean over
+    tasks), a horizontal line too. The y-axis holds both lines and zero (see :func:`_return_axis`).
     """
     x = grid.centers
     drawn = 0
@@ -97,6 +124,7 @@ def draw_curves(ax, summaries: list[AlgoSummary], grid: Grid, title: str, refere
     _reference_line(ax, reference)
     _optimum_line(ax, optimum)
     _steps_axis(ax, grid)
+    _return_axis(ax)
     ax.set_ylabel("average return")
     ax.set_title(title)
 
@@ -104,14 +132,14 @@ def draw_curves(ax, summaries: list[AlgoSummary], grid: Grid, title: str, refere
 UNFINISHED_LABEL = "run interrupted or crashed"
 
 
-def draw_sorted_finals(ax, summaries: list[AlgoSummary], title: str, reference: float | None = None,
+def draw_sorted_finals(ax, summaries: list[AlgoSummary], title: str, reference: RandomReturn | None = None,
                        unfinished: frozenset[str] = frozenset(), optimum: float | None = None):
     """Panel A2/B2: final return of every run of each algorithm, best to worst.
 
     Finals from a final evaluation carry their standard error as an error bar.
-    ``reference``: the random policy's return, and ``optimum``: the best achievable return,
-    horizontal lines; runs in ``unfinished``
-    (interrupted or crashed, by run id) are circled in black.
+    ``reference``: the random policy's return (in its band of ±1 standard error), and
+    ``optimum``: the best achievable return, horizontal lines; runs in ``unfinished``
+    (interrupted or crashed, by run id) are circled in black. The y-axis holds both lines and zero.
     """
     most = 0
     for s in summaries:
@@ -138,9 +166,10 @@ def draw_sorted_finals(ax, summaries: list[AlgoSummary], title: str, reference: 
         _empty(ax, "no episodes")
     else:
         ax.set_xlim(0.5, most + 0.5)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # ranks only, even for one run
     _reference_line(ax, reference)
     _optimum_line(ax, optimum)
+    _return_axis(ax)
     ax.set_xlabel("runs, best to worst")
     ax.set_ylabel("final average return")
     ax.grid(True, alpha=0.3)
@@ -165,14 +194,14 @@ def _legend_below(fig, axes):
 
 
 def curves_figure(path: str, summaries: list[AlgoSummary], grid: Grid, title: str,
-                  reference: float | None = None, optimum: float | None = None):
+                  reference: RandomReturn | None = None, optimum: float | None = None):
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     draw_curves(ax, summaries, grid, title, reference, optimum)
     ax.legend(fontsize=8, loc="best")
     _save(fig, path)
 
 
-def sorted_finals_figure(path: str, summaries: list[AlgoSummary], title: str, reference: float | None = None,
+def sorted_finals_figure(path: str, summaries: list[AlgoSummary], title: str, reference: RandomReturn | None = None,
                          unfinished: frozenset[str] = frozenset(), optimum: float | None = None):
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     draw_sorted_finals(ax, summaries, title, reference, unfinished, optimum)
@@ -181,7 +210,7 @@ def sorted_finals_figure(path: str, summaries: list[AlgoSummary], title: str, re
 
 
 def figure4(path: str, task: list[AlgoSummary], distilled: list[AlgoSummary], grid: Grid, experiment: str,
-            reference: float | None = None, unfinished: frozenset[str] = frozenset(),
+            reference: RandomReturn | None = None, unfinished: frozenset[str] = frozenset(),
             optimum: float | None = None):
     """The four panels side by side, as one row of the paper's Figure 4 (``reference``, ``unfinished``,
     ``optimum``: see :func:`draw_sorted_finals`)."""
@@ -197,11 +226,12 @@ def figure4(path: str, task: list[AlgoSummary], distilled: list[AlgoSummary], gr
 
 
 def per_task_figure(path: str, summaries: list[AlgoSummary], grid: Grid, task_names: list[str], title: str,
-                    references: dict[str, float] | None = None, optima: dict[str, float] | None = None):
+                    references: dict[str, RandomReturn] | None = None, optima: dict[str, float] | None = None):
     """One panel per task: best-setting mean over runs per algorithm, band = std over runs.
 
-    ``references``: task -> the random policy's return, and ``optima``: task -> the best
-    achievable return, drawn as horizontal lines.
+    ``references``: task -> the random policy's return, drawn as a horizontal line in its
+    band of ±1 standard error (its value in the panel's title, since the panels share one
+    legend), and ``optima``: task -> the best achievable return, a horizontal line too.
     """
     n = max(len(task_names), 1)
     cols = min(n, 4)
@@ -227,10 +257,12 @@ def per_task_figure(path: str, summaries: list[AlgoSummary], grid: Grid, task_na
             drawn += 1
         if not drawn:
             _empty(ax, "no episodes")
-        _reference_line(ax, (references or {}).get(task))
+        reference = (references or {}).get(task)
+        _reference_line(ax, reference, REFERENCE_LABEL)
         _optimum_line(ax, (optima or {}).get(task))
         _steps_axis(ax, grid)
-        ax.set_title(task, fontsize=10)
+        _return_axis(ax)
+        ax.set_title(task if reference is None else f"{task}\nrandom policy {reference.text()}", fontsize=10)
         if i % cols == 0:
             ax.set_ylabel("average return")
     fig.suptitle(title, fontsize=13)
