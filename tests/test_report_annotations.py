@@ -276,3 +276,33 @@ def test_a_suite_that_cannot_compute_the_optimum_gets_no_line(tmp_path):
     plots.draw_curves(ax, [], metrics.Grid(100.0, 4), "A1", optimum=None)
     assert not [ln for ln in ax.get_lines() if ln.get_label() == plots.OPTIMUM_LABEL]
     plt.close(fig)
+
+
+def test_return_axes_hold_the_random_band_the_best_achievable_return_and_zero(sweep, monkeypatch):
+    root, _, _, summary = sweep
+    task, grid = _summaries(root, "task")
+    best = summary["experiments"][SUITE]["optimal_return"]
+    highest = max(f for s in task for _, f in s.sorted_finals())
+    assert best["mean"] > highest  # only the optimum's line reaches that high
+    fig, axes = plt.subplots(1, 2)
+    plots.draw_curves(axes[0], task, grid, "A1", reference=REFERENCE, optimum=best["mean"])
+    plots.draw_sorted_finals(axes[1], task, "A2", reference=REFERENCE, optimum=best["mean"])
+    for ax in axes:
+        labels = [ln.get_label() for ln in ax.get_lines()]
+        assert plots.reference_label(REFERENCE) in labels and plots.OPTIMUM_LABEL in labels
+        low, high = ax.get_ylim()
+        assert low <= 0 < REFERENCE.mean - REFERENCE.stderr and best["mean"] < high
+    plt.close(fig)
+    # The per-task panels likewise, each with its own task's lines.
+    names = make_suite(SUITE).task_names
+    references = {t: random_policy.RandomReturn(0.2, 0.02, 300) for t in names}
+    saved = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: saved.append(fig))
+    plots.per_task_figure("unused.png", task, grid, names, "per task", references, best["returns"])
+    (fig,) = saved
+    for ax, t in zip(fig.axes[:len(names)], names, strict=True):
+        optimum = [ln for ln in ax.get_lines() if ln.get_label() == plots.OPTIMUM_LABEL]
+        assert [list(ln.get_ydata()) for ln in optimum] == [[best["returns"][t]] * 2]
+        assert plots.REFERENCE_LABEL in [ln.get_label() for ln in ax.get_lines()]
+        assert ax.get_ylim()[0] <= 0 and best["returns"][t] < ax.get_ylim()[1]
+    plt.close(fig)
