@@ -13,6 +13,7 @@ gradient is computed at that snapshot, and applied to the shared parameters.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import random
 import threading
@@ -68,6 +69,10 @@ class _FunctionCache:
             if key not in self._functions:
                 self._functions[key] = trace()
             return self._functions[key]
+
+
+# Loss terms that are sums over a batch's rollouts (the others are means).
+_SUMMED_TERMS = ("total", "policy_gradient", "value", "entropy_bonus", "distillation")
 
 
 def _drop_value(step_output):
@@ -216,9 +221,29 @@ class _Functions:
         """The update for a batch of any tasks (``task=None``) or of task ``task`` only."""
         return self._cache.get(("train", task), lambda: self._trace_train(task))
 
-    def train_each(self, task: int):
-        """The Hogwild update of a batch of rollouts of task ``task``: one RMSProp step per rollout, in order."""
-        return self._cache.get(("train_each", task), lambda: self._trace_train_each(task))
+    def train_each(self, task: int, args) -> dict:
+        """The Hogwild updates of a batch of rollouts of task ``task`` (``rollout_args``): one RMSProp step per
+        rollout, in order, all differentiated at this network's parameters; returns the batch's terms (its
+        losses per rollout), and per rollout ``grad_norm``, ``updates_before`` and, with a shared sink,
+        the clipped ``shared_grads`` ([B, *shape] per shared variable) for the sink."""
+        agent = self._agent
+        terms, grads, norms = self.rollout_gradients(task)(*args)
+        _, targets, shared = self._task_variables(task)
+        split = agent.shared_sink is not None
+        applied = [not s for s in shared] if split else [True] * len(targets)
+        apply = agent._functions._cache.get(("apply_each", task, split), lambda: agent.optimizer.sequence_function(
+            [v for v, a in zip(targets, applied, strict=True) if a], agent.learning_rate, agent.total_env_steps,
+            agent.env_steps))
+        steps = tf.constant(np.shape(args[3])[0], tf.int64)  # agent steps of one rollout
+        with agent.update_locks(task, any(s and a for s, a in zip(shared, applied, strict=True))):
+            scales, before = apply([g for g, a in zip(grads, applied, strict=True) if a], norms, steps)
+        out = {k: v / float(len(norms)) if k in _SUMMED_TERMS else v for k, v in terms.items()}
+        out["grad_norm"], out["updates_before"] = norms, before
+        out["learning_rate"] = linear_annealing(agent.learning_rate, agent.env_steps, agent.total_env_steps)
+        if split:
+            out["shared_grads"] = [g * tf.reshape(scales, [-1] + [1] * (len(g.shape) - 1))
+                                   for g, s in zip(grads, shared, strict=True) if s]
+        return out
 
     def traced(self, key) -> bool:
         return key in self._cache
@@ -298,11 +323,14 @@ class _Functions:
 
     def rollout_gradients(self, task: int):
         """Traced: a batch of rollouts of task ``task`` -> (loss terms, per-rollout gradients ``[B, *shape]`` of
-        the variables task ``task`` trains, in ``trainable`` order); nothing is applied."""
+        the variables task ``task`` trains, in ``trainable`` order, each rollout's global norm ``[B]``);
+        nothing is applied."""
         def trace():
             @tf.function(autograph=False, input_signature=self._agent.rollout_spec)
             def gradients(*args):
-                return self._rollout_gradients(task, args)
+                terms, grads = self._rollout_gradients(task, args)
+                squares = [tf.reduce_sum(tf.square(g), axis=tf.range(1, tf.rank(g))) for g in grads]
+                return terms, grads, tf.sqrt(tf.add_n(squares))
 
             return gradients.get_concrete_function()
 
@@ -335,39 +363,6 @@ class _Functions:
             grads.update(per_rollout.column_gradients(col, t, d, time, batch))
         return terms, [grads[id(v)] for v in sources]
 
-    def _trace_train_each(self, task: int):
-        agent = self._agent
-        _, targets, shared = self._task_variables(task)
-        split = agent.shared_sink is not None
-        apply = [not s for s in shared] if split else [True] * len(targets)
-        sum_terms = ("total", "policy_gradient", "value", "entropy_bonus", "distillation")
-
-        @tf.function(autograph=False, input_signature=agent.rollout_spec)
-        def train_each(*args):
-            terms, grads = self._rollout_gradients(task, args)
-            actions = args[3]
-            steps = tf.cast(tf.shape(actions)[0], tf.int64)  # agent steps of one rollout
-            batch = tf.cast(tf.shape(actions)[1], tf.float32)
-
-            def learning_rate():
-                return linear_annealing(agent.learning_rate, agent.env_steps, agent.total_env_steps)
-
-            def count_steps():
-                agent.env_steps.assign_add(steps)
-
-            norms, scales, before = agent.optimizer.apply_each(
-                [g for g, a in zip(grads, apply, strict=True) if a],
-                [v for v, a in zip(targets, apply, strict=True) if a], learning_rate, count_steps, norm_grads=grads)
-            out = {k: v / batch if k in sum_terms else v for k, v in terms.items()}
-            out["grad_norm"], out["updates_before"] = norms, before
-            out["learning_rate"] = learning_rate()
-            if split:
-                out["shared_grads"] = [g * tf.reshape(scales, [-1] + [1] * (len(g.shape) - 1))
-                                       for g, s in zip(grads, shared, strict=True) if s]
-            return out
-
-        return train_each.get_concrete_function()
-
     def warm_up(self, single_task_updates: bool, batched_updates: bool):
         """Runs the acting and update functions once on dummy data (the caller restores all state)."""
         agent = self._agent
@@ -384,7 +379,7 @@ class _Functions:
         if single_task_updates:  # Hogwild updates of each task, computed together (train_each)
             for task in range(len(self.network.task_columns)):
                 rollout.task_ids[:] = task
-                self.train_each(task)(*rollout_args(rollout))  # shared gradients are not sent from here
+                self.train_each(task, rollout_args(rollout))  # shared gradients are not sent from here
 
     def train_step(self, rollout: Rollout, shared_version: int = 0) -> dict[str, float]:
         """One update from ``rollout``; a batch of a single task runs that task's own function (no routing).
@@ -416,7 +411,7 @@ def train_each_step(functions: _Functions, rollout: Rollout, version: int,
         task = int(rollout.task_ids[0])
         if (rollout.task_ids != task).any():
             raise ValueError(f"Updates computed together need rollouts of one task, got tasks {set(rollout.task_ids)}.")
-    out = functions.train_each(task)(*rollout_args(rollout))
+    out = functions.train_each(task, rollout_args(rollout))
     shared_grads = out.pop("shared_grads", None)
     if shared_grads is not None:
         shared_grads = [g.numpy() for g in shared_grads]
@@ -508,7 +503,21 @@ class Agent(tf.Module):
         self.shared_sink = None
         self.shared_source = None
         self.shared_version = 0
+        # Hogwild updates computed together (``train_each``) hold these while they write: one per task
+        # column, one for the variables every task uses, taken in that order.
+        self._task_locks = [threading.Lock() for _ in range(num_tasks)]
+        self._shared_lock = threading.Lock()
         self._functions = _Functions(self, network)
+
+    @contextlib.contextmanager
+    def update_locks(self, task: int, shared: bool):
+        """Held while a batch of updates of ``task`` (and, with ``shared``, the shared variables) is written."""
+        with self._task_locks[task]:
+            if shared:
+                with self._shared_lock:
+                    yield
+            else:
+                yield
 
     @property
     def variable_tasks(self) -> list[int | None]:

@@ -90,52 +90,57 @@ class SharedRMSProp(tf.Module):
         tf.cond(tf.math.is_finite(norm), update, skip)
         return norm
 
-    def apply_each(self, grads, variables, learning_rate_fn, after_each=None, norm_grads=None):
-        """Applies ``B`` updates in order, each clipped by its own global norm: B Hogwild steps.
+    def sequence_function(self, variables, initial_learning_rate: float, total_steps: int, steps_counter):
+        """A compiled function applying ``B`` updates of ``variables`` in order, each its own RMSProp step.
 
-        Must be called inside a ``tf.function``. ``grads``: per variable, ``[B, *shape]``
-        (rollout ``k``'s gradient is ``grads[i][k]``). Update ``k`` is exactly
-        :meth:`apply` of rollout ``k``'s gradients at learning rate ``learning_rate_fn()``,
-        read just before it (``after_each()``, if given, runs after each update, e.g. to
-        count its agent steps); a non-finite gradient is skipped and counted as there.
-        ``norm_grads`` (default ``grads``): the gradients whose global norm clips each update,
-        where only some of them are applied here (the rest go elsewhere, scaled alike).
-        Returns ``(norms [B], scales [B], updates_before [B])``: each rollout's pre-clipping
-        norm, its clipping factor (0 if skipped) and the update count the shared parameters
-        had just before its update.
+        ``apply(grads, norms)``: ``grads`` per variable ``[B, *shape]`` (update ``k`` is
+        ``grads[i][k]``), ``norms [B]`` each update's global norm (over every gradient of the
+        rollout, those applied elsewhere included). Update ``k`` is :meth:`apply` of its
+        gradients clipped at ``clip_norm``, at the learning rate annealed to the agent steps
+        ``steps_counter`` holds before it; after each update ``steps_counter`` grows by
+        ``steps_per_update``; a non-finite norm skips the update (counted as :meth:`apply`
+        counts it). The ``B`` steps of a variable run in one pass over its memory (the chain
+        of element-wise steps is one XLA fusion), so a variable's parameters and mean squares
+        are read and written once per call instead of once per update. Returns ``(scales
+        [B], updates_before [B])``: each update's clipping factor (0 if skipped) and the update
+        count the shared parameters had just before it. The caller serialises calls that
+        update the same variables (as the per-variable locks of :meth:`apply` do).
         """
-        squares = [tf.reduce_sum(tf.square(g), axis=tf.range(1, tf.rank(g)))
-                   for g in (grads if norm_grads is None else norm_grads)]
-        norms = tf.sqrt(tf.add_n(squares))
-        finite = tf.math.is_finite(norms)
-        scales = tf.where(finite, tf.minimum(1.0, self.clip_norm / tf.maximum(norms, 1e-30)), 0.0)
-        count = tf.shape(norms)[0]
+        variables = list(variables)
+        mean_squares = [self.mean_squares[self._index[id(v)]] for v in variables]
+        decay, epsilon, clip_norm = self.decay, self.epsilon, self.clip_norm
 
-        def body(k, before):
-            before = before.write(k, tf.cast(self.num_updates, tf.float32))
-            learning_rate = learning_rate_fn()
+        @tf.function(jit_compile=True, reduce_retracing=False, autograph=False)
+        def apply(grads, norms, steps_per_update):
+            count = norms.shape[0]  # static: one compiled function per number of updates
+            finite = tf.math.is_finite(norms)
+            scales = tf.where(finite, tf.minimum(1.0, clip_norm / tf.maximum(norms, 1e-30)), 0.0)
+            applied = tf.cast(finite, tf.float32)
+            steps0 = tf.cast(steps_counter, tf.float32)
+            per_update = tf.cast(steps_per_update, tf.float32)
+            rates = [initial_learning_rate * tf.maximum(
+                1.0 - (steps0 + k * per_update) / float(max(total_steps, 1)), 0.0) for k in range(count)]
+            for g, v, ms in zip(grads, variables, mean_squares, strict=True):
+                value, square = tf.convert_to_tensor(v), tf.convert_to_tensor(ms)
+                for k in range(count):
+                    d = tf.where(finite[k], g[k] * scales[k], 0.0)
+                    stepped = square + (d * d - square) * (1.0 - decay)
+                    square = tf.where(finite[k], stepped, square)
+                    value = value - (applied[k] * rates[k]) * d * tf.math.rsqrt(square + epsilon)
+                v.assign(value)
+                ms.assign(square)
+            before = tf.cast(self.num_updates, tf.float32) + tf.cumsum(applied, exclusive=True)
+            done = tf.cast(tf.reduce_sum(applied), tf.int64)
+            self.num_updates.assign_add(done)
+            self.num_skipped.assign_add(count - done)
+            # Skips since the last applied update (all of them, and those before, if none was applied).
+            applied_at = tf.where(finite, tf.range(count), -1)
+            trailing = tf.cast(count - 1 - tf.reduce_max(applied_at), tf.int64)
+            self.consecutive_skipped.assign(tf.where(done > 0, trailing, self.consecutive_skipped + count))
+            steps_counter.assign_add(tf.cast(count, tf.int64) * tf.cast(steps_per_update, tf.int64))
+            return scales, before
 
-            def update():
-                for g, v in zip(grads, variables, strict=True):
-                    ms = self.mean_squares[self._index[id(v)]]
-                    self._update(tf.gather(g, k) * scales[k], v, ms, learning_rate)
-                self.num_updates.assign_add(1)
-                self.consecutive_skipped.assign(0)
-                return tf.no_op()
-
-            def skip():
-                self.num_skipped.assign_add(1)
-                self.consecutive_skipped.assign_add(1)
-                return tf.no_op()
-
-            tf.cond(finite[k], update, skip)
-            if after_each is not None:
-                after_each()
-            return k + 1, before
-
-        _, before = tf.while_loop(lambda k, _: k < count, body,
-                                  (tf.constant(0), tf.TensorArray(tf.float32, size=count)))
-        return norms, scales, before.stack()
+        return apply
 
     def _update(self, g, v, ms, learning_rate):
         # One fused kernel per variable (about ten separate ops otherwise). The step slot is
