@@ -55,11 +55,15 @@ class Rollout:
 
 
 class _FunctionCache:
-    """Traced functions by key, traced once under a lock (a plain object: checkpoints do not track it)."""
+    """Traced functions by key, traced once under a lock (a plain object: checkpoints do not track it).
 
-    def __init__(self):
+    ``device`` (e.g. ``"/GPU:0"``; empty: TensorFlow's placement) is where the traced functions' ops run.
+    """
+
+    def __init__(self, device: str = ""):
         self._functions = {}
         self._lock = threading.Lock()
+        self._device = device
 
     def __contains__(self, key) -> bool:
         return key in self._functions
@@ -67,8 +71,25 @@ class _FunctionCache:
     def get(self, key, trace):
         with self._lock:
             if key not in self._functions:
-                self._functions[key] = trace()
+                with tf.device(self._device) if self._device else contextlib.nullcontext():
+                    self._functions[key] = trace()
             return self._functions[key]
+
+
+def check_device(device: str) -> str:
+    """``device`` if this machine has it (or it is empty); else a ValueError naming the devices it has."""
+    if not device:
+        return device
+    try:
+        name = tf.DeviceSpec.from_string(device)
+    except ValueError as e:
+        raise ValueError(f"--device={device!r} is not a TensorFlow device name ({e}); e.g. /GPU:0.") from None
+    have = tf.config.list_logical_devices()
+    if not any(d.device_type == (name.device_type or d.device_type) and name.device_index in (None, int(
+            d.name.rsplit(":", 1)[-1])) for d in have):
+        raise ValueError(f"--device={device}: no such device here; this machine has "
+                         f"{', '.join(d.name.replace('/device:', '/') for d in have)}.")
+    return device
 
 
 # Loss terms that are sums over a batch's rollouts (the others are means).
@@ -203,7 +224,7 @@ class _Functions:
     def __init__(self, agent: Agent, network: _Network):
         self._agent = agent
         self.network = network
-        self._cache = _FunctionCache()
+        self._cache = _FunctionCache(agent.device)
         # Per trainable variable: the task whose column it belongs to (None: used by every task).
         per_task = len(network.task_columns) > 1
         self._variable_task = [i if per_task and column in network.task_columns else None
@@ -231,12 +252,12 @@ class _Functions:
         _, targets, shared = self._task_variables(task)
         split = agent.shared_sink is not None
         applied = [not s for s in shared] if split else [True] * len(targets)
-        apply = agent._functions._cache.get(("apply_each", task, split), lambda: agent.optimizer.sequence_function(
-            [v for v, a in zip(targets, applied, strict=True) if a], agent.learning_rate, agent.total_env_steps,
-            agent.env_steps))
-        steps = tf.constant(np.shape(args[3])[0], tf.int64)  # agent steps of one rollout
+        steps = np.shape(args[3])[0]  # agent steps of one rollout
         with agent.update_locks(task, any(s and a for s, a in zip(shared, applied, strict=True))):
-            scales, before = apply([g for g, a in zip(grads, applied, strict=True) if a], norms, steps)
+            scales, before = agent.optimizer.apply_sequence(
+                [g for g, a in zip(grads, applied, strict=True) if a],
+                [v for v, a in zip(targets, applied, strict=True) if a], norms, agent.env_steps, steps,
+                agent.learning_rate, agent.total_env_steps)
         out = {k: v / float(len(norms)) if k in _SUMMED_TERMS else v for k, v in terms.items()}
         out["grad_norm"], out["updates_before"] = norms, before
         out["learning_rate"] = linear_annealing(agent.learning_rate, agent.env_steps, agent.total_env_steps)
@@ -363,17 +384,20 @@ class _Functions:
             grads.update(per_rollout.column_gradients(col, t, d, time, batch))
         return terms, [grads[id(v)] for v in sources]
 
-    def warm_up(self, single_task_updates: bool, batched_updates: bool):
-        """Runs the acting and update functions once on dummy data (the caller restores all state)."""
+    def warm_up(self, single_task_updates: bool, batched_updates: bool, update_batch: int = 1):
+        """Runs the acting and update functions once on dummy data (the caller restores all state);
+        the Hogwild updates with ``update_batch`` rollouts (the compiled application of a call's
+        updates is specialised to their number)."""
         agent = self._agent
         d_state, t_state = agent.initial_state(1)
         obs = np.zeros([1, *agent.observation_shape], np.uint8)
         self.act(np.zeros(1, np.int32), obs, np.ones(1, bool), *d_state, *t_state)
-        t = agent.unroll_length
+        t, b = agent.unroll_length, update_batch if single_task_updates else 1
+        d_state, t_state = agent.initial_state(b)
         rollout = Rollout(
-            task_ids=np.zeros(1, np.int32), observations=np.zeros([t + 1, 1, *agent.observation_shape], np.uint8),
-            first=np.ones([t + 1, 1], bool), actions=np.zeros([t, 1], np.int32), rewards=np.zeros([t, 1], np.float32),
-            dones=np.zeros([t, 1], bool), distilled_state=d_state, task_state=t_state)
+            task_ids=np.zeros(b, np.int32), observations=np.zeros([t + 1, b, *agent.observation_shape], np.uint8),
+            first=np.ones([t + 1, b], bool), actions=np.zeros([t, b], np.int32), rewards=np.zeros([t, b], np.float32),
+            dones=np.zeros([t, b], bool), distilled_state=d_state, task_state=t_state)
         if batched_updates:
             self.train(None)(*rollout_args(rollout))
         if single_task_updates:  # Hogwild updates of each task, computed together (train_each)
@@ -456,7 +480,7 @@ class Agent(tf.Module):
                  learning_rate: float, total_env_steps: int, rmsprop_decay: float = 0.99,
                  rmsprop_epsilon: float = 0.1, max_grad_norm: float = 40.0, seed: int = 0,
                  torso_dtype: str = "float32", two_column_scaling: str = "unit", train_distilled: bool = True,
-                 rmsprop_initial_mean_square: float = 0.0):
+                 rmsprop_initial_mean_square: float = 0.0, device: str = ""):
         super().__init__(name="agent")
         self.algorithm = algorithm
         self.coeffs = coeffs
@@ -467,6 +491,7 @@ class Agent(tf.Module):
         self.learning_rate = float(learning_rate)
         self.total_env_steps = int(total_env_steps)
         self.torso_dtype = torso_dtype
+        self.device = check_device(device)  # where acting and updates run (the variables stay on the CPU)
         self.policy_scale = task_policy_scale(algorithm, coeffs, two_column_scaling)
 
         # The initial parameters follow from ``seed`` alone: no global random state is read or changed.
@@ -557,13 +582,15 @@ class Agent(tf.Module):
         """A private copy of the parameters for one group of workers (synchronised at creation)."""
         return Replica(self, index)
 
-    def warm_up(self, replicas=(), single_task_updates: bool = False, batched_updates: bool = True):
+    def warm_up(self, replicas=(), single_task_updates: bool = False, batched_updates: bool = True,
+                update_batch: int = 1):
         """Runs every function that training uses once on dummy data, leaving all state as it was.
 
         The first execution of a traced function optimises its graph; done here, it is
         done once instead of concurrently by every worker thread. Without ``replicas``
         the agent's own functions are prepared; ``single_task_updates`` also prepares
-        each task's Hogwild update function, ``batched_updates`` the routed one.
+        each task's Hogwild update function (for calls of ``update_batch`` rollouts),
+        ``batched_updates`` the routed one.
         """
         state = list(self.parameters) + list(self.optimizer.variables) + [self.env_steps, self.rng.state]
         saved = [v.numpy() for v in state]
@@ -571,7 +598,7 @@ class Agent(tf.Module):
         obs = np.zeros([1, *self.observation_shape], np.uint8)
         self.act_distilled(obs, np.ones(1, bool), d_state, greedy=False)
         for functions in [r._functions for r in replicas] or [self._functions]:
-            functions.warm_up(single_task_updates, batched_updates)
+            functions.warm_up(single_task_updates, batched_updates, update_batch)
         for v, value in zip(state, saved, strict=True):
             v.assign(value)
         for replica in replicas:

@@ -90,57 +90,62 @@ class SharedRMSProp(tf.Module):
         tf.cond(tf.math.is_finite(norm), update, skip)
         return norm
 
-    def sequence_function(self, variables, initial_learning_rate: float, total_steps: int, steps_counter):
-        """A compiled function applying ``B`` updates of ``variables`` in order, each its own RMSProp step.
+    def apply_sequence(self, grads, variables, norms, steps_counter, steps_per_update, initial_learning_rate,
+                       total_steps):
+        """Applies ``B`` updates of ``variables`` in order, each its own clipped RMSProp step; call under a lock.
 
-        ``apply(grads, norms)``: ``grads`` per variable ``[B, *shape]`` (update ``k`` is
-        ``grads[i][k]``), ``norms [B]`` each update's global norm (over every gradient of the
-        rollout, those applied elsewhere included). Update ``k`` is :meth:`apply` of its
-        gradients clipped at ``clip_norm``, at the learning rate annealed to the agent steps
-        ``steps_counter`` holds before it; after each update ``steps_counter`` grows by
-        ``steps_per_update``; a non-finite norm skips the update (counted as :meth:`apply`
-        counts it). The ``B`` steps of a variable run in one pass over its memory (the chain
-        of element-wise steps is one XLA fusion), so a variable's parameters and mean squares
-        are read and written once per call instead of once per update. Returns ``(scales
-        [B], updates_before [B])``: each update's clipping factor (0 if skipped) and the update
-        count the shared parameters had just before it. The caller serialises calls that
-        update the same variables (as the per-variable locks of :meth:`apply` do).
+        ``grads``: per variable ``[B, *shape]`` (update ``k`` is ``grads[i][k]``); ``norms [B]``:
+        each update's global norm (over every gradient of its rollout, those applied elsewhere
+        included). Update ``k`` is :meth:`apply` of its gradients clipped at ``clip_norm``, at
+        the learning rate annealed linearly from ``initial_learning_rate`` over ``total_steps``
+        to the agent steps ``steps_counter`` holds before it; after each update
+        ``steps_counter`` grows by ``steps_per_update``; a non-finite norm skips the update
+        (counted as :meth:`apply` counts it). The ``B`` steps of a variable run in one pass
+        over its memory (the chain of element-wise steps is one XLA fusion), so its parameters
+        and mean squares are read and written once per call instead of once per update. One
+        compiled program serves every set of variables of the same shapes (every task's
+        column). The caller keeps other calls from writing the same variables meanwhile (as
+        the per-variable locks of :meth:`apply` do). Returns ``(scales [B], updates_before
+        [B])``: each update's clipping factor (0 if skipped) and the update count the shared
+        parameters had just before it.
         """
-        variables = list(variables)
-        mean_squares = [self.mean_squares[self._index[id(v)]] for v in variables]
+        mean_squares = [self.mean_squares[self._index[id(v)]].handle for v in variables]
+        return self._sequence(list(grads), [v.handle for v in variables], mean_squares, norms, steps_counter.handle,
+                              tf.constant(steps_per_update, tf.int64), tf.constant(initial_learning_rate, tf.float32),
+                              tf.constant(float(max(total_steps, 1)), tf.float32))
+
+    @tf.function(jit_compile=True, reduce_retracing=False, autograph=False)
+    def _sequence(self, grads, variables, mean_squares, norms, steps_counter, steps_per_update, initial_learning_rate,
+                  total_steps):
+        count = norms.shape[0]  # static: one compiled program per number of updates (and shapes)
         decay, epsilon, clip_norm = self.decay, self.epsilon, self.clip_norm
-
-        @tf.function(jit_compile=True, reduce_retracing=False, autograph=False)
-        def apply(grads, norms, steps_per_update):
-            count = norms.shape[0]  # static: one compiled function per number of updates
-            finite = tf.math.is_finite(norms)
-            scales = tf.where(finite, tf.minimum(1.0, clip_norm / tf.maximum(norms, 1e-30)), 0.0)
-            applied = tf.cast(finite, tf.float32)
-            steps0 = tf.cast(steps_counter, tf.float32)
-            per_update = tf.cast(steps_per_update, tf.float32)
-            rates = [initial_learning_rate * tf.maximum(
-                1.0 - (steps0 + k * per_update) / float(max(total_steps, 1)), 0.0) for k in range(count)]
-            for g, v, ms in zip(grads, variables, mean_squares, strict=True):
-                value, square = tf.convert_to_tensor(v), tf.convert_to_tensor(ms)
-                for k in range(count):
-                    d = tf.where(finite[k], g[k] * scales[k], 0.0)
-                    stepped = square + (d * d - square) * (1.0 - decay)
-                    square = tf.where(finite[k], stepped, square)
-                    value = value - (applied[k] * rates[k]) * d * tf.math.rsqrt(square + epsilon)
-                v.assign(value)
-                ms.assign(square)
-            before = tf.cast(self.num_updates, tf.float32) + tf.cumsum(applied, exclusive=True)
-            done = tf.cast(tf.reduce_sum(applied), tf.int64)
-            self.num_updates.assign_add(done)
-            self.num_skipped.assign_add(count - done)
-            # Skips since the last applied update (all of them, and those before, if none was applied).
-            applied_at = tf.where(finite, tf.range(count), -1)
-            trailing = tf.cast(count - 1 - tf.reduce_max(applied_at), tf.int64)
-            self.consecutive_skipped.assign(tf.where(done > 0, trailing, self.consecutive_skipped + count))
-            steps_counter.assign_add(tf.cast(count, tf.int64) * tf.cast(steps_per_update, tf.int64))
-            return scales, before
-
-        return apply
+        finite = tf.math.is_finite(norms)
+        scales = tf.where(finite, tf.minimum(1.0, clip_norm / tf.maximum(norms, 1e-30)), 0.0)
+        applied = tf.cast(finite, tf.float32)
+        steps0 = tf.cast(tf.raw_ops.ReadVariableOp(resource=steps_counter, dtype=tf.int64), tf.float32)
+        per_update = tf.cast(steps_per_update, tf.float32)
+        rates = [initial_learning_rate * tf.maximum(1.0 - (steps0 + k * per_update) / total_steps, 0.0)
+                 for k in range(count)]
+        for g, v, ms in zip(grads, variables, mean_squares, strict=True):  # resource handles
+            value = tf.raw_ops.ReadVariableOp(resource=v, dtype=tf.float32)
+            square = tf.raw_ops.ReadVariableOp(resource=ms, dtype=tf.float32)
+            for k in range(count):
+                d = tf.where(finite[k], g[k] * scales[k], 0.0)
+                stepped = square + (d * d - square) * (1.0 - decay)
+                square = tf.where(finite[k], stepped, square)
+                value = value - (applied[k] * rates[k]) * d * tf.math.rsqrt(square + epsilon)
+            tf.raw_ops.AssignVariableOp(resource=v, value=value)
+            tf.raw_ops.AssignVariableOp(resource=ms, value=square)
+        before = tf.cast(self.num_updates, tf.float32) + tf.cumsum(applied, exclusive=True)
+        done = tf.cast(tf.reduce_sum(applied), tf.int64)
+        self.num_updates.assign_add(done)
+        self.num_skipped.assign_add(count - done)
+        # Skips since the last applied update (all of them, and those before, if none was applied).
+        applied_at = tf.where(finite, tf.range(count), -1)
+        trailing = tf.cast(count - 1 - tf.reduce_max(applied_at), tf.int64)
+        self.consecutive_skipped.assign(tf.where(done > 0, trailing, self.consecutive_skipped + count))
+        tf.raw_ops.AssignAddVariableOp(resource=steps_counter, value=tf.cast(count, tf.int64) * steps_per_update)
+        return scales, before
 
     def _update(self, g, v, ms, learning_rate):
         # One fused kernel per variable (about ten separate ops otherwise). The step slot is
