@@ -13,6 +13,7 @@ gradient is computed at that snapshot, and applied to the shared parameters.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import random
 import threading
@@ -54,11 +55,15 @@ class Rollout:
 
 
 class _FunctionCache:
-    """Traced functions by key, traced once under a lock (a plain object: checkpoints do not track it)."""
+    """Traced functions by key, traced once under a lock (a plain object: checkpoints do not track it).
 
-    def __init__(self):
+    ``device`` (e.g. ``"/GPU:0"``; empty: TensorFlow's placement) is where the traced functions' ops run.
+    """
+
+    def __init__(self, device: str = ""):
         self._functions = {}
         self._lock = threading.Lock()
+        self._device = device
 
     def __contains__(self, key) -> bool:
         return key in self._functions
@@ -66,8 +71,29 @@ class _FunctionCache:
     def get(self, key, trace):
         with self._lock:
             if key not in self._functions:
-                self._functions[key] = trace()
+                with tf.device(self._device) if self._device else contextlib.nullcontext():
+                    self._functions[key] = trace()
             return self._functions[key]
+
+
+def check_device(device: str) -> str:
+    """``device`` if this machine has it (or it is empty); else a ValueError naming the devices it has."""
+    if not device:
+        return device
+    try:
+        name = tf.DeviceSpec.from_string(device)
+    except ValueError as e:
+        raise ValueError(f"--device={device!r} is not a TensorFlow device name ({e}); e.g. /GPU:0.") from None
+    have = tf.config.list_logical_devices()
+    if not any(d.device_type == (name.device_type or d.device_type) and name.device_index in (None, int(
+            d.name.rsplit(":", 1)[-1])) for d in have):
+        raise ValueError(f"--device={device}: no such device here; this machine has "
+                         f"{', '.join(d.name.replace('/device:', '/') for d in have)}.")
+    return device
+
+
+# Loss terms that are sums over a batch's rollouts (the others are means).
+_SUMMED_TERMS = ("total", "policy_gradient", "value", "entropy_bonus", "distillation")
 
 
 def _drop_value(step_output):
@@ -198,7 +224,7 @@ class _Functions:
     def __init__(self, agent: Agent, network: _Network):
         self._agent = agent
         self.network = network
-        self._cache = _FunctionCache()
+        self._cache = _FunctionCache(agent.device)
         # Per trainable variable: the task whose column it belongs to (None: used by every task).
         per_task = len(network.task_columns) > 1
         self._variable_task = [i if per_task and column in network.task_columns else None
@@ -216,9 +242,29 @@ class _Functions:
         """The update for a batch of any tasks (``task=None``) or of task ``task`` only."""
         return self._cache.get(("train", task), lambda: self._trace_train(task))
 
-    def train_each(self, task: int):
-        """The Hogwild update of a batch of rollouts of task ``task``: one RMSProp step per rollout, in order."""
-        return self._cache.get(("train_each", task), lambda: self._trace_train_each(task))
+    def train_each(self, task: int, args) -> dict:
+        """The Hogwild updates of a batch of rollouts of task ``task`` (``rollout_args``): one RMSProp step per
+        rollout, in order, all differentiated at this network's parameters; returns the batch's terms (its
+        losses per rollout), and per rollout ``grad_norm``, ``updates_before`` and, with a shared sink,
+        the clipped ``shared_grads`` ([B, *shape] per shared variable) for the sink."""
+        agent = self._agent
+        terms, grads, norms = self.rollout_gradients(task)(*args)
+        _, targets, shared = self._task_variables(task)
+        split = agent.shared_sink is not None
+        applied = [not s for s in shared] if split else [True] * len(targets)
+        steps = np.shape(args[3])[0]  # agent steps of one rollout
+        with agent.update_locks(task, any(s and a for s, a in zip(shared, applied, strict=True))):
+            scales, before = agent.optimizer.apply_sequence(
+                [g for g, a in zip(grads, applied, strict=True) if a],
+                [v for v, a in zip(targets, applied, strict=True) if a], norms, agent.env_steps, steps,
+                agent.learning_rate, agent.total_env_steps)
+        out = {k: v / float(len(norms)) if k in _SUMMED_TERMS else v for k, v in terms.items()}
+        out["grad_norm"], out["updates_before"] = norms, before
+        out["learning_rate"] = linear_annealing(agent.learning_rate, agent.env_steps, agent.total_env_steps)
+        if split:
+            out["shared_grads"] = [g * tf.reshape(scales, [-1] + [1] * (len(g.shape) - 1))
+                                   for g, s in zip(grads, shared, strict=True) if s]
+        return out
 
     def traced(self, key) -> bool:
         return key in self._cache
@@ -298,11 +344,14 @@ class _Functions:
 
     def rollout_gradients(self, task: int):
         """Traced: a batch of rollouts of task ``task`` -> (loss terms, per-rollout gradients ``[B, *shape]`` of
-        the variables task ``task`` trains, in ``trainable`` order); nothing is applied."""
+        the variables task ``task`` trains, in ``trainable`` order, each rollout's global norm ``[B]``);
+        nothing is applied."""
         def trace():
             @tf.function(autograph=False, input_signature=self._agent.rollout_spec)
             def gradients(*args):
-                return self._rollout_gradients(task, args)
+                terms, grads = self._rollout_gradients(task, args)
+                squares = [tf.reduce_sum(tf.square(g), axis=tf.range(1, tf.rank(g))) for g in grads]
+                return terms, grads, tf.sqrt(tf.add_n(squares))
 
             return gradients.get_concrete_function()
 
@@ -335,56 +384,26 @@ class _Functions:
             grads.update(per_rollout.column_gradients(col, t, d, time, batch))
         return terms, [grads[id(v)] for v in sources]
 
-    def _trace_train_each(self, task: int):
-        agent = self._agent
-        _, targets, shared = self._task_variables(task)
-        split = agent.shared_sink is not None
-        apply = [not s for s in shared] if split else [True] * len(targets)
-        sum_terms = ("total", "policy_gradient", "value", "entropy_bonus", "distillation")
-
-        @tf.function(autograph=False, input_signature=agent.rollout_spec)
-        def train_each(*args):
-            terms, grads = self._rollout_gradients(task, args)
-            actions = args[3]
-            steps = tf.cast(tf.shape(actions)[0], tf.int64)  # agent steps of one rollout
-            batch = tf.cast(tf.shape(actions)[1], tf.float32)
-
-            def learning_rate():
-                return linear_annealing(agent.learning_rate, agent.env_steps, agent.total_env_steps)
-
-            def count_steps():
-                agent.env_steps.assign_add(steps)
-
-            norms, scales, before = agent.optimizer.apply_each(
-                [g for g, a in zip(grads, apply, strict=True) if a],
-                [v for v, a in zip(targets, apply, strict=True) if a], learning_rate, count_steps, norm_grads=grads)
-            out = {k: v / batch if k in sum_terms else v for k, v in terms.items()}
-            out["grad_norm"], out["updates_before"] = norms, before
-            out["learning_rate"] = learning_rate()
-            if split:
-                out["shared_grads"] = [g * tf.reshape(scales, [-1] + [1] * (len(g.shape) - 1))
-                                       for g, s in zip(grads, shared, strict=True) if s]
-            return out
-
-        return train_each.get_concrete_function()
-
-    def warm_up(self, single_task_updates: bool, batched_updates: bool):
-        """Runs the acting and update functions once on dummy data (the caller restores all state)."""
+    def warm_up(self, single_task_updates: bool, batched_updates: bool, update_batch: int = 1):
+        """Runs the acting and update functions once on dummy data (the caller restores all state);
+        the Hogwild updates with ``update_batch`` rollouts (the compiled application of a call's
+        updates is specialised to their number)."""
         agent = self._agent
         d_state, t_state = agent.initial_state(1)
         obs = np.zeros([1, *agent.observation_shape], np.uint8)
         self.act(np.zeros(1, np.int32), obs, np.ones(1, bool), *d_state, *t_state)
-        t = agent.unroll_length
+        t, b = agent.unroll_length, update_batch if single_task_updates else 1
+        d_state, t_state = agent.initial_state(b)
         rollout = Rollout(
-            task_ids=np.zeros(1, np.int32), observations=np.zeros([t + 1, 1, *agent.observation_shape], np.uint8),
-            first=np.ones([t + 1, 1], bool), actions=np.zeros([t, 1], np.int32), rewards=np.zeros([t, 1], np.float32),
-            dones=np.zeros([t, 1], bool), distilled_state=d_state, task_state=t_state)
+            task_ids=np.zeros(b, np.int32), observations=np.zeros([t + 1, b, *agent.observation_shape], np.uint8),
+            first=np.ones([t + 1, b], bool), actions=np.zeros([t, b], np.int32), rewards=np.zeros([t, b], np.float32),
+            dones=np.zeros([t, b], bool), distilled_state=d_state, task_state=t_state)
         if batched_updates:
             self.train(None)(*rollout_args(rollout))
         if single_task_updates:  # Hogwild updates of each task, computed together (train_each)
             for task in range(len(self.network.task_columns)):
                 rollout.task_ids[:] = task
-                self.train_each(task)(*rollout_args(rollout))  # shared gradients are not sent from here
+                self.train_each(task, rollout_args(rollout))  # shared gradients are not sent from here
 
     def train_step(self, rollout: Rollout, shared_version: int = 0) -> dict[str, float]:
         """One update from ``rollout``; a batch of a single task runs that task's own function (no routing).
@@ -416,7 +435,7 @@ def train_each_step(functions: _Functions, rollout: Rollout, version: int,
         task = int(rollout.task_ids[0])
         if (rollout.task_ids != task).any():
             raise ValueError(f"Updates computed together need rollouts of one task, got tasks {set(rollout.task_ids)}.")
-    out = functions.train_each(task)(*rollout_args(rollout))
+    out = functions.train_each(task, rollout_args(rollout))
     shared_grads = out.pop("shared_grads", None)
     if shared_grads is not None:
         shared_grads = [g.numpy() for g in shared_grads]
@@ -461,7 +480,7 @@ class Agent(tf.Module):
                  learning_rate: float, total_env_steps: int, rmsprop_decay: float = 0.99,
                  rmsprop_epsilon: float = 0.1, max_grad_norm: float = 40.0, seed: int = 0,
                  torso_dtype: str = "float32", two_column_scaling: str = "unit", train_distilled: bool = True,
-                 rmsprop_initial_mean_square: float = 0.0):
+                 rmsprop_initial_mean_square: float = 0.0, device: str = ""):
         super().__init__(name="agent")
         self.algorithm = algorithm
         self.coeffs = coeffs
@@ -472,6 +491,7 @@ class Agent(tf.Module):
         self.learning_rate = float(learning_rate)
         self.total_env_steps = int(total_env_steps)
         self.torso_dtype = torso_dtype
+        self.device = check_device(device)  # where acting and updates run (the variables stay on the CPU)
         self.policy_scale = task_policy_scale(algorithm, coeffs, two_column_scaling)
 
         # The initial parameters follow from ``seed`` alone: no global random state is read or changed.
@@ -508,7 +528,21 @@ class Agent(tf.Module):
         self.shared_sink = None
         self.shared_source = None
         self.shared_version = 0
+        # Hogwild updates computed together (``train_each``) hold these while they write: one per task
+        # column, one for the variables every task uses, taken in that order.
+        self._task_locks = [threading.Lock() for _ in range(num_tasks)]
+        self._shared_lock = threading.Lock()
         self._functions = _Functions(self, network)
+
+    @contextlib.contextmanager
+    def update_locks(self, task: int, shared: bool):
+        """Held while a batch of updates of ``task`` (and, with ``shared``, the shared variables) is written."""
+        with self._task_locks[task]:
+            if shared:
+                with self._shared_lock:
+                    yield
+            else:
+                yield
 
     @property
     def variable_tasks(self) -> list[int | None]:
@@ -548,13 +582,15 @@ class Agent(tf.Module):
         """A private copy of the parameters for one group of workers (synchronised at creation)."""
         return Replica(self, index)
 
-    def warm_up(self, replicas=(), single_task_updates: bool = False, batched_updates: bool = True):
+    def warm_up(self, replicas=(), single_task_updates: bool = False, batched_updates: bool = True,
+                update_batch: int = 1):
         """Runs every function that training uses once on dummy data, leaving all state as it was.
 
         The first execution of a traced function optimises its graph; done here, it is
         done once instead of concurrently by every worker thread. Without ``replicas``
         the agent's own functions are prepared; ``single_task_updates`` also prepares
-        each task's Hogwild update function, ``batched_updates`` the routed one.
+        each task's Hogwild update function (for calls of ``update_batch`` rollouts),
+        ``batched_updates`` the routed one.
         """
         state = list(self.parameters) + list(self.optimizer.variables) + [self.env_steps, self.rng.state]
         saved = [v.numpy() for v in state]
@@ -562,7 +598,7 @@ class Agent(tf.Module):
         obs = np.zeros([1, *self.observation_shape], np.uint8)
         self.act_distilled(obs, np.ones(1, bool), d_state, greedy=False)
         for functions in [r._functions for r in replicas] or [self._functions]:
-            functions.warm_up(single_task_updates, batched_updates)
+            functions.warm_up(single_task_updates, batched_updates, update_batch)
         for v, value in zip(state, saved, strict=True):
             v.assign(value)
         for replica in replicas:

@@ -174,6 +174,9 @@ class TrainConfig:
         1, "TensorFlow intra-op threads (0: TensorFlow's default). 1 (the default) leaves the cores to the "
         "concurrent actor and learner threads and the environments; see docs/throughput.md.",
         bound=UpTo(1024, strict=False))
+    device: str = setting(
+        "", "TensorFlow device of acting and the updates, e.g. /GPU:0 (the shared parameters stay in host memory); "
+        "empty: TensorFlow's placement (on a CPU-only machine, the CPU).")
     torso_dtype: str = setting(
         "float32", "Compute dtype of the convolutional torso (variables stay float32; LSTM, heads and losses run in "
         "float32). bfloat16 is faster on CPUs with bfloat16 instructions.", choices=TORSO_DTYPES)

@@ -52,10 +52,12 @@ class BatchedLearner:
 class HogwildLearner:
     """Threads applying each worker's own update through the shared RMSProp, without locks."""
 
-    def __init__(self, num_threads: int, rollouts_per_call: int = 16):
+    def __init__(self, num_threads: int, rollouts_per_call: int = 16, workers_per_task: int | None = None):
         if rollouts_per_call < 1:
             raise ValueError(f"rollouts_per_call must be positive, got {rollouts_per_call}.")
         self.rollouts_per_call = int(rollouts_per_call)
+        # The calls' usual number of rollouts, prepared before the workers start.
+        self._usual_call = min(self.rollouts_per_call, workers_per_task or self.rollouts_per_call)
         self._queue: queue.Queue = queue.Queue()
         self._threads = [threading.Thread(target=self._serve, name=f"learner-{i}", daemon=True)
                          for i in range(max(1, num_threads))]
@@ -63,7 +65,7 @@ class HogwildLearner:
             t.start()
 
     def warm_up(self, agent: Agent, replicas: list[Replica]):
-        agent.warm_up(replicas, single_task_updates=True, batched_updates=False)
+        agent.warm_up(replicas, single_task_updates=True, batched_updates=False, update_batch=self._usual_call)
 
     def learn(self, replica: Replica, rollout: Rollout) -> list[dict[str, float]]:
         """Applies each worker's update (concurrently with others); returns when all are applied."""
@@ -101,10 +103,11 @@ class HogwildLearner:
             t.join(timeout=10)
 
 
-def make_learner(update_mode: str, learner_threads: int, rollouts_per_call: int = 16) -> Learner:
+def make_learner(update_mode: str, learner_threads: int, rollouts_per_call: int = 16,
+                 workers_per_task: int | None = None) -> Learner:
     """The learner of ``--update_mode`` (``hogwild`` with ``learner_threads`` threads, or ``batched``)."""
     if update_mode == "hogwild":
-        return HogwildLearner(learner_threads, rollouts_per_call)
+        return HogwildLearner(learner_threads, rollouts_per_call, workers_per_task)
     if update_mode == "batched":
         return BatchedLearner()
     raise ValueError(f"Unknown update mode {update_mode!r}; choose hogwild or batched.")

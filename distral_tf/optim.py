@@ -90,52 +90,62 @@ class SharedRMSProp(tf.Module):
         tf.cond(tf.math.is_finite(norm), update, skip)
         return norm
 
-    def apply_each(self, grads, variables, learning_rate_fn, after_each=None, norm_grads=None):
-        """Applies ``B`` updates in order, each clipped by its own global norm: B Hogwild steps.
+    def apply_sequence(self, grads, variables, norms, steps_counter, steps_per_update, initial_learning_rate,
+                       total_steps):
+        """Applies ``B`` updates of ``variables`` in order, each its own clipped RMSProp step; call under a lock.
 
-        Must be called inside a ``tf.function``. ``grads``: per variable, ``[B, *shape]``
-        (rollout ``k``'s gradient is ``grads[i][k]``). Update ``k`` is exactly
-        :meth:`apply` of rollout ``k``'s gradients at learning rate ``learning_rate_fn()``,
-        read just before it (``after_each()``, if given, runs after each update, e.g. to
-        count its agent steps); a non-finite gradient is skipped and counted as there.
-        ``norm_grads`` (default ``grads``): the gradients whose global norm clips each update,
-        where only some of them are applied here (the rest go elsewhere, scaled alike).
-        Returns ``(norms [B], scales [B], updates_before [B])``: each rollout's pre-clipping
-        norm, its clipping factor (0 if skipped) and the update count the shared parameters
-        had just before its update.
+        ``grads``: per variable ``[B, *shape]`` (update ``k`` is ``grads[i][k]``); ``norms [B]``:
+        each update's global norm (over every gradient of its rollout, those applied elsewhere
+        included). Update ``k`` is :meth:`apply` of its gradients clipped at ``clip_norm``, at
+        the learning rate annealed linearly from ``initial_learning_rate`` over ``total_steps``
+        to the agent steps ``steps_counter`` holds before it; after each update
+        ``steps_counter`` grows by ``steps_per_update``; a non-finite norm skips the update
+        (counted as :meth:`apply` counts it). The ``B`` steps of a variable run in one pass
+        over its memory (the chain of element-wise steps is one XLA fusion), so its parameters
+        and mean squares are read and written once per call instead of once per update. One
+        compiled program serves every set of variables of the same shapes (every task's
+        column). The caller keeps other calls from writing the same variables meanwhile (as
+        the per-variable locks of :meth:`apply` do). Returns ``(scales [B], updates_before
+        [B])``: each update's clipping factor (0 if skipped) and the update count the shared
+        parameters had just before it.
         """
-        squares = [tf.reduce_sum(tf.square(g), axis=tf.range(1, tf.rank(g)))
-                   for g in (grads if norm_grads is None else norm_grads)]
-        norms = tf.sqrt(tf.add_n(squares))
+        mean_squares = [self.mean_squares[self._index[id(v)]].handle for v in variables]
+        return self._sequence(list(grads), [v.handle for v in variables], mean_squares, norms, steps_counter.handle,
+                              tf.constant(steps_per_update, tf.int64), tf.constant(initial_learning_rate, tf.float32),
+                              tf.constant(float(max(total_steps, 1)), tf.float32))
+
+    @tf.function(jit_compile=True, reduce_retracing=False, autograph=False)
+    def _sequence(self, grads, variables, mean_squares, norms, steps_counter, steps_per_update, initial_learning_rate,
+                  total_steps):
+        count = norms.shape[0]  # static: one compiled program per number of updates (and shapes)
+        decay, epsilon, clip_norm = self.decay, self.epsilon, self.clip_norm
         finite = tf.math.is_finite(norms)
-        scales = tf.where(finite, tf.minimum(1.0, self.clip_norm / tf.maximum(norms, 1e-30)), 0.0)
-        count = tf.shape(norms)[0]
-
-        def body(k, before):
-            before = before.write(k, tf.cast(self.num_updates, tf.float32))
-            learning_rate = learning_rate_fn()
-
-            def update():
-                for g, v in zip(grads, variables, strict=True):
-                    ms = self.mean_squares[self._index[id(v)]]
-                    self._update(tf.gather(g, k) * scales[k], v, ms, learning_rate)
-                self.num_updates.assign_add(1)
-                self.consecutive_skipped.assign(0)
-                return tf.no_op()
-
-            def skip():
-                self.num_skipped.assign_add(1)
-                self.consecutive_skipped.assign_add(1)
-                return tf.no_op()
-
-            tf.cond(finite[k], update, skip)
-            if after_each is not None:
-                after_each()
-            return k + 1, before
-
-        _, before = tf.while_loop(lambda k, _: k < count, body,
-                                  (tf.constant(0), tf.TensorArray(tf.float32, size=count)))
-        return norms, scales, before.stack()
+        scales = tf.where(finite, tf.minimum(1.0, clip_norm / tf.maximum(norms, 1e-30)), 0.0)
+        applied = tf.cast(finite, tf.float32)
+        steps0 = tf.cast(tf.raw_ops.ReadVariableOp(resource=steps_counter, dtype=tf.int64), tf.float32)
+        per_update = tf.cast(steps_per_update, tf.float32)
+        rates = [initial_learning_rate * tf.maximum(1.0 - (steps0 + k * per_update) / total_steps, 0.0)
+                 for k in range(count)]
+        for g, v, ms in zip(grads, variables, mean_squares, strict=True):  # resource handles
+            value = tf.raw_ops.ReadVariableOp(resource=v, dtype=tf.float32)
+            square = tf.raw_ops.ReadVariableOp(resource=ms, dtype=tf.float32)
+            for k in range(count):
+                d = tf.where(finite[k], g[k] * scales[k], 0.0)
+                stepped = square + (d * d - square) * (1.0 - decay)
+                square = tf.where(finite[k], stepped, square)
+                value = value - (applied[k] * rates[k]) * d * tf.math.rsqrt(square + epsilon)
+            tf.raw_ops.AssignVariableOp(resource=v, value=value)
+            tf.raw_ops.AssignVariableOp(resource=ms, value=square)
+        before = tf.cast(self.num_updates, tf.float32) + tf.cumsum(applied, exclusive=True)
+        done = tf.cast(tf.reduce_sum(applied), tf.int64)
+        self.num_updates.assign_add(done)
+        self.num_skipped.assign_add(count - done)
+        # Skips since the last applied update (all of them, and those before, if none was applied).
+        applied_at = tf.where(finite, tf.range(count), -1)
+        trailing = tf.cast(count - 1 - tf.reduce_max(applied_at), tf.int64)
+        self.consecutive_skipped.assign(tf.where(done > 0, trailing, self.consecutive_skipped + count))
+        tf.raw_ops.AssignAddVariableOp(resource=steps_counter, value=tf.cast(count, tf.int64) * steps_per_update)
+        return scales, before
 
     def _update(self, g, v, ms, learning_rate):
         # One fused kernel per variable (about ten separate ops otherwise). The step slot is

@@ -107,7 +107,7 @@ def build_agent(config: TrainConfig, num_tasks: int, observation_shape, num_acti
                   rmsprop_epsilon=config.rmsprop_epsilon, max_grad_norm=config.max_grad_norm, seed=config.seed,
                   torso_dtype=config.torso_dtype, two_column_scaling=config.two_column_scaling,
                   train_distilled=not config.freeze_distilled,
-                  rmsprop_initial_mean_square=config.rmsprop_initial_mean_square)
+                  rmsprop_initial_mean_square=config.rmsprop_initial_mean_square, device=config.device)
     kwargs.update(overrides)
     return Agent(algorithm, coeffs, num_tasks, observation_shape, num_actions, **kwargs)
 

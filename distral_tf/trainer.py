@@ -31,7 +31,7 @@ from absl import logging
 import distral_tf
 from distral_tf import algorithms, budgets, provenance, rundir, summaries, tensorflow_setup, transfer
 from distral_tf.actors import ActorGroup, close_quietly
-from distral_tf.agent import Agent, Replica
+from distral_tf.agent import Agent, Replica, check_device
 from distral_tf.algorithm_spec import Architecture
 from distral_tf.checkpointing import Checkpointer
 from distral_tf.config import TrainConfig
@@ -431,6 +431,10 @@ class Trainer:
         self._startup = StartupReporter()
         try:
             self._startup_phase(f"starting one environment of {self.suite.name} to read its spaces")
+            try:  # a device this machine lacks, before anything starts
+                check_device(self.config.device)
+            except ValueError as e:
+                raise TrainingError(str(e)) from None
             self._probe_environment()  # before anything is written: a missing engine leaves no run directory
             if self.config.init_from:  # likewise a source run that cannot start this one
                 transfer.check_source(self.config.init_from, self.config.algo, self._obs_space.shape,
@@ -485,7 +489,7 @@ class Trainer:
         self._startup_phase("preparing the acting and update functions")
         replicas = [self.agent.make_replica(i) for i in range(len(self.actor_group_layout()))]
         self.learner = make_learner(self.config.update_mode, self.config.learner_threads,
-                                    self.config.rollouts_per_call)
+                                    self.config.rollouts_per_call, self.config.workers_per_task)
         self.learner.warm_up(self.agent, replicas)
         self.timings = Timings()
         self.actor_groups = self._make_actor_groups()

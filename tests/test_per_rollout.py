@@ -119,3 +119,16 @@ def test_a_non_finite_rollout_is_skipped_and_the_others_applied():
     for a, b in zip(together.trainable, separate.trainable, strict=True):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-6)
     assert int(together.optimizer.num_skipped.numpy()) == 1 and int(together.optimizer.num_updates.numpy()) == 2
+
+
+def test_device_places_acting_and_updates_and_an_unknown_device_is_refused():
+    on_cpu, default = _agent("kl_2col", device="/CPU:0"), _agent("kl_2col")
+    rollout = _batch(1, 2, seed=6)
+    on_cpu.make_replica().train_each(rollout)
+    default.make_replica().train_each(rollout)
+    for a, b in zip(on_cpu.trainable, default.trainable, strict=True):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-7)
+    with pytest.raises(ValueError, match="no such device here; this machine has /CPU:0"):
+        _agent("a3c", device="/GPU:7")
+    with pytest.raises(ValueError, match="not a TensorFlow device name"):
+        _agent("a3c", device="gpu please")
