@@ -38,6 +38,9 @@ class Preset:
 
 
 PRESETS: dict[str, Preset] = {p.name: p for p in (
+    Preset("smoke", suite="two_rooms_small", workers_per_task=2, total_env_steps=2_400,
+           learning_rate=1e-3, entropy_cost=1e-2, evidence="no result: a check that training, the final "
+           "evaluation and checkpoints work", cost="under a minute on 2 cores"),
     Preset("two_rooms_small", suite="two_rooms_small", workers_per_task=8, total_env_steps=300_000,
            learning_rate=1e-3, entropy_cost=1e-2, evidence="docs/results/two_rooms_small",
            cost="11-24 min on 2 cores shared by three runs"),
