@@ -61,7 +61,7 @@ class Episode:
     task_index: int
     episode_return: float
     length: int
-    worker: int = -1  # the worker's index in its group
+    worker: int = dataclasses.field(default=-1, compare=False)  # the worker's index in its group
 
 
 class ActorGroup:

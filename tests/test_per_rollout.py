@@ -75,13 +75,14 @@ def test_gradients_computed_together_equal_those_of_each_rollout_alone(name):
     agent = _agent(name)
     task = 0 if name == "a3c_multitask" else 1
     rollout = _batch(task, 5, seed=3, episode_starts=True)
-    _, together = agent._functions.rollout_gradients(task)(*rollout_args(rollout))
+    _, together, norms = agent._functions.rollout_gradients(task)(*rollout_args(rollout))
     sources = agent._functions._task_variables(task)[0]
     for k in range(5):
         with tf.GradientTape() as tape:
             total = agent.trace_loss_terms(_one_rollout(rollout, k))["total"]
         alone = tape.gradient(total, sources, unconnected_gradients=tf.UnconnectedGradients.ZERO)
         assert any(np.abs(g.numpy()).max() > 0 for g in alone)
+        np.testing.assert_allclose(norms[k], np.sqrt(sum(np.sum(np.square(g.numpy())) for g in alone)), rtol=1e-4)
         for v, g_all, g_one in zip(sources, together, alone, strict=True):
             np.testing.assert_allclose(g_all[k].numpy(), g_one.numpy(), err_msg=v.name, **TOL)
 

@@ -73,12 +73,15 @@ class StockScenarioEnv(gym.Env):
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
+        if seed is not None and self._started:
+            # A game reused across episodes keeps state that shows in the frames: a seeded reset starts
+            # the game afresh, so that the same seed gives the same episode.
+            self._game.close()
+            self._started = False
         if not self._started:
             self._game.set_seed(int(self.np_random.integers(2**31 - 1)))
             self._game.init()
             self._started = True
-        elif seed is not None:
-            self._game.set_seed(int(self.np_random.integers(2**31 - 1)))
         self._game.new_episode()
         self._t = 0
         return self._observe().copy(), {"frames": 0, "episode_step": 0}
