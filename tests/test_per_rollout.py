@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 
 from distral_tf import algorithms
+from distral_tf.actors import select_rollouts
 from distral_tf.agent import Agent, Rollout, rollout_args
 from distral_tf.per_rollout import conv_gradients, dense_gradients
 
@@ -24,12 +25,7 @@ def _agent(name, seed=0, **kwargs):
 
 
 def _one_rollout(rollout, k):
-    sl = slice(k, k + 1)
-    return type(rollout)(
-        task_ids=rollout.task_ids[sl], observations=rollout.observations[:, sl], first=rollout.first[:, sl],
-        actions=rollout.actions[:, sl], rewards=rollout.rewards[:, sl], dones=rollout.dones[:, sl],
-        distilled_state=tuple(s[sl] for s in rollout.distilled_state),
-        task_state=tuple(s[sl] for s in rollout.task_state))
+    return select_rollouts(rollout, slice(k, k + 1))
 
 
 def _batch(task, count, seed, episode_starts=False):
