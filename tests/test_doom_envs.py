@@ -134,6 +134,30 @@ def test_vizdoom_basic_killing_the_monster_terminates_the_episode_with_its_rewar
     env.close()
 
 
+def test_vizdoom_basic_with_its_own_buttons_has_three_actions_and_the_same_rewards():
+    env = make_suite("basic_own_buttons").make_env(0)
+    assert env.action_space == gym.spaces.Discrete(3)  # move left, move right, attack
+    left, right, fire = 0, 1, 2
+    kills = 0
+    for seed in range(4):
+        env.reset(seed=seed)
+        rewards = []
+        for action in [left] * 12 + [fire, right] * 30 + [fire] * 10:
+            _, reward, terminated, truncated, _ = env.step(action)
+            rewards.append(reward)
+            if terminated or truncated:
+                break
+        kills += terminated
+        assert (max(rewards) > 90) == terminated
+        assert terminated or rewards.count(-4.0) + rewards.count(-9.0) == len(rewards)  # a tic costs 1, a miss 5
+    assert kills >= 2
+    from distral_tf.envs.doom.stock import StockScenarioEnv
+
+    with pytest.raises(ValueError, match="Unknown buttons 'all'"):
+        StockScenarioEnv("basic", buttons="all")
+    env.close()
+
+
 def test_small_mazes_are_smaller_mazes_of_the_same_structure():
     from distral_tf.envs.doom.maze import fixed_layout
 

@@ -104,6 +104,7 @@ _PROVIDERS: dict[str, str] = {
     "doom_navigation": "distral_tf.envs.doom.suites:suite",
     "doom_lasertag": "distral_tf.envs.doom.suites:suite",
     "basic": "distral_tf.envs.doom.suites:suite",
+    "basic_own_buttons": "distral_tf.envs.doom.suites:suite",
     "my_way_home": "distral_tf.envs.doom.suites:suite",
     "dmlab_mazes": "distral_tf.envs.dmlab:suite",
     "dmlab_navigation": "distral_tf.envs.dmlab:suite",

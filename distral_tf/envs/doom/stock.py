@@ -4,9 +4,10 @@ These are references with known learning curves elsewhere: a training path that 
 learn ``basic`` cannot be trusted on the mazes. The scenario's map, rewards, start time and
 time-out are ViZDoom's (its ``.cfg``); what the agent sees and does is the project's:
 84x84 RGB frames (rendered at 160x120 and sampled at the centres of an 84x84 grid), the
-nine shared actions of :mod:`distral_tf.envs.doom.actions`, each held for
-``ACTION_REPEAT`` tics. ``basic``: kill the monster in front (+101 for the kill, -5 per
-missed shot, -1 per tic; a time-out at 300 tics, 75 agent steps). ``my_way_home``: find
+nine shared actions of :mod:`distral_tf.envs.doom.actions` (or, with ``buttons="scenario"``, the
+scenario's own buttons, one action each), each held for ``ACTION_REPEAT`` tics. ``basic``: kill
+the monster in front (+101 for the kill, -5 per missed shot, -1 per tic; a time-out at 300 tics,
+75 agent steps). ``my_way_home``: find
 the armour in a maze of rooms (+1, -0.0001 per tic; a time-out at 2,100 tics, 525 agent
 steps). An episode that ends by the scenario's goal is ``terminated``; one that reaches
 the time-out is ``truncated``.
@@ -26,6 +27,7 @@ from distral_tf.envs.doom import actions
 from distral_tf.envs.doom.engine_process import OBS_SIZE, RESIZE_FILTERS, resize
 
 SCENARIOS = ("basic", "my_way_home")
+BUTTON_SETS = ("shared", "scenario")
 
 
 class StockScenarioEnv(gym.Env):
@@ -34,9 +36,11 @@ class StockScenarioEnv(gym.Env):
     metadata = {"render_modes": ["rgb_array"], "render_fps": 35 // actions.ACTION_REPEAT}
 
     def __init__(self, scenario: str = "basic", episode_length: int | None = None, render_mode: str | None = None,
-                 frame_resize: str = "nearest"):
+                 frame_resize: str = "nearest", buttons: str = "shared"):
         if scenario not in SCENARIOS:
             raise ValueError(f"Unknown ViZDoom scenario {scenario!r}; expected one of {', '.join(SCENARIOS)}.")
+        if buttons not in BUTTON_SETS:
+            raise ValueError(f"Unknown buttons {buttons!r}; expected one of {', '.join(BUTTON_SETS)}.")
         if frame_resize not in RESIZE_FILTERS:
             raise ValueError(f"Unknown frame_resize {frame_resize!r}; expected one of {RESIZE_FILTERS}.")
         import vizdoom as vzd
@@ -45,10 +49,16 @@ class StockScenarioEnv(gym.Env):
         self.render_mode = render_mode
         self.frame_resize = frame_resize
         self.observation_space = gym.spaces.Box(0, 255, (OBS_SIZE, OBS_SIZE, 3), np.uint8)
-        self.action_space = gym.spaces.Discrete(actions.NUM_ACTIONS)
         game = vzd.DoomGame()
         game.load_config(os.path.join(vzd.scenarios_path, f"{scenario}.cfg"))
-        game.set_available_buttons([getattr(vzd.Button, b) for b in actions.BUTTONS])
+        if buttons == "shared":
+            game.set_available_buttons([getattr(vzd.Button, b) for b in actions.BUTTONS])
+            self._buttons = [list(vector) for vector in actions.BUTTON_VECTORS]
+        else:  # the scenario's own buttons, one action each (basic: move left, move right, attack)
+            count = len(game.get_available_buttons())
+            self._buttons = [[int(i == j) for j in range(count)] for i in range(count)]
+        self.buttons = buttons
+        self.action_space = gym.spaces.Discrete(len(self._buttons))
         game.set_screen_resolution(vzd.ScreenResolution.RES_160X120)
         game.set_screen_format(vzd.ScreenFormat.RGB24)
         game.set_window_visible(False)
@@ -61,7 +71,6 @@ class StockScenarioEnv(gym.Env):
         self.episode_length = game.get_episode_timeout() // actions.ACTION_REPEAT
         self._game = game
         self._started = False
-        self._buttons = [list(vector) for vector in actions.BUTTON_VECTORS]
         self._obs = np.zeros(self.observation_space.shape, np.uint8)
         self._t = 0
 

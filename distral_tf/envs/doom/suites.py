@@ -1,6 +1,6 @@
 """The Doom suites: ``doom_mazes`` (8 tasks) and its reduced-scale ``doom_mazes_small``, ``doom_navigation``
-(4), ``doom_lasertag`` (8), and two one-task references from ViZDoom's own scenarios, ``basic`` and
-``my_way_home``."""
+(4), ``doom_lasertag`` (8), and one-task references from ViZDoom's own scenarios, ``basic`` (also with its own three buttons,
+``basic_own_buttons``) and ``my_way_home``."""
 
 from __future__ import annotations
 
@@ -43,6 +43,9 @@ _SUITES = {
     "doom_lasertag": (LASERTAG_ID, _LASERTAG_TASKS),
     # The scenarios' own time-outs (300 and 2,100 tics), in agent steps.
     "basic": (STOCK_ID, (("vizdoom_basic", {"scenario": "basic", "episode_length": 75}),)),
+    # basic with its own three buttons (move left, move right, attack), as Sample Factory runs it.
+    "basic_own_buttons": (STOCK_ID, (("vizdoom_basic_own_buttons",
+                                      {"scenario": "basic", "episode_length": 75, "buttons": "scenario"}),)),
     "my_way_home": (STOCK_ID, (("vizdoom_my_way_home", {"scenario": "my_way_home", "episode_length": 525}),)),
 }
 # Stock scenarios run their game in the calling process (no engine child to isolate).
@@ -51,7 +54,7 @@ _POOL_KWARGS = {STOCK_ID: {}}
 # Sample Factory does. At 1 and at 1/10, a3c with default flags stops firing within its first 40,000 agent
 # steps and stays at the time-out's -300; at 1/100 it keeps firing but had not learnt to aim after 480,000
 # agent steps (docs/results/vizdoom_reference).
-_REWARD_SCALES = {"basic": 0.01}
+_REWARD_SCALES = {"basic": 0.01, "basic_own_buttons": 0.01}
 
 
 def suite(name: str) -> Suite:
