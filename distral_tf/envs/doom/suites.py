@@ -1,6 +1,6 @@
 """The Doom suites: ``doom_mazes`` (8 tasks) and its reduced-scale ``doom_mazes_small``, ``doom_navigation``
-(4), ``doom_lasertag`` (8), and one-task references from ViZDoom's own scenarios, ``basic`` (also with its own three buttons,
-``basic_own_buttons``) and ``my_way_home``."""
+(4), ``doom_lasertag`` (8), and one-task references from ViZDoom's own scenarios, ``basic`` (also
+with its own three buttons, ``basic_own_buttons``) and ``my_way_home``."""
 
 from __future__ import annotations
 
