@@ -185,11 +185,6 @@ def select_rollouts(rollout: Rollout, index) -> Rollout:
         task_state=(rollout.task_state[0][index], rollout.task_state[1][index]))
 
 
-def split_rollout(rollout: Rollout) -> list[Rollout]:
-    """The rollouts of a batch, one per worker (batch of one each)."""
-    return [select_rollouts(rollout, slice(i, i + 1)) for i in range(len(rollout.task_ids))]
-
-
 def task_chunks(task_ids: np.ndarray, size: int) -> list[np.ndarray]:
     """Positions of the rollouts of each task, in order, cut into pieces of at most ``size``."""
     chunks = []

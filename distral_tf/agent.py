@@ -14,9 +14,9 @@ gradient is computed at that snapshot, and applied to the shared parameters.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import random
 import threading
+from typing import NamedTuple
 
 import numpy as np
 import tensorflow as tf
@@ -34,24 +34,51 @@ ActResult = tuple[np.ndarray, np.ndarray, LSTMState, LSTMState]
 """What acting returns: ``(actions [B] int32, logits [B, A], distilled state, task state)``."""
 
 
-@dataclasses.dataclass
-class Rollout:
-    """A batch of ``B`` rollouts of ``T`` steps (numpy arrays).
+class Rollout(NamedTuple):
+    """A batch of ``B`` rollouts of ``T`` steps: numpy arrays, or tensors inside the traced functions.
 
-    ``observations``/``first`` have ``T + 1`` rows: the last is the state that
-    bootstraps. ``first[t]`` marks an observation that starts an episode;
-    ``dones[t]`` marks the action at ``t`` ending one. ``*_state`` hold each
-    column's LSTM state ``(h, c)`` before ``observations[0]``.
+    Fields (shape, dtype), with ``[H, W, C]`` the observation shape:
+
+    * ``task_ids``: ``[B]`` int32, each rollout's task.
+    * ``observations``: ``[T+1, B, H, W, C]`` uint8; the last row is the state that bootstraps.
+    * ``first``: ``[T+1, B]`` bool, ``first[t]`` marks an observation that starts an episode.
+    * ``actions``: ``[T, B]`` int32.
+    * ``rewards``: ``[T, B]`` float32 (scaled and clipped).
+    * ``dones``: ``[T, B]`` bool, ``dones[t]`` marks the action at ``t`` ending an episode.
+    * ``distilled_state``: ``(h, c)``, two ``[B, 256]`` float32: pi_0's LSTM state before
+      ``observations[0]``.
+    * ``task_state``: ``(h, c)``, two ``[B, 256]`` float32: the task columns' LSTM state before
+      ``observations[0]``.
+
+    The traced update functions take one rollout as a single nested argument
+    (:meth:`signature`) and read it by field name.
     """
 
-    task_ids: np.ndarray  # [B] int32
-    observations: np.ndarray  # [T+1, B, H, W, C] uint8
-    first: np.ndarray  # [T+1, B] bool
-    actions: np.ndarray  # [T, B] int32
-    rewards: np.ndarray  # [T, B] float32
-    dones: np.ndarray  # [T, B] bool
-    distilled_state: tuple[np.ndarray, np.ndarray]  # ([B, 256], [B, 256])
-    task_state: tuple[np.ndarray, np.ndarray]
+    task_ids: np.ndarray
+    observations: np.ndarray
+    first: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+    dones: np.ndarray
+    distilled_state: LSTMState
+    task_state: LSTMState
+
+    @staticmethod
+    def signature(unroll_length: int, observation_shape: tuple[int, ...]) -> Rollout:
+        """The ``tf.TensorSpec`` of each field, for rollouts of ``unroll_length`` steps (any ``B``)."""
+        t = int(unroll_length)
+        state = (tf.TensorSpec([None, LSTM_SIZE], tf.float32),) * 2
+        return Rollout(task_ids=tf.TensorSpec([None], tf.int32),
+                       observations=tf.TensorSpec([t + 1, None, *observation_shape], tf.uint8),
+                       first=tf.TensorSpec([t + 1, None], tf.bool), actions=tf.TensorSpec([t, None], tf.int32),
+                       rewards=tf.TensorSpec([t, None], tf.float32), dones=tf.TensorSpec([t, None], tf.bool),
+                       distilled_state=state, task_state=state)
+
+    def as_inputs(self) -> Rollout:
+        """This rollout with the dtypes of :meth:`signature` (arrays already of those types are not copied)."""
+        return self._replace(task_ids=np.asarray(self.task_ids, np.int32), first=np.asarray(self.first, bool),
+                             actions=np.asarray(self.actions, np.int32),
+                             rewards=np.asarray(self.rewards, np.float32), dones=np.asarray(self.dones, bool))
 
 
 class _FunctionCache:
@@ -185,30 +212,30 @@ class _Network:
         return (tf.transpose(tf.dynamic_stitch(positions, logits), [1, 0, 2]),
                 tf.transpose(tf.dynamic_stitch(positions, values), [1, 0]), None)
 
-    def act(self, rng, task_ids, obs, first, d_h, d_c, t_h, t_c):
-        f_logits, _, (t_h, t_c) = self.task_columns_step(task_ids, obs, first, (t_h, t_c))
+    def act(self, rng, task_ids, obs, first, distilled_state, task_state):
+        f_logits, _, task_state = self.task_columns_step(task_ids, obs, first, task_state)
         if self.uses_distilled:
-            h0_logits, _, (d_h, d_c) = self.distilled.step(obs, first, (d_h, d_c))
+            h0_logits, _, distilled_state = self.distilled.step(obs, first, distilled_state)
         else:
             h0_logits = None
         logits = objective.task_policy_logits(self.algorithm, self.coeffs, f_logits, h0_logits)
-        return _gumbel_sample(rng, logits), logits, d_h, d_c, t_h, t_c
+        return _gumbel_sample(rng, logits), logits, tuple(distilled_state), tuple(task_state)
 
-    def loss_terms(self, task_ids, obs, first, actions, rewards, dones, d_h, d_c, t_h, t_c, task=None,
-                   taps=None):
+    def loss_terms(self, rollout: Rollout, task=None, taps=None):
         """The loss terms of a batch; ``taps`` (with ``task``): dicts ``"task"`` and ``"distilled"`` that
         receive the columns' recorded layers (:mod:`distral_tf.per_rollout`)."""
         taps = taps or {}
+        obs, first = rollout.observations, rollout.first
         if task is None:
-            f_logits, values, _ = self.task_columns_unroll(task_ids, obs, first, (t_h, t_c))
+            f_logits, values, _ = self.task_columns_unroll(rollout.task_ids, obs, first, rollout.task_state)
         else:  # every element belongs to ``task``
-            f_logits, values, _ = self.task_columns[task].unroll(obs, first, (t_h, t_c), taps.get("task"))
-        h0_logits = (self.distilled.unroll(obs, first, (d_h, d_c), taps.get("distilled"))[0]
+            f_logits, values, _ = self.task_columns[task].unroll(obs, first, rollout.task_state, taps.get("task"))
+        h0_logits = (self.distilled.unroll(obs, first, rollout.distilled_state, taps.get("distilled"))[0]
                      if self.uses_distilled else None)
         logits = objective.task_policy_logits(self.algorithm, self.coeffs, f_logits, h0_logits)
         return objective.loss_terms(self.algorithm, self.coeffs, task_logits=logits, values=values,
-                                    distilled_logits=h0_logits, actions=actions, rewards=rewards, dones=dones,
-                                    task_column_logits=f_logits)
+                                    distilled_logits=h0_logits, actions=rollout.actions, rewards=rollout.rewards,
+                                    dones=rollout.dones, task_column_logits=f_logits)
 
 
 class _Functions:
@@ -239,20 +266,21 @@ class _Functions:
         return self._cache.get("act_distilled", self._trace_act_distilled)
 
     def train(self, task: int | None):
-        """The update for a batch of any tasks (``task=None``) or of task ``task`` only."""
+        """The update of a batch of any tasks (``task=None``: each rollout goes through its task's column) or of
+        task ``task`` only (that column alone, no routing: what :meth:`train_step` runs for a batch of one task)."""
         return self._cache.get(("train", task), lambda: self._trace_train(task))
 
-    def train_each(self, task: int, args) -> dict:
-        """The Hogwild updates of a batch of rollouts of task ``task`` (``rollout_args``): one RMSProp step per
-        rollout, in order, all differentiated at this network's parameters; returns the batch's terms (its
-        losses per rollout), and per rollout ``grad_norm``, ``updates_before`` and, with a shared sink,
-        the clipped ``shared_grads`` ([B, *shape] per shared variable) for the sink."""
+    def train_each(self, task: int, rollout: Rollout) -> dict:
+        """The Hogwild updates of a batch of rollouts of task ``task``: one RMSProp step per rollout, in order,
+        all differentiated at this network's parameters; returns the batch's terms (its losses per rollout), and
+        per rollout ``grad_norm``, ``updates_before`` and, with a shared sink, the clipped ``shared_grads``
+        ([B, *shape] per shared variable) for the sink."""
         agent = self._agent
-        terms, grads, norms = self.rollout_gradients(task)(*args)
+        terms, grads, norms = self.rollout_gradients(task)(rollout.as_inputs())
         _, targets, shared = self._task_variables(task)
         split = agent.shared_sink is not None
         applied = [not s for s in shared] if split else [True] * len(targets)
-        steps = np.shape(args[3])[0]  # agent steps of one rollout
+        steps = np.shape(rollout.actions)[0]  # agent steps of one rollout
         with agent.update_locks(task, any(s and a for s, a in zip(shared, applied, strict=True))):
             scales, before = agent.optimizer.apply_sequence(
                 [g for g, a in zip(grads, applied, strict=True) if a],
@@ -271,28 +299,27 @@ class _Functions:
 
     def _trace_act(self):
         agent, network = self._agent, self.network
-        obs_spec, state_spec = agent.obs_spec, agent.state_spec
+        state = (agent.state_spec, agent.state_spec)
 
         # autograph=False: the code has no Python control flow on tensors, and tracing is faster.
         @tf.function(autograph=False, input_signature=[
-            tf.TensorSpec([None], tf.int32), obs_spec, tf.TensorSpec([None], tf.bool),
-            state_spec, state_spec, state_spec, state_spec])
-        def act(task_ids, obs, first, d_h, d_c, t_h, t_c):
-            return network.act(agent.rng, task_ids, obs, first, d_h, d_c, t_h, t_c)
+            tf.TensorSpec([None], tf.int32), agent.obs_spec, tf.TensorSpec([None], tf.bool), state, state])
+        def act(task_ids, obs, first, distilled_state, task_state):
+            return network.act(agent.rng, task_ids, obs, first, distilled_state, task_state)
 
         return act.get_concrete_function()
 
     def _trace_act_distilled(self):
         agent, network = self._agent, self.network
-        obs_spec, state_spec = agent.obs_spec, agent.state_spec
+        state = (agent.state_spec, agent.state_spec)
 
         @tf.function(autograph=False, input_signature=[
-            obs_spec, tf.TensorSpec([None], tf.bool), state_spec, state_spec, tf.TensorSpec([], tf.bool)])
-        def act_distilled(obs, first, h, c, greedy):
-            logits, _, (h, c) = network.distilled_column().step(obs, first, (h, c))
+            agent.obs_spec, tf.TensorSpec([None], tf.bool), state, tf.TensorSpec([], tf.bool)])
+        def act_distilled(obs, first, state, greedy):
+            logits, _, state = network.distilled_column().step(obs, first, state)
             sampled = _gumbel_sample(agent.rng, logits)
             actions = tf.where(greedy, tf.argmax(logits, -1, output_type=tf.int32), sampled)
-            return actions, logits, h, c
+            return actions, logits, tuple(state)
 
         return act_distilled.get_concrete_function()
 
@@ -310,21 +337,21 @@ class _Functions:
             variable_task = [None] * len(sources)
         split = agent.shared_sink is not None
 
-        @tf.function(autograph=False, input_signature=agent.rollout_spec)
-        def train_step(task_ids, obs, first, actions, rewards, dones, d_h, d_c, t_h, t_c):
+        @tf.function(autograph=False, input_signature=[agent.rollout_spec])
+        def train_step(rollout):
             with tf.GradientTape() as tape:
-                terms = network.loss_terms(task_ids, obs, first, actions, rewards, dones, d_h, d_c, t_h, t_c, task)
+                terms = network.loss_terms(rollout, task)
             grads = tape.gradient(terms["total"], sources)
             lr = linear_annealing(agent.learning_rate, agent.env_steps, agent.total_env_steps)
             # Columns of tasks absent from this batch keep their parameters and RMSProp statistics.
             active = None
             if any(t is not None for t in variable_task):
-                present = tf.math.bincount(task_ids, minlength=len(network.task_columns),
+                present = tf.math.bincount(rollout.task_ids, minlength=len(network.task_columns),
                                            maxlength=len(network.task_columns)) > 0
                 active = [None if t is None else present[t] for t in variable_task]
             # Per-rollout clipping (A3C clips each worker's gradient): an update of B rollouts is
             # clipped at B times the norm, the largest that B clipped gradients can sum to.
-            num_rollouts = tf.cast(tf.shape(task_ids)[0], tf.float32)
+            num_rollouts = tf.cast(tf.shape(rollout.task_ids)[0], tf.float32)
             terms["updates_before"] = tf.cast(agent.optimizer.num_updates, tf.float32)
             if split:
                 clipped, terms["grad_norm"] = tf.clip_by_global_norm(grads, agent.optimizer.clip_norm * num_rollouts)
@@ -336,7 +363,7 @@ class _Functions:
                                          for g, v, s in zip(clipped, targets, shared, strict=True) if s]
             else:
                 terms["grad_norm"] = agent.optimizer.apply(grads, targets, lr, active, clip_scale=num_rollouts)
-            agent.env_steps.assign_add(tf.cast(tf.size(actions), tf.int64))
+            agent.env_steps.assign_add(tf.cast(tf.size(rollout.actions), tf.int64))
             terms["learning_rate"] = lr
             return terms
 
@@ -347,9 +374,9 @@ class _Functions:
         the variables task ``task`` trains, in ``trainable`` order, each rollout's global norm ``[B]``);
         nothing is applied."""
         def trace():
-            @tf.function(autograph=False, input_signature=self._agent.rollout_spec)
-            def gradients(*args):
-                terms, grads = self._rollout_gradients(task, args)
+            @tf.function(autograph=False, input_signature=[self._agent.rollout_spec])
+            def gradients(rollout):
+                terms, grads = self._rollout_gradients(task, rollout)
                 squares = [tf.reduce_sum(tf.square(g), axis=tf.range(1, tf.rank(g))) for g in grads]
                 return terms, grads, tf.sqrt(tf.add_n(squares))
 
@@ -364,7 +391,7 @@ class _Functions:
         return (pick(self.network.trainable), pick(self._agent.trainable),
                 pick([t is None for t in self._variable_task]))
 
-    def _rollout_gradients(self, task: int, args):
+    def _rollout_gradients(self, task: int, rollout: Rollout):
         network = self.network
         sources = self._task_variables(task)[0]
         column = network.task_columns[task]
@@ -373,12 +400,11 @@ class _Functions:
             id(v) in trained for v in network.distilled.trainable_variables) else None
         taps = {"task": {}, "distilled": {}}
         with tf.GradientTape() as tape:
-            terms = network.loss_terms(*args, task=task, taps=taps)
+            terms = network.loss_terms(rollout, task=task, taps=taps)
         tapped = [(column, taps["task"])] + ([(distilled, taps["distilled"])] if distilled is not None else [])
         outputs = [per_rollout.tap_outputs(t) for _, t in tapped]
         d_outputs = tape.gradient(terms["total"], outputs, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-        obs = args[1]
-        time, batch = tf.shape(obs)[0], tf.shape(obs)[1]
+        time, batch = tf.shape(rollout.observations)[0], tf.shape(rollout.observations)[1]
         grads = {}
         for (col, t), d in zip(tapped, d_outputs, strict=True):
             grads.update(per_rollout.column_gradients(col, t, d, time, batch))
@@ -391,7 +417,7 @@ class _Functions:
         agent = self._agent
         d_state, t_state = agent.initial_state(1)
         obs = np.zeros([1, *agent.observation_shape], np.uint8)
-        self.act(np.zeros(1, np.int32), obs, np.ones(1, bool), *d_state, *t_state)
+        self.act(np.zeros(1, np.int32), obs, np.ones(1, bool), d_state, t_state)
         t, b = agent.unroll_length, update_batch if single_task_updates else 1
         d_state, t_state = agent.initial_state(b)
         rollout = Rollout(
@@ -399,11 +425,11 @@ class _Functions:
             first=np.ones([t + 1, b], bool), actions=np.zeros([t, b], np.int32), rewards=np.zeros([t, b], np.float32),
             dones=np.zeros([t, b], bool), distilled_state=d_state, task_state=t_state)
         if batched_updates:
-            self.train(None)(*rollout_args(rollout))
+            self.train(None)(rollout)
         if single_task_updates:  # Hogwild updates of each task, computed together (train_each)
             for task in range(len(self.network.task_columns)):
                 rollout.task_ids[:] = task
-                self.train_each(task, rollout_args(rollout))  # shared gradients are not sent from here
+                self.train_each(task, rollout)  # shared gradients are not sent from here
 
     def train_step(self, rollout: Rollout, shared_version: int = 0) -> dict[str, float]:
         """One update from ``rollout``; a batch of a single task runs that task's own function (no routing).
@@ -412,12 +438,10 @@ class _Functions:
         ``shared_version``, the version of the shared parameters they were computed at),
         and ``shared_lag`` is the number of versions they lagged when applied.
         """
-        args = rollout_args(rollout)
-        task_ids = args[0]
-        if len(self.network.task_columns) > 1 and len(task_ids) and (task_ids == task_ids[0]).all():
-            out = self.train(int(task_ids[0]))(*args)
-        else:
-            out = self.train(None)(*args)
+        rollout = rollout.as_inputs()
+        task_ids = rollout.task_ids
+        single = len(self.network.task_columns) > 1 and len(task_ids) and (task_ids == task_ids[0]).all()
+        out = self.train(int(task_ids[0]) if single else None)(rollout)
         shared_grads = out.pop("shared_grads", None)
         terms = {k: float(v) for k, v in out.items()}
         if shared_grads is not None:
@@ -435,7 +459,7 @@ def train_each_step(functions: _Functions, rollout: Rollout, version: int,
         task = int(rollout.task_ids[0])
         if (rollout.task_ids != task).any():
             raise ValueError(f"Updates computed together need rollouts of one task, got tasks {set(rollout.task_ids)}.")
-    out = functions.train_each(task, rollout_args(rollout))
+    out = functions.train_each(task, rollout)
     shared_grads = out.pop("shared_grads", None)
     if shared_grads is not None:
         shared_grads = [g.numpy() for g in shared_grads]
@@ -452,17 +476,12 @@ def train_each_step(functions: _Functions, rollout: Rollout, version: int,
     return terms
 
 
-def rollout_args(r: Rollout):
-    """The arguments of a traced update for rollout ``r``."""
-    return (np.asarray(r.task_ids, np.int32), r.observations, np.asarray(r.first, bool),
-            np.asarray(r.actions, np.int32), np.asarray(r.rewards, np.float32), np.asarray(r.dones, bool),
-            *r.distilled_state, *r.task_state)
-
-
 def _act_numpy(functions: _Functions, task_ids, observations, first, distilled_state, task_state) -> ActResult:
-    a, logits, d_h, d_c, t_h, t_c = functions.act(
-        np.asarray(task_ids, np.int32), observations, np.asarray(first, bool), *distilled_state, *task_state)
-    return a.numpy(), logits.numpy(), (d_h.numpy(), d_c.numpy()), (t_h.numpy(), t_c.numpy())
+    a, logits, d_state, t_state = functions.act(
+        np.asarray(task_ids, np.int32), observations, np.asarray(first, bool), tuple(distilled_state),
+        tuple(task_state))
+    return a.numpy(), logits.numpy(), (d_state[0].numpy(), d_state[1].numpy()), (t_state[0].numpy(),
+                                                                                 t_state[1].numpy())
 
 
 class Agent(tf.Module):
@@ -509,18 +528,9 @@ class Agent(tf.Module):
                                        clip_norm=max_grad_norm, initial_mean_square=rmsprop_initial_mean_square)
         self.env_steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="env_steps")
         self.rng = tf.random.Generator.from_seed(seed)
-        t1 = self.unroll_length + 1
         self.obs_spec = tf.TensorSpec([None, *self.observation_shape], tf.uint8)
         self.state_spec = tf.TensorSpec([None, LSTM_SIZE], tf.float32)
-        self.rollout_spec = [
-            tf.TensorSpec([None], tf.int32),
-            tf.TensorSpec([t1, None, *self.observation_shape], tf.uint8),
-            tf.TensorSpec([t1, None], tf.bool),
-            tf.TensorSpec([t1 - 1, None], tf.int32),
-            tf.TensorSpec([t1 - 1, None], tf.float32),
-            tf.TensorSpec([t1 - 1, None], tf.bool),
-            self.state_spec, self.state_spec, self.state_spec, self.state_spec,
-        ]
+        self.rollout_spec = Rollout.signature(self.unroll_length, self.observation_shape)
         # A run spread over machines sets a sink for the gradients of the variables every task uses
         # (``shared_sink(grads, agent_steps, version) -> lag``), before any update function is traced,
         # and a source (``shared_source()``) that brings the newest shared parameters here before a
@@ -615,8 +625,8 @@ class Agent(tf.Module):
     def act_distilled(self, observations: np.ndarray, first: np.ndarray, state: LSTMState,
                       greedy: bool) -> tuple[np.ndarray, LSTMState]:
         """Actions of pi_0 (greedy or sampled); returns ``(actions, state)``."""
-        a, _, h, c = self._functions.act_distilled(observations, np.asarray(first, bool), *state,
-                                                   tf.constant(greedy))
+        a, _, (h, c) = self._functions.act_distilled(observations, np.asarray(first, bool), tuple(state),
+                                                     tf.constant(greedy))
         return a.numpy(), (h.numpy(), c.numpy())
 
     def train_step(self, rollout: Rollout) -> dict[str, float]:
@@ -628,8 +638,7 @@ class Agent(tf.Module):
 
     def trace_loss_terms(self, rollout: Rollout):
         """Loss terms computed eagerly under a caller's ``GradientTape`` (for tests)."""
-        args = [tf.convert_to_tensor(a) for a in rollout_args(rollout)]
-        return self._functions.network.loss_terms(*args)
+        return self._functions.network.loss_terms(tf.nest.map_structure(tf.convert_to_tensor, rollout.as_inputs()))
 
 
 class Replica:

@@ -6,7 +6,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from distral_tf.actors import ActingPolicy, ActorGroup, Episode, clip_rewards, split_rollout
+from distral_tf.actors import ActingPolicy, ActorGroup, Episode, clip_rewards, select_rollouts
 from distral_tf.agent import Agent, Replica
 from distral_tf.config import REWARD_CLIPPING
 from distral_tf.env_pool import LocalEnvs
@@ -162,12 +162,15 @@ def test_bad_masks_and_mismatched_environments_are_refused():
         ActorGroup([0, 1], envs, ZeroStates(), 4)
 
 
-def test_split_rollout_gives_each_worker_its_own_column():
+def test_select_rollouts_gives_each_worker_its_own_column():
     group, _ = make_group([0, 1, 2], unroll_length=5)
     group.collect(np.ones(3, bool), ScriptedPolicy())  # nonzero states and episode ends
     rollout, _ = group.collect(np.ones(3, bool), ScriptedPolicy())
-    parts = split_rollout(rollout)
+    parts = [select_rollouts(rollout, slice(i, i + 1)) for i in range(3)]
     assert [int(p.task_ids[0]) for p in parts] == [0, 1, 2]
+    picked = select_rollouts(rollout, np.array([2, 0]))  # positions as task_chunks gives them
+    np.testing.assert_array_equal(picked.observations, rollout.observations[:, [2, 0]])
+    np.testing.assert_array_equal(picked.task_state[1], rollout.task_state[1][[2, 0]])
     for name in ("observations", "first", "actions", "rewards", "dones"):
         whole = getattr(rollout, name)
         assert all(getattr(p, name).shape == (whole.shape[0], 1, *whole.shape[2:]) for p in parts), name

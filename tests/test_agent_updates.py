@@ -5,8 +5,6 @@ import pytest
 from conftest import SMALL_AGENT
 from conftest import random_rollout as _rollout
 
-from distral_tf.agent import rollout_args
-
 
 def _snapshot(agent, column):
     optimizer = agent.optimizer
@@ -48,7 +46,7 @@ def test_single_task_update_equals_the_routed_update(name):
     for a, b in zip(routed.parameters, direct.parameters, strict=True):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
     rollout = _rollout([1, 1, 1], seed=2)
-    terms_routed = routed._functions.train(None)(*rollout_args(rollout))
+    terms_routed = routed._functions.train(None)(rollout)
     terms_direct = direct.train_step(rollout)
     assert direct._functions.traced(("train", 1)) and not routed._functions.traced(("train", 1))
     np.testing.assert_allclose(float(terms_routed["total"]), terms_direct["total"], rtol=1e-5)

@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from distral_tf import algorithms
 from distral_tf.actors import select_rollouts
-from distral_tf.agent import Agent, Rollout, rollout_args
+from distral_tf.agent import Agent, Rollout
 from distral_tf.per_rollout import conv_gradients, dense_gradients
 
 OBS, T, NUM_ACTIONS, TASKS = (36, 36, 3), 4, 3, 2
@@ -71,7 +71,7 @@ def test_gradients_computed_together_equal_those_of_each_rollout_alone(name):
     agent = _agent(name)
     task = 0 if name == "a3c_multitask" else 1
     rollout = _batch(task, 5, seed=3, episode_starts=True)
-    _, together, norms = agent._functions.rollout_gradients(task)(*rollout_args(rollout))
+    _, together, norms = agent._functions.rollout_gradients(task)(rollout)
     sources = agent._functions._task_variables(task)[0]
     for k in range(5):
         with tf.GradientTape() as tape:
