@@ -17,9 +17,9 @@ import statistics
 import tempfile
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from absl import flags
 
-from absl import app, flags  # noqa: E402
+from flags import cli
 
 _SUITES = flags.DEFINE_list("suites", ["two_rooms_small", "doom_mazes"], "Suites measured.")
 _ALGO = flags.DEFINE_string("algo", "kl_2col", "Algorithm (its model size sets the checkpoint's).")
@@ -48,7 +48,7 @@ def measure(suite_name: str) -> dict:
 
 
 def main(argv):
-    del argv
+    cli.refuse_positional(argv)
     from distral_tf.tensorflow_setup import configure_tensorflow
 
     configure_tensorflow()
@@ -61,4 +61,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -8,9 +8,10 @@ Usage: ``python benchmarks/env_throughput.py [--suites=doom_mazes,...] [--steps=
 import time
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 from distral_tf.envs import make_suite
+from flags import cli
 
 _SUITES = flags.DEFINE_list("suites", ["doom_mazes", "doom_navigation", "doom_lasertag"], "Suites to time.")
 _STEPS = flags.DEFINE_integer("steps", 1000, "Agent steps per task.")
@@ -34,7 +35,7 @@ def task_throughput(suite, index: int, steps: int, seed: int = 0, in_pool: bool 
 
 
 def main(argv):
-    del argv
+    cli.refuse_positional(argv)
     for name in _SUITES.value:
         suite = make_suite(name)
         rates = [task_throughput(suite, i, _STEPS.value, in_pool=_IN_POOL.value) for i in range(suite.num_tasks)]
@@ -44,4 +45,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -9,12 +9,11 @@ logged means and the largest logged maximum, over all tasks and over each task.
 
 import collections
 import re
-import sys
 
 import numpy as np
-from absl import app
 
 from distral_tf.reporting.runs import _event_files, _iter_events, _scalar_value
+from flags import cli
 
 _TAG = re.compile(r"^staleness/(.+)/(mean|max)$")
 
@@ -34,7 +33,7 @@ def staleness(run_dir: str) -> dict[str, dict[str, list[float]]]:
 
 def main(argv):
     if len(argv) < 2:
-        sys.exit("usage: python benchmarks/staleness.py RUN_DIR [RUN_DIR ...]")
+        cli.fail("no run directory given; usage: python benchmarks/staleness.py RUN_DIR [RUN_DIR ...]")
     for run_dir in argv[1:]:
         per_task = staleness(run_dir)
         if not per_task:
@@ -49,4 +48,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -19,10 +19,11 @@ import subprocess
 import sys
 import time
 
-from absl import app, flags
+from absl import flags
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+from flags import cli  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("out", None, "Directory for the two sweeps and their reports.")
@@ -74,7 +75,7 @@ def report_structure(runs_dir: str, report_dir: str) -> dict:
 
 
 def main(argv):
-    del argv
+    cli.refuse_positional(argv)
     from ray.cluster_utils import Cluster
 
     out = os.path.abspath(FLAGS.out)
@@ -117,4 +118,4 @@ def main(argv):
 
 if __name__ == "__main__":
     flags.mark_flag_as_required("out")
-    app.run(main)
+    cli.run(main)

@@ -26,9 +26,9 @@ import tempfile
 import threading
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from absl import flags
 
-from absl import app, flags  # noqa: E402
+from flags import cli
 
 # Only light imports at the top: environment processes are spawned and import this module (as
 # "throughput", to make the ViZDoom stand-in), so the flags are defined only when it runs as a program.
@@ -343,7 +343,7 @@ def measure_ray(suite, config, warmup: float, seconds: float, logdir: str) -> di
 
 
 def main(argv):
-    del argv
+    cli.refuse_positional(argv)
     from distral_tf.config import TrainConfig
     from distral_tf.envs import make_suite
 
@@ -428,4 +428,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -22,7 +22,6 @@ import os
 import sys
 
 import numpy as np
-from absl import app
 from absl import flags as absl_flags
 
 from distral_tf.rundir import POLICIES
@@ -114,8 +113,7 @@ def evaluate(logdir: str, *, checkpoint: int | None = None, policies=POLICIES, e
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    cli.refuse_positional(argv)
     from distral_tf.tensorflow_setup import configure_tensorflow
     from distral_tf.trained_run import RunLoadError
     from distral_tf.videos import VideoError

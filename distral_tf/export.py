@@ -27,7 +27,6 @@ import logging
 import os
 import sys
 
-from absl import app
 from absl import flags as absl_flags
 
 from flags import cli
@@ -177,8 +176,7 @@ def define_flags():
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    cli.refuse_positional(argv)
     from distral_tf.tensorflow_setup import configure_tensorflow
     from distral_tf.trained_run import RunLoadError
 

@@ -22,9 +22,12 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from absl import app, flags
+from absl import flags
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from flags import cli  # noqa: E402
+
 _FILTER = flags.DEFINE_string("filter", "", "Run only the cases whose name contains this text.")
 _JOBS = flags.DEFINE_integer("jobs", 2, "Cases run at a time.")
 _TIMEOUT = flags.DEFINE_float("timeout_secs", 600.0, "A case not answered within this time fails.")
@@ -176,7 +179,7 @@ def run_case(case: Case) -> dict:
         if case.setup is not None:
             case.setup(directory)
         args = [a.replace("{dir}", str(directory)) for a in case.args]
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(ROOT)}
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
         try:
             result = subprocess.run([sys.executable, "-m", f"distral_tf.{case.program}", *args], cwd=tmp,
                                     capture_output=True, text=True, timeout=_TIMEOUT.value, env=env)
@@ -198,7 +201,7 @@ def run_case(case: Case) -> dict:
 
 
 def main(argv):
-    del argv
+    cli.refuse_positional(argv)
     selected = [c for c in cases() if _FILTER.value in c.name]
     with concurrent.futures.ThreadPoolExecutor(max(1, _JOBS.value)) as pool:
         results = list(pool.map(run_case, selected))
@@ -214,4 +217,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

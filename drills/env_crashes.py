@@ -19,10 +19,10 @@ import sys
 import threading
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
+from absl import flags
 
-import numpy as np  # noqa: E402
-from absl import app, flags  # noqa: E402
+from flags import cli
 
 _CRASHES = flags.DEFINE_integer("crashes", 100, "Environment processes to kill.")
 _INTERVAL = flags.DEFINE_float("interval", 0.5, "Seconds between kills.")
@@ -34,7 +34,7 @@ _PROCESSES = flags.DEFINE_integer("num_env_processes", 2, "Environment processes
 
 
 def main(argv):
-    del argv
+    cli.refuse_positional(argv)
     from distral_tf.config import TrainConfig
     from distral_tf.envs import make_suite
     from distral_tf.tensorflow_setup import configure_tensorflow
@@ -91,4 +91,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -30,10 +30,10 @@ import subprocess
 import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
+from absl import flags
 
-import numpy as np  # noqa: E402
-from absl import app, flags  # noqa: E402
+from flags import cli
 
 _CYCLES = flags.DEFINE_integer("cycles", 10, "Kill -9 / resume cycles.")
 _LOGDIR = flags.DEFINE_string("logdir", "/tmp/distral_kill_resume", "Run directory (emptied first).")
@@ -163,7 +163,7 @@ def steps_going_backwards(rows, task_names):
 
 
 def main(argv):
-    del argv
+    cli.refuse_positional(argv)
     from distral_tf import rundir
 
     logdir = _LOGDIR.value
@@ -259,4 +259,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

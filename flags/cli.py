@@ -1,13 +1,17 @@
 """Shared command-line behaviour of the entry points: one prologue, quiet logs, and one line per bad input.
 
-:func:`run` starts an entry point like ``absl.app.run`` with the prologue every program
-shares: log lines of the form ``09:38:07 INFO message`` (no thread id, no file:line), and
-TensorFlow quiet until ``--verbosity`` (``-v``) asks for more: its and Keras's Python code
-logs warnings and errors only, its C++ log level is raised (``TF_CPP_MIN_LOG_LEVEL=2``) and the
-notices its libraries print while they load (the oneDNN banner, "All log messages before
-absl::InitializeLog() ...") are dropped. With ``--verbosity=1`` or more they are shown (each
-line once; ``--verbosity=2`` and up also raises ``TF_CPP_MAX_VLOG_LEVEL``). None of this
-imports TensorFlow: an entry point loads it only once its flags are valid.
+Every program (``python -m distral_tf.run``, ``.sweep``, ``.report``, ``.evaluate``, ``.export``,
+``distral_tf.experiments.*``, ``distral_tf.envs.preview``, the benchmarks and drills) starts with
+:func:`run`, which is ``absl.app.run`` with the prologue they share. A bad flag value, a stray
+positional argument (:func:`refuse_positional`) or an ``app.UsageError`` ends the program with one
+line ``error: ...`` (exit status 2; asking for help exits with 0). Log lines have the form
+``09:38:07 INFO message`` (no thread id, no file:line), and TensorFlow is quiet until
+``--verbosity`` (``-v``) asks for more: its and Keras's Python code logs warnings and errors only,
+its C++ log level is raised (``TF_CPP_MIN_LOG_LEVEL=2``, which the program's child processes
+inherit) and the notices its libraries print while they load (the oneDNN banner, "All log
+messages before absl::InitializeLog() ...") are dropped. With ``--verbosity=1`` or more they are
+shown (each line once; ``--verbosity=2`` and up also raises ``TF_CPP_MAX_VLOG_LEVEL``). None of
+this imports TensorFlow: a program loads it only once its flags are valid.
 """
 
 from __future__ import annotations
@@ -100,11 +104,20 @@ def refuse_positional(argv):
 
 
 def run(main, flags_parser=parse_flags_or_exit):
-    """``absl.app.run(main)`` with the prologue of every entry point (:func:`configure_logging`)."""
+    """``absl.app.run(main)`` with the prologue of every entry point.
+
+    ``flags_parser`` parses the command line (by default :func:`parse_flags_or_exit`: one line per
+    bad value); then :func:`configure_logging` sets the log format and quiets TensorFlow, before
+    ``main`` imports it. An ``app.UsageError`` from ``main`` ends the program with one line, not
+    absl's usage text.
+    """
 
     def main_after_prologue(argv):
         configure_logging(flags.FLAGS["verbosity"].value)
-        return main(argv)
+        try:
+            return main(argv)
+        except app.UsageError as e:
+            fail(str(e))
 
     app.run(main_after_prologue, flags_parser=flags_parser)
 

@@ -17,10 +17,11 @@ import math
 from pathlib import Path
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 from PIL import Image
 
 from distral_tf.envs import make_suite
+from flags import cli
 
 
 def define_flags():
@@ -201,9 +202,12 @@ def preview_task(suite, index: int, out: Path, frames: int, every: int, seed: in
 
 
 def main(argv):
-    del argv
+    cli.refuse_positional(argv)
     values = flags.FLAGS
-    suite = make_suite(values.suite)
+    try:
+        suite = make_suite(values.suite)
+    except ValueError as e:
+        cli.fail(str(e))
     out = Path(values.out)
     out.mkdir(parents=True, exist_ok=True)
     for i in range(suite.num_tasks):
@@ -213,4 +217,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    cli.run(main)

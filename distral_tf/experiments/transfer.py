@@ -32,9 +32,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from absl import app, flags, logging  # noqa: E402
+from absl import flags, logging  # noqa: E402
 
 from distral_tf import rundir  # noqa: E402
+from flags import cli  # noqa: E402
 
 ARMS = ("transfer", "transfer_frozen", "scratch")
 ARM_LABELS = {"transfer": "transfer (pi_0 from the source run, keeps learning)",
@@ -237,18 +238,18 @@ def write_report(path: str, summary: dict, info: dict, commands: list[dict]):
 
 
 def main(argv):
-    del argv
+    cli.refuse_positional(argv)
     from distral_tf.envs import make_suite
 
     values = flags.FLAGS
     unknown = [a for a in values.arms if a not in ARMS]
     if unknown:
-        sys.exit(f"error: unknown --arms {', '.join(unknown)}; choose from {', '.join(ARMS)}.")
+        cli.fail(f"unknown --arms {', '.join(unknown)}; choose from {', '.join(ARMS)}.")
     try:
         suite = make_suite(values.suite)
         source_tasks, held_out = source_tasks_and_held_out(suite.task_names, values.held_out)
     except ValueError as e:
-        sys.exit(f"error: {e}")
+        cli.fail(str(e))
     seeds = list(range(values.num_seeds))
     commands = run_commands(values.runs, values.algo, source_tasks, held_out, seeds, values.source_steps,
                             values.target_steps, values.run_flags, values.arms)
@@ -282,4 +283,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    cli.run(main)

@@ -27,7 +27,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from absl import app, flags, logging  # noqa: E402
+from absl import flags, logging  # noqa: E402
 from matplotlib.patches import FancyArrow, Rectangle  # noqa: E402
 
 from distral_tf.envs.two_rooms import (  # noqa: E402
@@ -42,6 +42,7 @@ from distral_tf.envs.two_rooms import (  # noqa: E402
     optimal_return,  # noqa: E402
 )
 from distral_tf.tabular import SoftQConfig, TabularLearners, discounted_visitation  # noqa: E402
+from flags import cli  # noqa: E402
 
 
 def define_flags():
@@ -637,10 +638,10 @@ def _diagnosis_lines(s, layout):
 
 
 def main(argv):
-    del argv
+    cli.refuse_positional(argv)
     values = flags.FLAGS
     if not values.out:
-        raise app.UsageError("--out is required.")
+        cli.fail("--out is required.")
     if values.report_only:
         write_report(values.out)
         return
@@ -653,4 +654,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    cli.run(main)
