@@ -217,3 +217,46 @@ def test_command_line_missing_deepmind_lab_says_how_to_build_it(tmp_path):
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and "deepmind_lab" in last and "Bazel" in last
     assert not logdir.exists()
+
+
+# Every program (entry points, experiments, benchmarks, drills) and the flags it needs to reach its own code.
+PROGRAMS = {
+    "distral_tf.sweep": ["--experiment=two_rooms_small", "--out=out"],
+    "distral_tf.report": ["--runs=runs", "--out=out"],
+    "distral_tf.evaluate": ["--logdir=run"],
+    "distral_tf.export": ["--logdir=run", "--out=out"],
+    "distral_tf.experiments.two_rooms": ["--out=out"],
+    "distral_tf.experiments.transfer": ["--out=out"],
+    "distral_tf.envs.preview": ["--out=out"],
+}
+SCRIPTS = ["benchmarks/checkpoint_cost.py", "benchmarks/env_throughput.py", "benchmarks/staleness.py",
+           "benchmarks/sweep_backends.py", "benchmarks/throughput.py", "drills/bad_inputs.py", "drills/env_crashes.py",
+           "drills/kill_resume.py"]
+
+
+@pytest.mark.parametrize("module", sorted(PROGRAMS))
+def test_every_program_refuses_a_stray_argument_with_one_line(tmp_path, module):
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, env.get("PYTHONPATH")) if p)
+    result = subprocess.run([sys.executable, "-m", module, *PROGRAMS[module], "oops"], capture_output=True,
+                            text=True, timeout=300, env=env, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "error: unexpected arguments 'oops'; every setting is a --flag=value (see --help)."]
+
+
+@pytest.mark.parametrize("path", [m.replace(".", "/") + ".py" for m in ("distral_tf.run", *PROGRAMS)] + SCRIPTS)
+def test_every_program_starts_through_the_one_prologue(path):
+    source = open(os.path.join(ROOT, path)).read()
+    main_block = source[source.index('\nif __name__ == "__main__":'):]
+    assert "cli.run(main" in main_block
+    assert "app.run(" not in source and 'setdefault("TF_CPP_MIN_LOG_LEVEL"' not in source  # the prologue's
+
+
+def test_a_usage_error_of_a_program_is_one_line(tmp_path):
+    code = ("from absl import app\nfrom flags import cli\n\ndef main(argv):\n    raise app.UsageError('no  way\\n"
+            "at all')\n\ncli.run(main)\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p)}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env,
+                            cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == ["error: no way at all"]
