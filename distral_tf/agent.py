@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from distral_tf import objective, per_rollout
-from distral_tf.algorithm_spec import Algorithm, Architecture, Coefficients, DistilledPolicy
+from distral_tf.algorithm_spec import LOSS_TERM_NAMES, Algorithm, Architecture, Coefficients, DistilledPolicy
 from distral_tf.config import TWO_COLUMN_SCALINGS
 from distral_tf.networks import LSTM_SIZE, Column
 from distral_tf.optim import SharedRMSProp, linear_annealing
@@ -120,7 +120,7 @@ def check_device(device: str) -> str:
 
 
 # Loss terms that are sums over a batch's rollouts (the others are means).
-_SUMMED_TERMS = ("total", "policy_gradient", "value", "entropy_bonus", "distillation")
+_SUMMED_TERMS = LOSS_TERM_NAMES
 
 
 def _drop_value(step_output):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+from collections.abc import Callable
 
 
 class Architecture(enum.Enum):
@@ -73,6 +74,31 @@ class Coefficients:
 
 
 @dataclasses.dataclass(frozen=True)
+class LossTerm:
+    """One part of the loss (:func:`distral_tf.objective.loss_terms`), summed over a batch's rollouts.
+
+    ``present(algorithm, coeffs)`` says whether the term can be non-zero in a run of
+    ``algorithm`` with ``coeffs``; only such terms are logged (``loss/<task>/<name>``).
+    """
+
+    name: str
+    present: Callable[[Algorithm, Coefficients], bool]
+
+
+# Every term of the loss, in the order the summaries list them: the one place that names them.
+LOSS_TERMS: tuple[LossTerm, ...] = (
+    LossTerm("total", lambda algo, coeffs: True),
+    LossTerm("policy_gradient", lambda algo, coeffs: True),
+    LossTerm("value", lambda algo, coeffs: bool(coeffs.value_cost)),
+    # A3C's entropy bonus beta_ent (Distral's entropy term lives in the regularised reward, eq. 9).
+    LossTerm("entropy_bonus", lambda algo, coeffs: bool(coeffs.entropy_bonus)),
+    # The KL term's distillation loss (eq. 10).
+    LossTerm("distillation", lambda algo, coeffs: algo.kl),
+)
+LOSS_TERM_NAMES: tuple[str, ...] = tuple(term.name for term in LOSS_TERMS)
+
+
+@dataclasses.dataclass(frozen=True)
 class Algorithm:
     """One row/column cell of the paper's Table 1.
 
@@ -86,6 +112,11 @@ class Algorithm:
         a3c_2col (logits h_theta0 + f_thetai), 0 for the others (no KL term).
       distilled_policy: what pi_0 is; must agree with ``architecture`` and ``kl``.
       description: one sentence, shown where an algorithm is chosen (``--algos``).
+      color: its colour in every figure of the report (a Matplotlib colour, unique in the registry).
+
+    Everything else about an algorithm (its place in tables and legends: the registry's
+    order; its line style, loss terms, speed class and flag messages) is derived from
+    these fields, so that a new algorithm is one registry row.
     """
 
     name: str
@@ -95,6 +126,7 @@ class Algorithm:
     default_alpha: float
     distilled_policy: DistilledPolicy
     description: str
+    color: str
 
     def __post_init__(self):
         expected = expected_distilled_policy(self.architecture, self.kl)
@@ -113,6 +145,16 @@ class Algorithm:
     def uses_distilled(self) -> bool:
         """Whether the task policies or rewards involve h_theta0, which therefore trains (KL or 2col)."""
         return self.distilled_policy in (DistilledPolicy.TRAINED, DistilledPolicy.COLUMN_H0)
+
+    @property
+    def trains_two_columns(self) -> bool:
+        """Whether an update trains h_theta0 besides the task column (what sets the training speed)."""
+        return self.uses_distilled
+
+    def loss_term_names(self, coeffs: Coefficients) -> tuple[str, ...]:
+        """The terms of :data:`LOSS_TERMS` this algorithm's loss has with ``coeffs`` (the others are constant
+        zeros and are not logged)."""
+        return tuple(term.name for term in LOSS_TERMS if term.present(self, coeffs))
 
     def terms(self, coeffs: Coefficients) -> dict[str, float]:
         """The coefficients of ``coeffs`` that this algorithm's objective has, by name (for ``config.json``).

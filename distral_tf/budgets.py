@@ -19,8 +19,9 @@ import dataclasses
 import inspect
 import math
 
-# Agent steps of an episode when the environment does not say (DeepMind Lab levels run
-# 60-120 s at 60 frames/s with an action repeat of 4: at most 1,800 agent steps).
+from distral_tf import algorithms
+
+# Agent steps of an episode when neither the environment nor its suite says.
 FALLBACK_EPISODE_STEPS = 1_800
 
 
@@ -38,16 +39,19 @@ BUDGETS = {
     "tiny": NamedBudget(4, "4 episodes per worker"),
 }
 
-ONE_COLUMN_ALGOS = ("a3c", "a3c_multitask")
+
+def speed_class(algo: str) -> str:
+    """``"two_column"`` for an algorithm whose updates also train h_theta0, else ``"one_column"``."""
+    return "two_column" if algorithms.get(algo).trains_two_columns else "one_column"
 
 
 @dataclasses.dataclass(frozen=True)
 class MeasuredSpeed:
     """Training speed per core (agent steps/s) measured on ``suite``, by columns and update mode.
 
-    ``per_core`` maps ``(columns, update_mode)`` (``columns``: ``"one_column"`` for
-    :data:`ONE_COLUMN_ALGOS`, else ``"two_column"``) to agent steps/s per core; an
-    update mode it lacks is derived from its hogwild figure and ``doom_mazes``'s ratio.
+    ``per_core`` maps ``(columns, update_mode)`` (``columns``: :func:`speed_class`) to agent
+    steps/s per core; an update mode it lacks is derived from its hogwild figure and
+    ``doom_mazes``'s ratio.
     """
 
     suite: str
@@ -111,7 +115,10 @@ def task_episode_steps(suite, task: int) -> int | None:
 
 
 def longest_episode_steps(suite) -> int:
-    """Agent steps of the longest episode of any task of ``suite`` (:data:`FALLBACK_EPISODE_STEPS` if unknown)."""
+    """Agent steps of the longest episode of any task of ``suite``: its ``max_episode_steps`` where it declares
+    one, else read from its tasks (:data:`FALLBACK_EPISODE_STEPS` for those that do not say)."""
+    if suite.max_episode_steps:
+        return int(suite.max_episode_steps)
     lengths = [task_episode_steps(suite, t) for t in range(suite.num_tasks)]
     known = [n for n in lengths if n]
     return max(known) if len(known) == len(lengths) else max([*known, FALLBACK_EPISODE_STEPS])
@@ -147,7 +154,7 @@ def episodes_per_worker(total_steps: int, num_tasks: int, workers_per_task: int,
 
 def steps_per_core_second(algo: str, update_mode: str, suite_name: str = DEFAULT_SPEED) -> float:
     """Measured training speed per core (agent steps/s) of ``algo`` in ``update_mode`` on ``suite_name``."""
-    columns = "one_column" if algo in ONE_COLUMN_ALGOS else "two_column"
+    columns = speed_class(algo)
     per_core = measured_speed(suite_name).per_core
     if (columns, update_mode) in per_core:
         return per_core[(columns, update_mode)]

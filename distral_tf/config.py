@@ -63,6 +63,13 @@ def _algorithm_names() -> tuple[str, ...]:
     return algorithms.NAMES
 
 
+def _alpha_help() -> str:
+    from distral_tf import algorithms
+
+    defaults = ", ".join(f"{algorithms.get(name).default_alpha:g} for {name}" for name in algorithms.with_kl())
+    return f"Override of alpha for the Distral algorithms (default: {defaults})."
+
+
 def _suite_help() -> str:
     from distral_tf.envs import suites
 
@@ -103,7 +110,7 @@ class TrainConfig:
     taken, summed over tasks and workers; one agent step may be several environment frames.
     """
 
-    algo: str = setting("kl_2col", "Which of the paper's seven algorithms (Table 1).", choices=_algorithm_names)
+    algo: str = setting("kl_2col", "Which algorithm (the paper's Table 1).", choices=_algorithm_names)
     suite: str = setting("doom_mazes", _suite_help)
     logdir: str = setting(
         "runs/default", "Run directory (TensorBoard events, metrics, checkpoints). Rerunning with the same "
@@ -118,8 +125,7 @@ class TrainConfig:
     entropy_cost: float = setting(
         0.01, "The swept entropy cost: 1/beta for the Distral algorithms, the entropy bonus beta_ent for A3C.",
         bound=UpTo(1e3, strict=False))
-    alpha: float | None = setting(None, "Override of alpha for the Distral algorithms "
-                                  "(default: 1 for kl_*, 0.5 for klent_*).", bound=Interval(0.0, 1.0))
+    alpha: float | None = setting(None, _alpha_help, bound=Interval(0.0, 1.0))
     discount: float = setting(0.99, "Discount gamma.", bound=Interval(0.0, 1.0))
     value_cost: float = setting(0.5, "Weight of the value loss.", bound=UpTo(1e6, strict=False))
     max_grad_norm: float = setting(40.0, "Global-norm gradient clipping.", bound=UpTo(1e9))

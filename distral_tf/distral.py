@@ -10,6 +10,7 @@ KL_1COL = Algorithm(
     default_alpha=1.0,
     distilled_policy=DistilledPolicy.TRAINED,
     description="Separate task networks h_thetai and a separate pi_0 trained by distillation; KL only.",
+    color="#9467bd",  # purple
 )
 
 KL_2COL = Algorithm(
@@ -20,6 +21,7 @@ KL_2COL = Algorithm(
     default_alpha=1.0,
     distilled_policy=DistilledPolicy.TRAINED,
     description="Two-column task policies softmax(alpha h_theta0 + beta f_thetai); KL only.",
+    color="#d62728",  # red
 )
 
 KLENT_1COL = Algorithm(
@@ -30,6 +32,7 @@ KLENT_1COL = Algorithm(
     default_alpha=0.5,
     distilled_policy=DistilledPolicy.TRAINED,
     description="As kl_1col with an extra entropy term (alpha = 0.5).",
+    color="#17becf",  # cyan
 )
 
 KLENT_2COL = Algorithm(
@@ -40,6 +43,7 @@ KLENT_2COL = Algorithm(
     default_alpha=0.5,
     distilled_policy=DistilledPolicy.TRAINED,
     description="As kl_2col with an extra entropy term (alpha = 0.5).",
+    color="#2ca02c",  # green
 )
 
 ALGORITHMS = (KL_1COL, KL_2COL, KLENT_1COL, KLENT_2COL)

@@ -46,28 +46,12 @@ from distral_tf.rundir import per_task_tag as per_task_tag
 
 DEFAULT_POLICIES = rundir.POLICIES
 HYPERPARAMETERS_TAG = "hyperparameters"
+# The per-task diagnostics of an update logged under ``task/<t>/`` where the update computes them.
+UPDATE_DIAGNOSTICS = ("kl_task_distilled", "entropy_task", "entropy_distilled", "grad_norm")
 
 
 def _alternation(names: Sequence[str]) -> str:
     return "(?:" + "|".join(re.escape(n) for n in names) + ")" if names else ".*"
-
-
-def loss_term_names(algorithm: Algorithm, coeffs: Coefficients) -> tuple[str, ...]:
-    """The terms the algorithm's loss has (see :func:`distral_tf.objective.loss_terms`), read off its costs.
-
-    ``total``, ``policy_gradient`` and ``value`` always; ``entropy_bonus`` where the
-    A3C entropy bonus ``beta_ent`` is non-zero (Distral's entropy term lives in the
-    regularised reward, eq. 9); ``distillation`` where the algorithm has the KL term
-    (eq. 10). The others are constant zeros and are not logged.
-    """
-    names = ["total", "policy_gradient"]
-    if coeffs.value_cost:
-        names.append("value")
-    if coeffs.entropy_bonus:
-        names.append("entropy_bonus")
-    if algorithm.kl:
-        names.append("distillation")
-    return tuple(names)
 
 
 def logged_metrics(algorithm: Algorithm, coeffs: Coefficients, evaluates_distilled: bool) -> dict[str, tuple[str, ...]]:
@@ -75,7 +59,8 @@ def logged_metrics(algorithm: Algorithm, coeffs: Coefficients, evaluates_distill
 
     ``task/<t>/...``: episodes and the task policy's entropy, plus pi_0's entropy and
     KL(pi_i || pi_0) where pi_0's logits are computed; ``distilled/<t>/...``: pi_0's
-    evaluation episodes, if it is evaluated; ``loss/<t>/...``: :func:`loss_term_names`.
+    evaluation episodes, if it is evaluated; ``loss/<t>/...``: the loss terms the algorithm has
+    (:meth:`~distral_tf.algorithm_spec.Algorithm.loss_term_names`).
     """
     task = ["episode_return", "episode_length", "entropy_task"]
     if algorithm.uses_distilled:  # pi_0 enters the loss (KL term, or eq. 8's two-column logits)
@@ -83,7 +68,7 @@ def logged_metrics(algorithm: Algorithm, coeffs: Coefficients, evaluates_distill
     metrics = {"task": tuple(task)}
     if evaluates_distilled:
         metrics["distilled"] = ("episode_return", "episode_length")
-    metrics["loss"] = loss_term_names(algorithm, coeffs)
+    metrics["loss"] = algorithm.loss_term_names(coeffs)
     return metrics
 
 

@@ -392,11 +392,11 @@ class Trainer:
             task, task_steps = int(task), int(steps[task])
             self.monitor.task_scalars(task, task_steps, {
                 k: v for k, v in terms.items()
-                if k in ("kl_task_distilled", "entropy_task", "entropy_distilled", "grad_norm")})
+                if k in summaries.UPDATE_DIAGNOSTICS})
             self.monitor.task_scalars(task, task_steps, {
                 "mean": float(np.mean(staleness)), "max": float(np.max(staleness))}, prefix="staleness")
             self.monitor.task_scalars(task, task_steps, {
-                k: terms[k] for k in summaries.loss_term_names(self.algorithm, self.coeffs)}, prefix="loss")
+                k: terms[k] for k in self.algorithm.loss_term_names(self.coeffs)}, prefix="loss")
         self.monitor.run_scalars(int(steps.sum()), {"learning_rate": per_rollout[-1]["learning_rate"]})
 
     # ------------------------------------------------------------------------------------------ #

@@ -23,11 +23,6 @@ from distral_tf.config import MAX_WORKERS_PER_TASK, Interval, TrainConfig, UpTo
 from distral_tf.envs import suites
 from flags import cli
 
-# Memory one environment takes, all included (engine, its process's share, the worker's
-# rollout and network state), by suite family. Doom: from the 8 x 32 throughput runs
-# (under 6 GiB PSS for 256 environments, docs/throughput.md); rounded up.
-MEMORY_PER_ENV_BYTES = {"doom": 24 << 20, "dmlab": 64 << 20, "two_rooms": 2 << 20}
-
 
 def _number(value) -> str:
     return f"{value:,}" if isinstance(value, int) else f"{value:,g}"
@@ -98,7 +93,7 @@ for _field in dataclasses.fields(TrainConfig):  # bounds in the order the fields
 
 
 @flags.multi_flags_validator(["algo", "alpha"], message="--alpha applies only to the Distral algorithms "
-                             "(kl_1col, kl_2col, klent_1col, klent_2col); A3C baselines have no KL term.")
+                             f"({', '.join(algorithms.with_kl())}); A3C baselines have no KL term.")
 def _alpha_only_for_distral(values):
     return values["alpha"] is None or algorithms.get(values["algo"]).kl
 
@@ -201,13 +196,8 @@ def parse(argv):
 
 
 def memory_per_env_bytes(suite_name: str) -> int:
-    """Estimated memory of one environment of ``suite_name`` (see ``MEMORY_PER_ENV_BYTES``)."""
-    suite = suites.make_suite(suite_name)
-    family = suite.name if suite.name in MEMORY_PER_ENV_BYTES else suite.env_ids[0]
-    for prefix, size in MEMORY_PER_ENV_BYTES.items():
-        if prefix in family.lower() or prefix in suite_name.lower():
-            return size
-    return max(MEMORY_PER_ENV_BYTES.values())
+    """Estimated memory of one environment of ``suite_name``, as its suite declares it."""
+    return suites.make_suite(suite_name).memory_per_env_bytes
 
 
 def machine_memory_bytes() -> int:

@@ -8,8 +8,8 @@ import dataclasses
 
 import pytest
 
-from distral_tf import algorithms, report, sweep, transfer
-from distral_tf.algorithm_spec import BASELINE_BETA, Algorithm, Architecture, DistilledPolicy
+from distral_tf import algorithms, budgets, report, summaries, sweep, transfer
+from distral_tf.algorithm_spec import BASELINE_BETA, LOSS_TERM_NAMES, Algorithm, Architecture, DistilledPolicy
 from distral_tf.reporting import style
 
 
@@ -24,9 +24,14 @@ def test_sweep_flags_and_report_list_the_registry_algorithms_in_its_order():
     with pytest.raises(ValueError, match="choose from all, " + ", ".join(names)):
         sweep.parse_algos("a4c")
     assert list(absl_flags.FLAGS["algo"].parser.enum_values) == names
-    assert list(style.ALGORITHMS) == names
     assert sorted(names[::-1], key=style.sort_key) == names
-    assert set(style.COLORS) == set(names) and len(set(style.COLORS.values())) == len(names)
+    colors = [style.color(name) for name in names]
+    assert colors == [algorithms.get(name).color for name in names] and len(set(colors)) == len(names)
+    # The report's colours and order as they were before they moved into the registry rows.
+    assert dict(zip(names, colors, strict=True)) == {
+        "a3c": "#1f77b4", "a3c_multitask": "#ff7f0e", "a3c_2col": "#8c564b", "kl_1col": "#9467bd",
+        "kl_2col": "#d62728", "klent_1col": "#17becf", "klent_2col": "#2ca02c"}
+    assert names == ["a3c", "a3c_multitask", "a3c_2col", "kl_1col", "kl_2col", "klent_1col", "klent_2col"]
 
 
 def test_report_labels_and_line_styles_come_from_the_registry():
@@ -99,3 +104,56 @@ def test_registry_names_are_unique_and_lookup_errors_list_them():
     assert [a.name for a in entries] == list(algorithms.NAMES)
     with pytest.raises(ValueError, match="; choose one of a3c, a3c_multitask"):
         algorithms.get("distral")
+
+
+def test_registry_refuses_a_second_row_with_a_name_label_or_colour_it_has():
+    a3c = algorithms.get("a3c")
+    for change in ({}, {"name": "a3c_again"}, {"name": "a3c_again", "label": "A3C again"}):
+        with pytest.raises(ValueError, match="is already that of a3c"):
+            algorithms.register(dataclasses.replace(a3c, **change))
+    assert algorithms.NAMES[0] == "a3c" and "a3c_again" not in algorithms.ALGORITHMS
+
+
+@pytest.fixture
+def eighth_algorithm():
+    """A row registered as a new algorithm would be, and removed afterwards."""
+    row = Algorithm(name="klent_3col", label="KL+ent 3col", architecture=Architecture.TWO_COLUMN, kl=True,
+                    default_alpha=0.25, distilled_policy=DistilledPolicy.TRAINED,
+                    description="A made-up eighth algorithm.", color="#000000")
+    algorithms.register(row)
+    yield row
+    algorithms.unregister(row.name)
+
+
+def test_one_registry_row_is_all_an_algorithm_needs(eighth_algorithm):
+    from distral_tf.config import TrainConfig
+
+    row, name = eighth_algorithm, eighth_algorithm.name
+    assert algorithms.NAMES[-1] == name and algorithms.get(name) is row
+    # Choices and messages of the command lines.
+    assert sweep.parse_algos("all")[-1] == name and f"{name} ({row.description})" in sweep.algos_help()
+    assert name in algorithms.with_kl()
+    alpha_help = next(f for f in dataclasses.fields(TrainConfig) if f.name == "alpha").metadata["help"]()
+    assert f"0.25 for {name}" in alpha_help
+    # The report: last in every table and legend, in its own colour, solid as Distral is.
+    assert sorted([name, "klent_2col", "a3c"], key=style.sort_key) == ["a3c", "klent_2col", name]
+    assert (style.display_name(name), style.color(name), style.linestyle(name)) == ("KL+ent 3col", "#000000", "-")
+    assert style.policy_label(name, "distilled") == "KL+ent 3col"
+    # Loss terms, summaries and the speed the sweep estimates its wall time with.
+    coeffs = row.coefficients(0.01)
+    assert row.loss_term_names(coeffs) == ("total", "policy_gradient", "value", "distillation")
+    assert summaries.logged_metrics(row, coeffs, evaluates_distilled=True)["loss"] == row.loss_term_names(coeffs)
+    assert budgets.speed_class(name) == "two_column"
+    assert budgets.steps_per_core_second(name, "hogwild") == budgets.steps_per_core_second("kl_2col", "hogwild")
+    assert transfer.uses_distilled(name)
+
+
+@pytest.mark.parametrize("name", algorithms.NAMES)
+def test_loss_terms_and_speed_class_derive_from_the_row(name):
+    algo = algorithms.get(name)
+    coeffs = algo.coefficients(0.01)
+    names = algo.loss_term_names(coeffs)
+    assert set(names) <= set(LOSS_TERM_NAMES) and names[:2] == ("total", "policy_gradient")
+    assert ("distillation" in names) == algo.kl and ("entropy_bonus" in names) == (not algo.kl)
+    one_column = name in ("a3c", "a3c_multitask")  # a single network trains per update
+    assert budgets.speed_class(name) == ("one_column" if one_column else "two_column")

@@ -155,7 +155,7 @@ def test_logged_loss_terms_are_those_that_are_not_constant_zeros(name):
         rewards=tf.constant(rng.normal(size=(t, b)), tf.float32), dones=tf.zeros((t, b)),
         task_column_logits=logits())
     nonzero = {k for k in LOSS_PARTS if float(terms[k]) != 0.0}
-    assert set(summaries.loss_term_names(algo, coeffs)) == nonzero
+    assert set(algo.loss_term_names(coeffs)) == nonzero
     assert ("distillation" in nonzero) == algo.kl
     metrics = summaries.logged_metrics(algo, coeffs, evaluates_distilled=True)
     diagnostics = {k for k in ("entropy_distilled", "kl_task_distilled") if k in terms}

@@ -236,7 +236,7 @@ def test_the_two_rooms_small_speed_is_that_of_the_committed_runs():
     for run, status in rates.items():
         flags = configs[run]["flags"]
         assert flags["update_mode"] == "hogwild"
-        kind = "one_column" if flags["algo"] in budgets.ONE_COLUMN_ALGOS else "two_column"
+        kind = budgets.speed_class(flags["algo"])
         per_kind.setdefault(kind, []).append(status["agent_steps_per_second"] * 3 / 2)
     speed = budgets.SPEEDS["two_rooms_small"].per_core
     for kind, values in per_kind.items():

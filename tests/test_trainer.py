@@ -67,7 +67,7 @@ def test_every_algorithm_trains_to_completion_with_per_task_summaries(tmp_path, 
 
     # Only the loss terms the algorithm has are logged, and every chart of the layout has data.
     spec = algorithms.get(algo)
-    terms = set(summaries.loss_term_names(spec, spec.coefficients(small_config(tmp_path, algo).entropy_cost)))
+    terms = set(spec.loss_term_names(spec.coefficients(small_config(tmp_path, algo).entropy_cost)))
     for task in suite.task_names:
         assert {t.rsplit("/", 1)[1] for t in scalars if t.startswith(f"loss/{task}/")} == terms
     (layout_file,) = [f for f in os.listdir(tmp_path) if f.endswith(summaries.LAYOUT_SUFFIX)]

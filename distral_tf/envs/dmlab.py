@@ -21,7 +21,14 @@ import numpy as np
 
 from distral_tf.envs.suites import Suite
 
-ENV_ID = "distral_tf/DMLab-v0"
+# The suites of this module and its Gymnasium environment (read by distral_tf.envs.suites without importing it).
+SUITES = ("dmlab_mazes", "dmlab_navigation", "dmlab_lasertag")
+ENVIRONMENTS = {"distral_tf/DMLab-v0": "distral_tf.envs.dmlab:DMLabEnv"}
+(ENV_ID,) = ENVIRONMENTS
+MEMORY_PER_ENV_BYTES = 64 << 20
+# The level decides when an episode ends: levels run 60-120 s at 60 frames/s, with an action repeat of 4
+# at most 1,800 agent steps.
+MAX_EPISODE_STEPS = 1_800
 ACTION_REPEAT = 4
 OBSERVATION = "RGB_INTERLEAVED"
 BUILD_HELP = (
@@ -47,7 +54,7 @@ ACTION_SET = (
 )
 
 _DMLAB30 = "contributed/dmlab30/"
-SUITES = {
+_LEVELS = {
     "dmlab_mazes": ("nav_maze_static_01", "nav_maze_static_02", "nav_maze_static_03",
                     "nav_maze_random_goal_01", "nav_maze_random_goal_02", "nav_maze_random_goal_03",
                     _DMLAB30 + "explore_object_locations_small", _DMLAB30 + "explore_object_locations_large"),
@@ -118,9 +125,10 @@ class DMLabEnv(gym.Env):
 
 def suite(name: str) -> Suite:
     """The DeepMind Lab suite called ``name`` (building its environments needs ``deepmind_lab``)."""
-    if name not in SUITES:
+    if name not in _LEVELS:
         raise ValueError(f"Unknown DeepMind Lab suite {name!r}; choose from {', '.join(SUITES)}.")
-    levels = SUITES[name]
+    levels = _LEVELS[name]
     return Suite(name=name, task_names=tuple(level.rsplit("/", 1)[-1] for level in levels),
                  env_ids=(ENV_ID,) * len(levels), env_kwargs=tuple({"level": level} for level in levels),
-                 frames_per_step=ACTION_REPEAT)
+                 frames_per_step=ACTION_REPEAT, memory_per_env_bytes=MEMORY_PER_ENV_BYTES,
+                 max_episode_steps=MAX_EPISODE_STEPS)

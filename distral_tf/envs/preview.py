@@ -172,11 +172,12 @@ def take_frames(env, explorer: _Explorer, frames: int, every: int, seed: int, pa
 def preview_task(suite, index: int, out: Path, frames: int, every: int, seed: int,
                  patience: int = 200) -> list[Path]:
     """Writes the PNGs of task ``index``; returns their paths (``patience``: see :func:`take_frames`)."""
-    doom = "Doom" in suite.env_ids[index]
-    env = suite.make_env(index, episode_length=frames * (every + patience) + 1, maps_per_wad=1,
-                         track_objects=True) if doom else suite.make_env(index)
+    overrides = dict(suite.preview_env_kwargs)
+    if "episode_length" in overrides:  # long enough for every frame
+        overrides["episode_length"] = frames * (every + patience) + 1
+    env = suite.make_env(index, **overrides)
     rng = np.random.default_rng(seed)
-    explorer = _Explorer(env.unwrapped, rng, chase_bots=doom and _has_bots(env.unwrapped))
+    explorer = _Explorer(env.unwrapped, rng, chase_bots=bool(overrides) and _has_bots(env.unwrapped))
     name = suite.task_names[index]
     written = []
     try:

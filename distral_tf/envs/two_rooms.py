@@ -28,6 +28,12 @@ import numpy as np
 
 from distral_tf.envs.suites import Suite
 
+# The suites of this module and its Gymnasium environment (read by distral_tf.envs.suites without importing it).
+SUITES = ("two_rooms", "two_rooms_small")
+ENVIRONMENTS = {"distral_tf/TwoRooms-v0": "distral_tf.envs.two_rooms:TwoRoomsEnv"}
+(ENV_ID,) = ENVIRONMENTS
+MEMORY_PER_ENV_BYTES = 2 << 20  # a small image and the worker's state
+
 UP, DOWN, LEFT, RIGHT = 0, 1, 2, 3
 NUM_ACTIONS = 4
 ACTION_NAMES = ("up", "down", "left", "right")
@@ -276,7 +282,7 @@ class TwoRoomsEnv(gym.Env):
 
 
 # Each suite's goals are drawn once, with a fixed seed, by draw_goals().
-_SUITES = {
+_SUITE_SPECS = {
     "two_rooms": dict(layout="paper", num_tasks=8, goal_seed=0, episode_length=100, image_size=84),
     "two_rooms_small": dict(layout="small", num_tasks=3, goal_seed=0, episode_length=40, image_size=40),
 }
@@ -288,13 +294,13 @@ def suite(name: str) -> Suite:
     ``two_rooms_small`` is the small family for tests and smoke runs: three tasks on
     the small layout, 40x40 images, 40-step episodes.
     """
-    if name not in _SUITES:
-        raise ValueError(f"Unknown two-rooms suite {name!r}; suites are {', '.join(_SUITES)}.")
-    spec = _SUITES[name]
+    if name not in _SUITE_SPECS:
+        raise ValueError(f"Unknown two-rooms suite {name!r}; suites are {', '.join(SUITES)}.")
+    spec = _SUITE_SPECS[name]
     layout = get_layout(spec["layout"])
     kwargs = tuple(dict(layout=spec["layout"], goal=int(g), observation="image",
                         episode_length=spec["episode_length"], image_size=spec["image_size"])
                    for g in draw_goals(layout, spec["num_tasks"], spec["goal_seed"]))
     names = tuple(f"{name}_goal{k['goal']}" for k in kwargs)
-    return Suite(name=name, task_names=names, env_ids=("distral_tf/TwoRooms-v0",) * len(names),
-                 env_kwargs=kwargs, frames_per_step=1, optimal_return=task_optimal_return)
+    return Suite(name=name, task_names=names, env_ids=(ENV_ID,) * len(names), env_kwargs=kwargs,
+                 frames_per_step=1, optimal_return=task_optimal_return, memory_per_env_bytes=MEMORY_PER_ENV_BYTES)

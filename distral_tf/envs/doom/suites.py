@@ -7,10 +7,20 @@ from __future__ import annotations
 from distral_tf.envs.doom.actions import ACTION_REPEAT
 from distral_tf.envs.suites import Suite
 
-MAZE_ID = "distral_tf/DoomMaze-v0"
-NAVIGATION_ID = "distral_tf/DoomNavigation-v0"
-LASERTAG_ID = "distral_tf/DoomLasertag-v0"
-STOCK_ID = "distral_tf/VizdoomScenario-v0"
+# The suites of this module and its Gymnasium environments (read by distral_tf.envs.suites without importing it).
+SUITES = ("doom_mazes", "doom_mazes_small", "doom_navigation", "doom_lasertag", "basic", "basic_own_buttons",
+          "my_way_home")
+ENVIRONMENTS = {
+    "distral_tf/DoomMaze-v0": "distral_tf.envs.doom.maze:DoomMazeEnv",
+    "distral_tf/DoomNavigation-v0": "distral_tf.envs.doom.navigation:DoomNavigationEnv",
+    "distral_tf/DoomLasertag-v0": "distral_tf.envs.doom.lasertag:DoomLasertagEnv",
+    "distral_tf/VizdoomScenario-v0": "distral_tf.envs.doom.stock:StockScenarioEnv",
+}
+MAZE_ID, NAVIGATION_ID, LASERTAG_ID, STOCK_ID = ENVIRONMENTS
+
+# Memory of one environment, all included (engine, its process's share, the worker's rollout and network
+# state): from the 8 x 32 throughput runs (under 6 GiB PSS for 256 environments, docs/throughput.md); rounded up.
+MEMORY_PER_ENV_BYTES = 24 << 20
 
 # Episode lengths in agent steps (4 frames each at 35 frames/s): ~100 s for mazes, ~100 s for navigation.
 _MAZE_TASKS = tuple((f"doom_maze_{i + 1:02d}", {"maze": i, "episode_length": 900 if i < 4 else 1350})
@@ -36,7 +46,7 @@ _LASERTAG_TASKS = (
     ("doom_lt_rooms_pistol_2bots", {"arena": "rooms", "size": 17, "bots": 2, "weapons": False}),
 )
 
-_SUITES = {
+_TASKS = {
     "doom_mazes": (MAZE_ID, _MAZE_TASKS),
     "doom_mazes_small": (MAZE_ID, _SMALL_MAZE_TASKS),
     "doom_navigation": (NAVIGATION_ID, _NAVIGATION_TASKS),
@@ -55,14 +65,18 @@ _POOL_KWARGS = {STOCK_ID: {}}
 # steps and stays at the time-out's -300; at 1/100 it keeps firing but had not learnt to aim after 480,000
 # agent steps (docs/results/vizdoom_reference).
 _REWARD_SCALES = {"basic": 0.01, "basic_own_buttons": 0.01}
+# The preview keeps one map per file and tracks objects (for its top-down maps) on the generated maps.
+_PREVIEW_KWARGS = {STOCK_ID: {}}
+_GENERATED_MAP_PREVIEW = {"episode_length": None, "maps_per_wad": 1, "track_objects": True}
 
 
 def suite(name: str) -> Suite:
     """The Doom suite called ``name``."""
-    if name not in _SUITES:
-        raise ValueError(f"Unknown Doom suite {name!r}; choose from {', '.join(_SUITES)}.")
-    env_id, tasks = _SUITES[name]
+    if name not in _TASKS:
+        raise ValueError(f"Unknown Doom suite {name!r}; choose from {', '.join(SUITES)}.")
+    env_id, tasks = _TASKS[name]
     return Suite(name=name, task_names=tuple(t for t, _ in tasks), env_ids=(env_id,) * len(tasks),
                  env_kwargs=tuple(dict(kw) for _, kw in tasks), frames_per_step=ACTION_REPEAT,
                  pool_env_kwargs=_POOL_KWARGS.get(env_id, {"isolate_engine": False}),
-                 reward_scale=_REWARD_SCALES.get(name, 1.0))
+                 reward_scale=_REWARD_SCALES.get(name, 1.0), memory_per_env_bytes=MEMORY_PER_ENV_BYTES,
+                 preview_env_kwargs=_PREVIEW_KWARGS.get(env_id, _GENERATED_MAP_PREVIEW))
