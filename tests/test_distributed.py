@@ -227,3 +227,15 @@ def test_run_across_two_nodes_survives_the_loss_of_one_and_counts_no_step_twice(
         assert steps == sorted(set(steps)), task
     assert collections.Counter(task_rows) == collections.Counter(tensorboard_episode_events(logdir))
     assert sum(status["env_steps_per_task"]) == status["env_steps"] <= budget + TASKS * 20
+
+
+def test_the_local_and_the_ray_backend_implement_the_one_worker_interface():
+    from distral_tf.backends import LocalBackend, WorkerBackend
+
+    methods = [n for n, v in vars(WorkerBackend).items() if not n.startswith("_") and (callable(v) or
+                                                                                      isinstance(v, property))]
+    assert {"prepare", "start", "running", "error", "join", "pause", "resume", "restarts_per_task", "sync_agent",
+            "summary_extras", "close_workers", "close"} <= set(methods)
+    for backend in (LocalBackend, distributed.RayBackend):
+        for name in methods:
+            assert isinstance(getattr(backend, name), type(getattr(WorkerBackend, name))), (backend, name)
