@@ -151,8 +151,10 @@ class Trainer:
                 check_device(self.config.device)
             except ValueError as e:
                 raise TrainingError(str(e)) from None
-            self.spaces = probe_environment(self.suite)  # before anything is written: a missing engine
-            if self.config.init_from:  # leaves no run directory; likewise a source run that cannot start this one
+            # Before anything is written: a missing engine, or a source run that cannot start this one,
+            # leaves no run directory.
+            self.spaces = probe_environment(self.suite)
+            if self.config.init_from:
                 transfer.check_source(self.config.init_from, self.config.algo,
                                       self.spaces.observation_space.shape, self.spaces.action_space.n)
             try:
