@@ -277,7 +277,7 @@ def measure_training(suite, config, warmup: float, seconds: float) -> dict:
     time.sleep(warmup)
     # Steps are counted per finished rollout (a whole group's at once in batched mode), so the
     # rate is taken between the first and the last change of the count seen in the window.
-    traffic0 = dict(getattr(trainer, "traffic", {}))
+    traffic0 = dict(getattr(trainer.backend, "traffic", {}))
     timings0, deadline = trainer.timings.snapshot(), time.monotonic() + seconds
     changes, last = [], trainer.state.total_steps
     while time.monotonic() < deadline:
@@ -287,7 +287,7 @@ def measure_training(suite, config, warmup: float, seconds: float) -> dict:
             last = now
         time.sleep(0.01)
     timings1 = trainer.timings.snapshot()
-    traffic = {k: v - traffic0[k] for k, v in getattr(trainer, "traffic", {}).items()}
+    traffic = {k: v - traffic0[k] for k, v in getattr(trainer.backend, "traffic", {}).items()}
     run.request_stop()
     runner.join()
     summary = result.get("summary", {})

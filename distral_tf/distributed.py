@@ -4,9 +4,14 @@ Distral's structure decides the split: the task columns are private to their tas
 and only the variables every task uses are shared (pi_0, h0 in the 2col variants, the
 whole network of a3c_multitask).
 
+The run is the local run's parts wired differently: the same training loop
+(:class:`~distral_tf.trainer.Trainer`) with another worker backend, and in each learner
+the same local backend.
+
 * :class:`TaskLearner` (a Ray actor per group of tasks, on whichever node Ray places
   it): its tasks' workers (environment processes, actor threads, snapshots) and the
-  updates of its task columns, exactly as in a local run. Frames never leave its node.
+  updates of its task columns, a :class:`~distral_tf.backends.LocalBackend` of its
+  tasks exactly as in a local run. Frames never leave its node.
 * :class:`SharedParameters` (a Ray actor): the shared variables, their shared RMSProp
   statistics and a version counter (one version per applied gradient). A learner
   sends each update's clipped gradient of the shared variables, computed at the
@@ -16,11 +21,12 @@ whole network of a3c_multitask).
   groups takes a snapshot (once per group rollout, not per update); the lag of a
   gradient (versions applied between its snapshot and itself) is logged as
   ``staleness/<task>/{mean,max}``.
-* :class:`DistributedTrainer` (the driver, a :class:`~distral_tf.trainer.Trainer`):
-  writes the run directory as a local run does (``config.json``, ``status.json``,
-  ``metrics.jsonl``, TensorBoard, checkpoints of the whole state), evaluates pi_0,
-  and checkpoints by parking every learner and gathering parameters, optimiser
-  statistics and counters into one standard checkpoint.
+* :class:`RayBackend` (the driver's workers, a :class:`~distral_tf.backends.WorkerBackend`):
+  starts the actors and polls the learners; the driver's trainer writes the run
+  directory as a local run does (``config.json``, ``status.json``, ``metrics.jsonl``,
+  TensorBoard, checkpoints of the whole state) and evaluates pi_0, and it checkpoints
+  by parking every learner and gathering parameters, optimiser statistics and
+  counters into one standard checkpoint.
 
 A learner does not wait for its pushes (at most ``MAX_PUSHES_IN_FLIGHT`` unanswered), and
 sends what it holds before each snapshot's pull; parking it for a checkpoint sends the rest
@@ -48,10 +54,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 from absl import logging  # noqa: E402
 
+from distral_tf.backends import LocalBackend, WorkerContext  # noqa: E402
 from distral_tf.config import TrainConfig  # noqa: E402
 from distral_tf.envs.suites import Suite  # noqa: E402
-from distral_tf.ray_runs import import_ray  # noqa: E402
-from distral_tf.trainer import Trainer, TrainingError, _PauseGate  # noqa: E402
+from distral_tf.ray_runs import import_ray, parse_resources  # noqa: E402
+from distral_tf.run_directory import budget_per_task  # noqa: E402
+from distral_tf.run_setup import EnvSpaces, TrainingError  # noqa: E402
+from distral_tf.trained_run import build_agent  # noqa: E402
+from distral_tf.trainer import Trainer  # noqa: E402
+from distral_tf.worker_threads import PauseGate, Timings, WorkerThreads  # noqa: E402
 
 POLL_SECS = 0.5
 # How often the driver refreshes its copy of the shared parameters (for evaluating pi_0).
@@ -100,20 +111,6 @@ def cluster_demand(config: TrainConfig, num_tasks: int) -> dict[str, float]:
     return demand
 
 
-def parse_resources(text: str) -> dict[str, float]:
-    """``--ray_resources`` as a dict (``{}`` when empty); ValueError naming the flag otherwise."""
-    if not text.strip():
-        return {}
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"--ray_resources must be a JSON object such as '{{\"doom\": 1}}': {e}") from None
-    if not isinstance(value, dict) or not all(
-            isinstance(k, str) and isinstance(v, (int, float)) and v >= 0 for k, v in value.items()):
-        raise ValueError(f"--ray_resources must map resource names to numbers >= 0, got {text!r}.")
-    return {k: float(v) for k, v in value.items()}
-
-
 # ---------------------------------------------------------------------------------------------- #
 # Moving an agent's state between processes: parameters, RMSProp statistics, counters.
 
@@ -158,16 +155,21 @@ def load_part_state(agent, part: dict):
         agent.optimizer.mean_squares[i].assign(ms)
 
 
-def _configured_trainer(config: dict, spaces, trainer_class=Trainer, **kwargs) -> Trainer:
-    """A trainer of ``config`` in an actor: TensorFlow configured, spaces known (no environment probed)."""
-    from distral_tf.envs import make_suite
+def _configured(config: dict) -> TrainConfig:
+    """The run's configuration in an actor, with TensorFlow configured as it says (Ray sets OMP_NUM_THREADS
+    only)."""
     from distral_tf.tensorflow_setup import configure_tensorflow
 
     cfg = TrainConfig(**config)
-    configure_tensorflow(cfg.tf_inter_op_threads, cfg.tf_intra_op_threads)  # Ray sets OMP_NUM_THREADS only
-    trainer = trainer_class(cfg, make_suite(cfg.suite), **kwargs)
-    trainer._obs_space, trainer._act_space = spaces
-    return trainer
+    configure_tensorflow(cfg.tf_inter_op_threads, cfg.tf_intra_op_threads)
+    return cfg
+
+
+def _new_agent(config: TrainConfig, spaces: EnvSpaces):
+    """A new agent of the run (:func:`~distral_tf.trained_run.build_agent`), as the driver builds it."""
+    from distral_tf.envs import make_suite
+
+    return build_agent(config, spaces.for_agent(make_suite(config.suite).num_tasks))
 
 
 # ---------------------------------------------------------------------------------------------- #
@@ -231,11 +233,11 @@ class SharedParameters:
 class SharedParametersActor(SharedParameters):
     """Ray actor: :class:`SharedParameters` of a new agent of the run's configuration."""
 
-    def __init__(self, config: dict, spaces):
-        super().__init__(_configured_trainer(config, spaces).make_agent())
+    def __init__(self, config: dict, spaces: EnvSpaces):
+        super().__init__(_new_agent(_configured(config), spaces))
 
 
-class _RecordingMonitor:
+class RecordingMonitor:
     """Stands in for the run's monitor in a learner: records what the driver's monitor is to write."""
 
     def __init__(self):
@@ -259,66 +261,37 @@ class _RecordingMonitor:
         return events
 
 
-class _LearnerCore(Trainer):
-    """A trainer that runs the workers of some tasks only, for :class:`TaskLearner`."""
-
-    def __init__(self, config: TrainConfig, suite: Suite, tasks: list[int]):
-        if config.num_env_processes == -1:  # one environment process per CPU the learner reserves
-            config = dataclasses.replace(config, num_env_processes=max(1, round(config.cpus_per_learner)))
-        super().__init__(config, suite)
-        self.worker_tasks = list(tasks)
-        self.monitor = _RecordingMonitor()
-        self._threads: list[threading.Thread] = []
-
-    def start(self):
-        replicas = self._start_workers()
-        self._threads = [threading.Thread(target=self._actor_loop, args=(group, replica), daemon=True,
-                                          name=f"actor-{i}")
-                         for i, (group, replica) in enumerate(zip(self.actor_groups, replicas, strict=True))]
-        for t in self._threads:
-            t.start()
-
-    @property
-    def done(self) -> bool:
-        return not any(t.is_alive() for t in self._threads)
-
-    @property
-    def error(self) -> BaseException | None:
-        return self._error
-
-    def restarts(self) -> np.ndarray:
-        return self._restarts_this_attempt()
-
-    def pause(self):
-        self._gate.pause()
-
-    def resume(self):
-        self._gate.resume()
-
-    def close(self):
-        self._stop.set()
-        self._gate.resume()
-        for t in self._threads:
-            t.join(timeout=60)
-        for group in self.actor_groups:
-            group.close()
-        self._stop_workers()
-
-
 class TaskLearner:
-    """Ray actor: the workers and task columns of ``tasks``; the shared gradients go to ``shared``."""
+    """Ray actor: the workers and task columns of ``tasks``; the shared gradients go to ``shared``.
 
-    def __init__(self, config: dict, spaces, tasks: list[int], shared):
+    Its workers are a :class:`~distral_tf.backends.LocalBackend` of its tasks, as a local run
+    has, with its own agent and counters; what they write to the run's monitor is recorded
+    (:class:`RecordingMonitor`) for the driver to write.
+    """
+
+    def __init__(self, config: dict, spaces: EnvSpaces, tasks: list[int], shared):
+        from distral_tf.envs import make_suite
+        from distral_tf.run_state import RunState
+
         self.tasks = list(tasks)
-        self.core = _configured_trainer(config, spaces, _LearnerCore, tasks=self.tasks)
-        self.core.agent = agent = self.core.make_agent()
+        cfg = _configured(config)
+        if cfg.num_env_processes == -1:  # one environment process per CPU the learner reserves
+            cfg = dataclasses.replace(cfg, num_env_processes=max(1, round(cfg.cpus_per_learner)))
+        self.config = cfg
+        suite = make_suite(cfg.suite)
+        self.agent = agent = build_agent(cfg, spaces.for_agent(suite.num_tasks))
+        self.state = RunState(suite.num_tasks, budget_per_task(cfg, suite.num_tasks), cfg.unroll_length)
+        self.monitor = RecordingMonitor()
+        self._stop = threading.Event()
+        self.workers = LocalBackend(WorkerContext(cfg, suite, spaces, agent, self.state, self.monitor, self._stop,
+                                                  tasks=self.tasks))
         self._shared = shared
         self._shared_indices = shared_indices(agent)
         self._own_indices = task_indices(agent, self.tasks)
         self._lock = threading.Lock()
         agent.shared_sink = self._push  # before any update function is traced
         agent.shared_source = self._pull
-        self._timings_sent = dict.fromkeys(self.core.timings.FIELDS, 0.0)
+        self._timings_sent = dict.fromkeys(Timings.FIELDS, 0.0)
         self._traffic = dict.fromkeys(TRAFFIC_FIELDS, 0.0)
         self._pending: list = []  # pushes not yet answered, oldest first
         self._outbox: list = []  # gradients not yet sent, oldest first
@@ -328,10 +301,11 @@ class TaskLearner:
 
     def start(self, state: dict, counters: dict, shared_version: int):
         """Loads the run's state, starts the environments and the workers; returns once they run."""
-        load_full_state(self.core.agent, state)
-        self.core.agent.shared_version = shared_version
-        self.core.state.load(counters)
-        self.core.start()
+        load_full_state(self.agent, state)
+        self.agent.shared_version = shared_version
+        self.state.load(counters)
+        self.workers.prepare()
+        self.workers.start()
         import ray
 
         return ray.get_runtime_context().get_node_id()
@@ -340,7 +314,7 @@ class TaskLearner:
         """Queues one update's shared gradient (computed at ``version``) and sends the queue once it holds
         ``gradients_per_push``; waits only if ``MAX_PUSHES_IN_FLIGHT`` pushes are unanswered. Returns the
         lag of the last gradient known applied."""
-        agent = self.core.agent
+        agent = self.agent
         if not all(np.isfinite(g).all() for g in grads):  # the local optimiser skipped this update too
             if not self._own_indices:
                 agent.optimizer.num_skipped.assign_add(1)
@@ -348,7 +322,7 @@ class TaskLearner:
             return 0
         with self._lock:
             self._outbox.append((grads, agent_steps, version))
-            full = len(self._outbox) >= self.core.config.gradients_per_push
+            full = len(self._outbox) >= self.config.gradients_per_push
         if full:
             self._send()
         return self._collect(MAX_PUSHES_IN_FLIGHT)
@@ -393,7 +367,7 @@ class TaskLearner:
     def _advance_env_steps(self, env_steps: int):
         """Takes the run's agent-step count from an answer; answers taken by different threads may
         arrive out of order, so the count held here never goes back."""
-        steps = self.core.agent.env_steps
+        steps = self.agent.env_steps
         steps.assign(max(env_steps, int(steps.numpy())))
 
     def _pull(self):
@@ -401,7 +375,7 @@ class TaskLearner:
         answers a learner's calls in order, so they include every update this learner pushed."""
         import ray
 
-        agent = self.core.agent
+        agent = self.agent
         self._send()
         with self._pull_lock:
             start = time.perf_counter()
@@ -419,15 +393,16 @@ class TaskLearner:
 
     def poll(self) -> dict:
         """What happened since the last poll: episodes and scalars to write, counters, errors."""
-        core = self.core
-        error = core.error
-        timings = core.timings.snapshot()
+        workers = self.workers
+        error = workers.error
+        timings = workers.timings.snapshot()
         delta = {k: timings[k] - self._timings_sent[k] for k in timings}
         self._timings_sent = timings
         with self._lock:
             traffic, self._traffic = self._traffic, dict.fromkeys(TRAFFIC_FIELDS, 0.0)
-        return {"traffic": traffic, "events": core.monitor.drain(), "task_steps": core.state.task_steps,
-                "task_episodes": core.state.task_episodes, "restarts": core.restarts(), "done": core.done,
+        return {"traffic": traffic, "events": self.monitor.drain(), "task_steps": self.state.task_steps,
+                "task_episodes": self.state.task_episodes, "restarts": workers.restarts_per_task(),
+                "done": not workers.running,
                 "timings": delta,
                 "error": None if error is None else f"{type(error).__name__}: {error}",
                 "error_is_loss": error is not None and _is_ray_loss(error)}
@@ -435,20 +410,26 @@ class TaskLearner:
     def pause(self):
         """Parks the workers between rollouts and waits for their pushes: every update applied,
         shared part included."""
-        self.core.pause()
+        self.workers.pause()
         self._send()
         self._collect(0)
         return True
 
     def resume(self):
-        self.core.resume()
+        self.workers.resume()
         return True
 
-    def state(self) -> dict:
-        return part_state(self.core.agent, self._own_indices)
+    def part(self) -> dict:
+        """This learner's task columns, their RMSProp statistics and its update counters."""
+        return part_state(self.agent, self._own_indices)
 
     def close(self):
-        self.core.close()
+        """Stops the workers (at most 60 s each) and closes their environments and learner."""
+        self._stop.set()
+        self.workers.resume()
+        self.workers.join(timeout=60)
+        self.workers.close_workers()
+        self.workers.close()
         return True
 
 
@@ -456,14 +437,14 @@ class TaskLearner:
 # The driver.
 
 
-class _LearnerProxy:
-    """The driver's handle on one learner: polls it and writes what it reports."""
+class LearnerHandle:
+    """The driver's handle on one task learner: calls it, and writes what it reports into the run."""
 
-    def __init__(self, trainer: DistributedTrainer, handle, tasks: list[int]):
-        self.trainer = trainer
+    def __init__(self, backend: RayBackend, handle, tasks: list[int]):
+        self.backend = backend
         self.handle = handle
         self.tasks = tasks
-        self._restarts = np.zeros(trainer.suite.num_tasks, np.int64)
+        self._restarts = np.zeros(backend.context.suite.num_tasks, np.int64)
         self._lock = threading.Lock()
         self._closed = False
 
@@ -480,19 +461,19 @@ class _LearnerProxy:
             raise
 
     def task_names(self) -> str:
-        return ", ".join(self.trainer.suite.task_names[t] for t in self.tasks)
+        return ", ".join(self.backend.context.suite.task_names[t] for t in self.tasks)
 
     def poll(self) -> bool:
         """Writes what the learner reports; returns whether its workers have finished."""
+        context = self.backend.context
         with self._lock:
             report = self.call("poll")
-            monitor = self.trainer.monitor
             for kind, args, kwargs in report["events"]:
-                getattr(monitor, kind)(*args, **kwargs)
-            self.trainer.state.update_tasks(self.tasks, report["task_steps"], report["task_episodes"])
+                getattr(context.monitor, kind)(*args, **kwargs)
+            context.state.update_tasks(self.tasks, report["task_steps"], report["task_episodes"])
             self._restarts = np.asarray(report["restarts"], np.int64)
-            self.trainer.timings.add(**report["timings"])
-            self.trainer.add_traffic(report["traffic"])
+            self.backend.timings.add(**report["timings"])
+            self.backend.add_traffic(report["traffic"])
         if report["error"] is not None:
             if report["error_is_loss"]:
                 raise NodeLostError(f"the learner of tasks {self.task_names()} lost the shared parameters: "
@@ -500,7 +481,8 @@ class _LearnerProxy:
             raise TrainingError(f"the learner of tasks {self.task_names()} failed: {report['error']}")
         return report["done"]
 
-    def restarts_per_task(self, num_tasks: int) -> np.ndarray:
+    def restarts_per_task(self) -> np.ndarray:
+        """Environment restarts per task (of the whole run's tasks) of this learner's workers."""
         return self._restarts.copy()
 
     def close(self):
@@ -520,57 +502,28 @@ class _LearnerProxy:
             logging.info("Learner of tasks %s: %s", self.task_names(), e)
 
 
-class _ClusterGate:
-    """The driver's pause gate: parks the polling threads and every learner, and gathers the whole
-    state into the driver's agent, so that the trainer's checkpoint is exact."""
+class RayBackend:
+    """The workers of one attempt of a run spread over a Ray cluster, as the driver's
+    :class:`~distral_tf.trainer.Trainer` drives them (a :class:`~distral_tf.backends.WorkerBackend`).
 
-    def __init__(self, trainer: DistributedTrainer):
-        self.trainer = trainer
-        self._local = _PauseGate()
+    It starts the shared parameters and the task learners, and polls each learner from a
+    thread of its own (a round: one poll, then ``POLL_SECS``), writing what it reports into
+    the run's monitor and counters. Pausing parks the polling threads and every learner and
+    gathers the whole state into the driver's agent, so that the trainer's checkpoint is exact.
+    """
 
-    def enter(self):
-        self._local.enter()
-
-    def leave(self):
-        self._local.leave()
-
-    def wait_if_paused(self):
-        self._local.wait_if_paused()
-
-    def pause(self):
-        self._local.pause()
-        trainer = self.trainer
-        proxies = trainer.actor_groups
-        try:
-            for proxy in proxies:
-                proxy.call("pause")
-            for proxy in proxies:
-                proxy.poll()  # what they did before parking
-            trainer.gather_state()
-        except BaseException:
-            self._local.resume()
-            raise
-
-    def resume(self):
-        for proxy in self.trainer.actor_groups:
-            try:
-                proxy.call("resume")
-            except NodeLostError as e:  # noticed by its polling thread
-                logging.warning("%s", e)
-        self._local.resume()
-
-
-class DistributedTrainer(Trainer):
-    """The driver of one attempt of a run spread over a Ray cluster (see the module's docstring)."""
-
-    def __init__(self, config: TrainConfig, suite: Suite):
-        super().__init__(config, suite)
+    def __init__(self, context: WorkerContext):
+        self.context = context
         self.ray = import_ray()
-        self.partition = partition_tasks(suite.num_tasks, config.learners)
-        self.resources = parse_resources(config.ray_resources)
+        cfg = context.config
+        self.partition = partition_tasks(context.suite.num_tasks, cfg.learners)
+        self.resources = parse_resources(cfg.ray_resources)
         self.shared = None
+        self.learners: list[LearnerHandle] = []
+        self.timings = Timings()
+        self.gate = PauseGate()
+        self.threads = WorkerThreads(context.stop, self.gate)
         self._last_refresh = 0.0
-        self._gate = _ClusterGate(self)
         self._traffic_lock = threading.Lock()
         self.traffic = dict.fromkeys(TRAFFIC_FIELDS, 0.0)
         self.actor_nodes: set[str] = set()  # the Ray nodes of this attempt's actors
@@ -580,7 +533,7 @@ class DistributedTrainer(Trainer):
             for k, v in traffic.items():
                 self.traffic[k] += v
 
-    def _summary_extras(self) -> dict:
+    def summary_extras(self) -> dict:
         """The learners' exchanges with the shared parameters in this attempt: pushes (calls sending
         gradients), gradients sent, pulls (parameters received, one per snapshot), seconds the
         learners' threads waited for answers, bytes both ways."""
@@ -590,30 +543,30 @@ class DistributedTrainer(Trainer):
                 "shared_pulls": int(t["pulls"]),
                 "shared_wait_seconds": t["wait_seconds"], "shared_bytes": int(t["bytes"])}
 
-    def _start_workers(self) -> list:
-        ray, cfg = self.ray, self.config
-        config, spaces = cfg.to_json(), (self._obs_space, self._act_space)
-        self._startup_phase(f"starting {len(self.partition)} learners and the shared parameters on the Ray cluster")
+    def prepare(self):
+        """Starts the shared parameters and the learners, with the driver's agent and counters."""
+        ray, ctx, cfg = self.ray, self.context, self.context.config
+        config, spaces = cfg.to_json(), ctx.spaces
+        ctx.phase(f"starting {len(self.partition)} learners and the shared parameters on the Ray cluster")
         self.shared = ray.remote(num_cpus=0, max_restarts=0)(SharedParametersActor).remote(config, spaces)
         learner_class = ray.remote(TaskLearner)
         handles = [learner_class.options(num_cpus=cfg.cpus_per_learner, resources=self.resources or None,
                                          scheduling_strategy="SPREAD", max_restarts=0,
                                          name=None).remote(config, spaces, tasks, self.shared)
                    for tasks in self.partition]
-        self.actor_groups = [_LearnerProxy(self, h, tasks) for h, tasks in zip(handles, self.partition, strict=True)]
-        state = full_state(self.agent)
-        counters = self.state.export()
-        self._startup_phase("waiting for the shared parameters to start")
+        self.learners = [LearnerHandle(self, h, tasks) for h, tasks in zip(handles, self.partition, strict=True)]
+        state = full_state(ctx.agent)
+        counters = ctx.state.export()
+        ctx.phase("waiting for the shared parameters to start")
         loaded = self.shared.load.remote(state)
         self._wait(loaded, "the shared parameters")
         self.actor_nodes.add(ray.get(loaded))
-        self._startup_phase(f"waiting for {len(handles)} learners to start")
+        ctx.phase(f"waiting for {len(handles)} learners to start")
         starts = [h.start.remote(state, counters, 0) for h in handles]
         self._wait(starts, f"{len(handles)} learners")
-        for proxy, node in zip(self.actor_groups, ray.get(starts), strict=True):
+        for learner, node in zip(self.learners, ray.get(starts), strict=True):
             self.actor_nodes.add(node)
-            logging.info("Learner of tasks %s runs on node %s.", proxy.task_names(), node[:12])
-        return [None] * len(handles)
+            logging.info("Learner of tasks %s runs on node %s.", learner.task_names(), node[:12])
 
     def _wait(self, refs, what: str):
         ray = self.ray
@@ -622,17 +575,17 @@ class DistributedTrainer(Trainer):
         reported = len(pending)
         while pending:
             _, pending = ray.wait(pending, num_returns=len(pending), timeout=2.0)
-            if pending and self._stop.is_set():
+            if pending and self.context.stop.is_set():
                 raise TrainingError(f"stopped while waiting for {what} to start; nothing was trained in this "
                                     "attempt (rerun the same command to resume)")
             if pending and time.monotonic() > deadline:
                 raise TrainingError(
                     f"{what} did not start within {PLACEMENT_TIMEOUT_SECS:.0f} s: does the cluster have room for "
-                    f"{len(self.partition)} learners of {self.config.cpus_per_learner:g} CPUs"
+                    f"{len(self.partition)} learners of {self.context.config.cpus_per_learner:g} CPUs"
                     f"{' and ' + json.dumps(self.resources) if self.resources else ''}? (ray status)")
             if pending and len(pending) != reported:  # the start-up reporter repeats the phase meanwhile
                 reported = len(pending)
-                self._startup_phase(f"waiting for {what} to start ({len(pending)} not ready)")
+                self.context.phase(f"waiting for {what} to start ({len(pending)} not ready)")
         try:
             ray.get(refs)
         except Exception as e:
@@ -640,48 +593,87 @@ class DistributedTrainer(Trainer):
                 raise NodeLostError(f"{what} could not start ({type(e).__name__}: {e})") from e
             raise
 
-    def _stop_workers(self):
-        for proxy in self.actor_groups:  # closed already after training; not if the start failed
-            proxy.close()
-        if self.shared is not None:
-            self.ray.kill(self.shared)
-            self.shared = None
+    def start(self):
+        self.threads.start([self._round_of(learner) for learner in self.learners])
 
-    def _actor_round(self, proxy: _LearnerProxy, _replica, _rounds: int, _start: float) -> bool:
-        """Writes what the learner of ``proxy`` reports, then waits ``POLL_SECS``; False once its
-        workers have finished."""
-        done = proxy.poll()
-        if self._startup is not None and self.state.total_steps > 0:
-            self._startup.done()
-        if proxy is self.actor_groups[0]:
-            self._refresh_shared()
+    def _round_of(self, learner: LearnerHandle):
+        return lambda _rounds, _start: self.poll_round(learner)
+
+    def poll_round(self, learner: LearnerHandle) -> bool:
+        """Writes what ``learner`` reports, then waits ``POLL_SECS``; False once its workers have finished."""
+        done = learner.poll()
+        if self.context.state.total_steps > 0:
+            self.context.started()
+        if learner is self.learners[0]:
+            self.refresh_shared()
         if done:
             return False
-        self._stop.wait(POLL_SECS)
+        self.context.stop.wait(POLL_SECS)
         return True
 
-    def _prepare_final_evaluation(self):
-        self._refresh_shared(force=True)
+    @property
+    def running(self) -> bool:
+        return self.threads.running
 
-    def _refresh_shared(self, force: bool = False):
+    @property
+    def error(self) -> BaseException | None:
+        return self.threads.error
+
+    def join(self, timeout: float = 60.0):
+        self.threads.join(timeout)
+
+    def pause(self):
+        """Parks the polling threads and every learner (each sends its pending gradients and waits for
+        them to be applied), takes what they did before parking and gathers the whole state."""
+        self.gate.pause()
+        try:
+            for learner in self.learners:
+                learner.call("pause")
+            for learner in self.learners:
+                learner.poll()  # what they did before parking
+            self.gather_state()
+        except BaseException:
+            self.gate.resume()
+            raise
+
+    def resume(self):
+        for learner in self.learners:
+            try:
+                learner.call("resume")
+            except NodeLostError as e:  # noticed by its polling thread
+                logging.warning("%s", e)
+        self.gate.resume()
+
+    def restarts_per_task(self) -> np.ndarray:
+        counts = np.zeros(self.context.suite.num_tasks, np.int64)
+        for learner in self.learners:
+            counts += learner.restarts_per_task()
+        return counts
+
+    def sync_agent(self):
+        self.refresh_shared(force=True)
+
+    def refresh_shared(self, force: bool = False):
         """Copies the newest shared parameters into the driver's agent (for evaluating pi_0)."""
         if not force and time.monotonic() - self._last_refresh < REFRESH_SECS:
             return
         self._last_refresh = time.monotonic()
+        agent = self.context.agent
         try:
             _, parameters, env_steps = self.ray.get(self.shared.pull.remote())
         except Exception as e:
             if _is_ray_loss(e):
                 raise NodeLostError(f"the shared parameters are lost ({type(e).__name__})") from e
             raise
-        for i, value in zip(shared_indices(self.agent), parameters, strict=True):
-            self.agent.trainable[i].assign(value)
-        self.agent.env_steps.assign(env_steps)
+        for i, value in zip(shared_indices(agent), parameters, strict=True):
+            agent.trainable[i].assign(value)
+        agent.env_steps.assign(env_steps)
 
     def gather_state(self):
         """Copies every learner's task columns and the shared parameters, with their RMSProp statistics
         and update counters, into the driver's agent (the learners are parked)."""
-        parts = [proxy.call("state") for proxy in self.actor_groups]
+        agent = self.context.agent
+        parts = [learner.call("part") for learner in self.learners]
         try:
             shared = self.ray.get(self.shared.state.remote())
         except Exception as e:
@@ -689,17 +681,28 @@ class DistributedTrainer(Trainer):
                 raise NodeLostError(f"the shared parameters are lost ({type(e).__name__})") from e
             raise
         for part in [*parts, shared]:
-            load_part_state(self.agent, part)
-        opt = self.agent.optimizer
+            load_part_state(agent, part)
+        opt = agent.optimizer
         opt.num_updates.assign(sum(p["num_updates"] for p in parts) + shared["num_updates"])
         opt.num_skipped.assign(sum(p["num_skipped"] for p in parts) + shared["num_skipped"])
-        self.agent.env_steps.assign(shared["env_steps"])
+        agent.env_steps.assign(shared["env_steps"])
+
+    def close_workers(self):
+        for learner in self.learners:
+            learner.close()
+
+    def close(self):
+        self.close_workers()  # closed already after training; not if the start failed
+        if self.shared is not None:
+            self.ray.kill(self.shared)
+            self.shared = None
 
 
 class DistributedRun:
     """A run spread over a Ray cluster, started again from its last checkpoint when a node is lost.
 
-    ``run()`` and ``request_stop()`` as :class:`~distral_tf.trainer.Trainer`'s; Ray is
+    Each attempt is a :class:`~distral_tf.trainer.Trainer` whose workers are a
+    :class:`RayBackend`. ``run()`` and ``request_stop()`` as the trainer's; Ray is
     joined (``--address``) or started on this machine before the first attempt.
     """
 
@@ -709,12 +712,12 @@ class DistributedRun:
         self.ray = import_ray()
         parse_resources(config.ray_resources)  # a bad value stops the run before anything starts
         self._stop = threading.Event()
-        self._trainer: DistributedTrainer | None = None
+        self._trainer: Trainer | None = None
         self.attempts = 0
         self._connect()
 
     @property
-    def trainer(self) -> DistributedTrainer | None:
+    def trainer(self) -> Trainer | None:
         """The driver of the current attempt (None before the first)."""
         return self._trainer
 
@@ -756,7 +759,7 @@ class DistributedRun:
         restarts = self.config.max_restarts
         for attempt in range(restarts + 1):
             self.attempts = attempt + 1
-            self._trainer = DistributedTrainer(self.config, self.suite)
+            self._trainer = Trainer(self.config, self.suite, backend=RayBackend)
             if self._stop.is_set():
                 self._trainer.request_stop()
             try:
@@ -768,7 +771,8 @@ class DistributedRun:
                         "same command to resume from its last checkpoint.") from e
                 logging.warning("%s: starting again from the last checkpoint (restart %d of %d).", e, attempt + 1,
                                 restarts)
-                self._wait_for_lost_nodes(self._trainer.actor_nodes)
+                backend = self._trainer.backend
+                self._wait_for_lost_nodes(backend.actor_nodes if backend is not None else set())
         raise AssertionError("unreachable")
 
     def _wait_for_lost_nodes(self, nodes: set[str], timeout: float = NODE_DEATH_TIMEOUT_SECS):

@@ -200,3 +200,27 @@ class Evaluator:
                 self.state.next_eval = next_eval + self.interval
         finally:
             self._discard_group()
+
+
+def final_evaluation_figures(evaluator: Evaluator, episodes: int, stop: threading.Event) -> dict:
+    """:meth:`Evaluator.final_evaluation` of ``episodes`` per task, retried up to :data:`MAX_ATTEMPTS` times;
+    the figures of pi_0 for ``status.json`` (mean return and standard error per task), ``{}`` if ``stop``
+    is set first or every attempt fails."""
+    logging.info("Final evaluation of pi_0: %d episodes per task.", episodes)
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        if stop.is_set():
+            return {}
+        try:
+            returns = evaluator.final_evaluation(episodes, stop)
+            break
+        except Exception as e:
+            logging.warning("The final evaluation of pi_0 failed (attempt %d of %d: %s: %s).", attempt,
+                            MAX_ATTEMPTS, type(e).__name__, e)
+    else:
+        return {}
+    means = [float(np.mean(r)) for r in returns]
+    errors = [float(np.std(r, ddof=1) / np.sqrt(len(r))) if len(r) > 1 else 0.0 for r in returns]
+    logging.info("Final return of pi_0 (mean ± standard error): %s.", ", ".join(
+        f"{name} {m:.2f} ± {e:.2f}" for name, m, e in zip(evaluator.suite.task_names, means, errors, strict=True)))
+    return {"final_distilled_return_per_task": means, "final_distilled_stderr_per_task": errors,
+            "final_distilled_episodes": episodes}

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ctypes
 import datetime
+import json
 import os
 import signal
 import socket
@@ -32,6 +33,34 @@ _RAY_THREAD_VARIABLES = ("OMP_NUM_THREADS",)
 _PR_SET_PDEATHSIG = 1
 # A run whose actor is gone for good (no restarts left) ends with this return code.
 LOST_RETURNCODE = -1
+
+
+# Resources Ray knows by these names are given with their own flags (--cpus_per_run, --cpus_per_learner).
+_BUILTIN_RESOURCES = frozenset({"CPU", "GPU", "memory", "object_store_memory"})
+
+
+def parse_resources(text: str) -> dict[str, float]:
+    """``--ray_resources`` (of a sweep's runs or of a run's task learners): a JSON object of custom resource
+    names to positive amounts, ``{}`` when empty; ``ValueError`` naming the flag otherwise.
+
+    An amount of 0 reserves nothing (so it is refused as a mistake), and CPUs, GPUs and memory
+    are not custom resources: a run's CPUs have their own flag.
+    """
+    if not text.strip():
+        return {}
+    try:
+        resources = json.loads(text)
+    except ValueError:
+        resources = None
+    if not isinstance(resources, dict) or not all(
+            isinstance(k, str) and isinstance(v, int | float) and not isinstance(v, bool) and v > 0
+            for k, v in resources.items()):
+        raise ValueError(f"--ray_resources: expected a JSON object of names to positive numbers (e.g. "
+                         f"'{{\"doom\": 1}}'), got {text!r}")
+    if _BUILTIN_RESOURCES & set(resources):
+        raise ValueError("--ray_resources: give CPUs with --cpus_per_run (a sweep) or --cpus_per_learner (a run); "
+                         "only custom resources go here")
+    return {k: float(v) for k, v in resources.items()}
 
 
 class RayUnavailableError(RuntimeError):

@@ -34,6 +34,7 @@ from collections.abc import Callable, Sequence
 from absl import flags
 
 from distral_tf import __version__, algorithms, budgets, rundir, tracking
+from distral_tf.ray_runs import parse_resources
 from distral_tf.rundir import format_value as format_value
 from distral_tf.rundir import run_id as run_id
 from flags import cli
@@ -505,23 +506,6 @@ def wall_time_estimate(specs: list[RunSpec], update_mode: str, parallel: int, ba
     wall = budgets.wall_seconds(core_seconds, cores, parallel)
     return [f"estimated wall time: {budgets.format_hours(wall)} on this machine's {cores} cores, {parallel} at a "
             f"time ({total}) {basis}"]
-
-
-def parse_resources(text: str) -> dict[str, float]:
-    """``--ray_resources``: a JSON object of resource names to positive amounts ('' for none)."""
-    if not text.strip():
-        return {}
-    try:
-        resources = json.loads(text)
-    except ValueError:
-        resources = None
-    if not isinstance(resources, dict) or not all(
-            isinstance(k, str) and isinstance(v, int | float) and not isinstance(v, bool) and v > 0
-            for k, v in resources.items()):
-        raise ValueError(f"--ray_resources: expected a JSON object of names to positive numbers, got {text!r}")
-    if {"CPU", "GPU", "memory"} & set(resources):
-        raise ValueError("--ray_resources: give CPUs with --cpus_per_run; only custom resources go here")
-    return resources
 
 
 def ray_run_args(cpus_per_run: int, extra_args: Sequence[str]) -> list[str]:

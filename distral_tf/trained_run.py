@@ -16,6 +16,7 @@ import os
 from distral_tf import rundir
 from distral_tf.config import LEGACY_VALUES, TrainConfig
 from distral_tf.envs.suites import Suite
+from distral_tf.run_directory import budget_per_task, saved_settings
 from distral_tf.rundir import CHECKPOINT_DIR, CONFIG_FILE
 
 
@@ -31,9 +32,13 @@ def read_config(logdir: str) -> tuple[TrainConfig, dict]:
     try:
         with open(path) as f:
             meta = json.load(f)
-        saved = meta["config"]
-    except (OSError, ValueError, KeyError, TypeError) as e:
+        saved = saved_settings(meta, path) if isinstance(meta, dict) else None
+    except (OSError, ValueError) as e:
         raise RunLoadError(f"{path} cannot be read ({type(e).__name__}: {e}).") from None
+    except rundir.RunDirError as e:
+        raise RunLoadError(f"{e}.") from None
+    if saved is None:
+        raise RunLoadError(f"{path} holds no settings (no \"config\" entry).")
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     saved = {**LEGACY_VALUES, **saved}  # runs written before a model-defining field existed
     return TrainConfig(**{k: v for k, v in saved.items() if k in fields}), meta
@@ -77,7 +82,7 @@ def run_spaces(meta: dict, suite: Suite | None = None) -> tuple[tuple[int, ...],
     if suite is None:
         from distral_tf.envs import make_suite
 
-        suite = make_suite(meta["config"]["suite"])
+        suite = make_suite((saved_settings(meta) or {})["suite"])
     return probe_spaces(suite)
 
 
@@ -90,26 +95,46 @@ def check_same_spaces(suite: Suite, observation_shape, num_actions: int, what: s
             f"{tuple(observation_shape)} and {int(num_actions)} actions.")
 
 
-def build_agent(config: TrainConfig, num_tasks: int, observation_shape, num_actions: int, **overrides):
-    """An agent shaped and configured as the trainer builds it for ``config`` (fresh parameters).
+@dataclasses.dataclass(frozen=True)
+class Spaces:
+    """What an agent's shape takes from its run besides the configuration: tasks, observations, actions."""
 
-    Its learning rate anneals over the run's budget rounded up to whole rollouts per task, as trained.
-    """
+    num_tasks: int
+    observation_shape: tuple[int, ...]
+    num_actions: int
+
+    @classmethod
+    def of(cls, num_tasks: int, observation_space, action_space) -> Spaces:
+        """The spaces of environments with these (gym) observation and action spaces."""
+        return cls(int(num_tasks), tuple(int(d) for d in observation_space.shape), int(action_space.n))
+
+
+def algorithm_of(config: TrainConfig):
+    """``(algorithm, coefficients)`` of a run of ``config`` (:mod:`distral_tf.algorithms`)."""
     from distral_tf import algorithms
-    from distral_tf.agent import Agent
-    from distral_tf.progress import steps_per_task
 
     algorithm = algorithms.get(config.algo)
-    coeffs = algorithm.coefficients(config.entropy_cost, config.alpha, config.value_cost, config.discount)
-    budget = steps_per_task(config.total_env_steps, num_tasks, config.unroll_length) * num_tasks
+    return algorithm, algorithm.coefficients(config.entropy_cost, config.alpha, config.value_cost, config.discount)
+
+
+def build_agent(config: TrainConfig, spaces: Spaces):
+    """An agent of ``config``'s run on ``spaces`` (fresh parameters, following from the seed): the one way
+    training, its Ray actors, evaluation, export and transfer build one.
+
+    Its learning rate anneals over the run's budget rounded up to whole rollouts per task
+    (:func:`~distral_tf.run_directory.budget_per_task`), as trained.
+    """
+    from distral_tf.agent import Agent
+
+    algorithm, coeffs = algorithm_of(config)
+    budget = budget_per_task(config, spaces.num_tasks) * spaces.num_tasks
     kwargs = dict(unroll_length=config.unroll_length, learning_rate=config.learning_rate,
                   total_env_steps=budget, rmsprop_decay=config.rmsprop_decay,
                   rmsprop_epsilon=config.rmsprop_epsilon, max_grad_norm=config.max_grad_norm, seed=config.seed,
                   torso_dtype=config.torso_dtype, two_column_scaling=config.two_column_scaling,
                   train_distilled=not config.freeze_distilled,
                   rmsprop_initial_mean_square=config.rmsprop_initial_mean_square, device=config.device)
-    kwargs.update(overrides)
-    return Agent(algorithm, coeffs, num_tasks, observation_shape, num_actions, **kwargs)
+    return Agent(algorithm, coeffs, spaces.num_tasks, spaces.observation_shape, spaces.num_actions, **kwargs)
 
 
 def restore_agent(agent, prefix: str):
@@ -152,7 +177,7 @@ def load(logdir: str, step: int | None = None, suite: Suite | None = None) -> Tr
     if not task_names:
         raise RunLoadError(f"{os.path.join(logdir, CONFIG_FILE)} lists no task names.")
     observation_shape, num_actions = run_spaces(meta, suite)
-    agent = build_agent(config, len(task_names), observation_shape, num_actions)
+    agent = build_agent(config, Spaces(len(task_names), observation_shape, num_actions))
     restore_agent(agent, prefix)
     return TrainedRun(logdir=logdir, config=config, task_names=task_names, suite_name=meta.get("suite", config.suite),
                       step=step, checkpoint=prefix, observation_shape=observation_shape, num_actions=num_actions,

@@ -1,6 +1,7 @@
 """One run spread over a Ray cluster (``--backend=ray``): the split update, and real two-node runs."""
 
 import collections
+import dataclasses
 import json
 import os
 import re
@@ -131,9 +132,22 @@ def test_tasks_are_split_into_contiguous_groups_and_the_demand_adds_up():
     assert distributed.partition_tasks(2, 8) == [[0], [1]]
     config = TrainConfig(suite=SUITE, learners=2, cpus_per_learner=1.5, ray_resources='{"doom": 1}')
     assert distributed.cluster_demand(config, TASKS) == {"CPU": 3.0, "doom": 2.0}
-    for bad in ("doom", '["doom"]', '{"doom": -1}'):
+    for bad in ("doom", '["doom"]', '{"doom": -1}', '{"doom": 0}', '{"CPU": 2}'):
         with pytest.raises(ValueError, match="--ray_resources"):
-            distributed.parse_resources(bad)
+            distributed.cluster_demand(dataclasses.replace(config, ray_resources=bad), TASKS)
+
+
+def test_a_run_and_a_sweep_read_ray_resources_by_one_rule():
+    from distral_tf import ray_runs, sweep
+
+    assert distributed.parse_resources is sweep.parse_resources is ray_runs.parse_resources
+    assert ray_runs.parse_resources("") == ray_runs.parse_resources("  ") == {}
+    assert ray_runs.parse_resources('{"doom": 1, "big_memory": 0.5}') == {"doom": 1.0, "big_memory": 0.5}
+    # An amount of 0 reserves nothing: a mistake, refused; CPUs, GPUs and memory have their own flags.
+    for bad in ("doom", '["doom"]', '{"doom": 0}', '{"doom": -1}', '{"doom": true}', '{"doom": "1"}', '{"CPU": 2}',
+                '{"GPU": 1}', '{"memory": 1e9}', "{\"doom\": 1"):
+        with pytest.raises(ValueError, match="--ray_resources"):
+            ray_runs.parse_resources(bad)
 
 
 def _run_cli(logdir, *extra):
@@ -213,3 +227,15 @@ def test_run_across_two_nodes_survives_the_loss_of_one_and_counts_no_step_twice(
         assert steps == sorted(set(steps)), task
     assert collections.Counter(task_rows) == collections.Counter(tensorboard_episode_events(logdir))
     assert sum(status["env_steps_per_task"]) == status["env_steps"] <= budget + TASKS * 20
+
+
+def test_the_local_and_the_ray_backend_implement_the_one_worker_interface():
+    from distral_tf.backends import LocalBackend, WorkerBackend
+
+    methods = [n for n, v in vars(WorkerBackend).items() if not n.startswith("_") and (callable(v) or
+                                                                                      isinstance(v, property))]
+    assert {"prepare", "start", "running", "error", "join", "pause", "resume", "restarts_per_task", "sync_agent",
+            "summary_extras", "close_workers", "close"} <= set(methods)
+    for backend in (LocalBackend, distributed.RayBackend):
+        for name in methods:
+            assert isinstance(getattr(backend, name), type(getattr(WorkerBackend, name))), (backend, name)

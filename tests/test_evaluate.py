@@ -83,7 +83,8 @@ def test_restored_agent_holds_the_trained_parameters_and_episodes_with_the_same_
     from distral_tf import trained_run
 
     config, meta = trained_run.read_config(str(tiny_kl_2col_run))
-    agent = trained_run.build_agent(config, 3, meta["observation_shape"], meta["num_actions"])
+    agent = trained_run.build_agent(config, trained_run.Spaces(3, tuple(meta["observation_shape"]),
+                                                                meta["num_actions"]))
     initial = agent.trainable[0].numpy()
     step, prefix = trained_run.select_checkpoint(str(tiny_kl_2col_run))
     trained_run.restore_agent(agent, prefix)

@@ -3,7 +3,7 @@
 import threading
 import time
 
-from distral_tf.trainer import _PauseGate
+from distral_tf.worker_threads import PauseGate
 
 JOIN_S = 10.0  # never reached unless the gate deadlocks
 
@@ -11,7 +11,7 @@ JOIN_S = 10.0  # never reached unless the gate deadlocks
 class Worker(threading.Thread):
     """Counts rounds, checking the gate between them as an actor thread does between rollouts."""
 
-    def __init__(self, gate: _PauseGate):
+    def __init__(self, gate: PauseGate):
         super().__init__(daemon=True)
         self.gate, self.rounds, self.stop = gate, 0, threading.Event()
         self.in_round = threading.Event()
@@ -57,7 +57,7 @@ def pause_within_deadline(gate):
 
 
 def test_pause_returns_once_every_worker_is_parked_and_resume_lets_them_go_on():
-    gate = _PauseGate()
+    gate = PauseGate()
     workers = start_workers(gate, 3)
     try:
         pause_within_deadline(gate)
@@ -76,7 +76,7 @@ def test_pause_returns_once_every_worker_is_parked_and_resume_lets_them_go_on():
 
 
 def test_pause_does_not_wait_for_workers_that_left():
-    gate = _PauseGate()
+    gate = PauseGate()
     workers = start_workers(gate, 2)
     stop_workers(workers[1:])  # one worker has finished its budget and left the gate
     try:
@@ -87,7 +87,7 @@ def test_pause_does_not_wait_for_workers_that_left():
 
 
 def test_a_worker_leaving_while_the_gate_waits_releases_the_pause():
-    gate = _PauseGate()
+    gate = PauseGate()
     gate.enter()  # a worker busy in a long rollout: not parked yet
     paused = threading.Thread(target=gate.pause, daemon=True)
     paused.start()

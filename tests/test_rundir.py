@@ -204,3 +204,88 @@ def test_what_the_monitor_writes_the_report_reads_back(tmp_path):
         assert sorted(run.episodes) == [("distilled", "b"), ("task", "a")]
         assert run.episodes[("task", "a")].returns.tolist() == [1.5]
         assert run.episodes[("distilled", "b")].steps.tolist() == [12.0]
+
+
+# ---------------------------------------------------------------------------------------------- #
+# RunDirectory: config.json's schema, status.json and the attempts of one run directory.
+
+
+def _small_config(logdir, **overrides):
+    from distral_tf.config import TrainConfig
+
+    return TrainConfig(**{"algo": "kl_2col", "suite": "two_rooms_small", "logdir": str(logdir),
+                          "total_env_steps": 120, "unroll_length": 20, **overrides})
+
+
+def test_config_json_holds_the_settings_once_and_every_reader_takes_them_from_it(tmp_path):
+    from distral_tf import trained_run
+    from distral_tf.envs import make_suite
+    from distral_tf.reporting import runs
+    from distral_tf.run_directory import RunDirectory, config_record
+
+    config, suite = _small_config(tmp_path), make_suite("two_rooms_small")
+    run_dir = RunDirectory(str(tmp_path))
+    run_dir.write_config(config_record(config, suite, (36, 36, 3), 3, {"alpha": 0.5}))
+    meta = json.loads((tmp_path / "config.json").read_text())
+    assert meta["config"] == config.to_json() and "flags" not in meta
+    assert meta["task_names"] == list(suite.task_names) and meta["observation_shape"] == [36, 36, 3]
+    assert run_dir.settings() == config.to_json()
+    assert trained_run.read_config(str(tmp_path))[0] == config
+    assert runs.load_run(str(tmp_path), str(tmp_path)).flags["algo"] == "kl_2col"
+    run_dir.check_saved_config(config)  # the same settings: accepted
+
+
+@pytest.mark.parametrize("keys", [("config", "flags"), ("flags",)])
+def test_older_config_json_with_its_settings_under_flags_is_still_read(tmp_path, keys):
+    from distral_tf import preflight, trained_run
+    from distral_tf.reporting import runs
+    from distral_tf.run_directory import ConfigMismatchError, RunDirectory
+
+    config = _small_config(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({**{k: config.to_json() for k in keys},
+                                                      "task_names": ["a", "b", "c"], "suite": "two_rooms_small"}))
+    assert RunDirectory(str(tmp_path)).settings() == config.to_json()
+    assert trained_run.read_config(str(tmp_path))[0] == config
+    assert runs.load_run(str(tmp_path), str(tmp_path)).flags["total_env_steps"] == 120
+    preflight.check_saved_config(config)
+    with pytest.raises(ConfigMismatchError, match="learning_rate"):
+        preflight.check_saved_config(_small_config(tmp_path, learning_rate=0.5))
+
+
+def test_settings_that_are_not_an_object_name_the_file(tmp_path):
+    from distral_tf import trained_run
+    from distral_tf.run_directory import RunDirectory
+
+    (tmp_path / "config.json").write_text(json.dumps({"config": 3}))
+    with pytest.raises(rundir.RunDirError, match="config.json: its \"config\" entry is not an object"):
+        RunDirectory(str(tmp_path)).check_saved_config(_small_config(tmp_path))
+    with pytest.raises(trained_run.RunLoadError, match="is not an object"):
+        trained_run.read_config(str(tmp_path))
+
+
+def test_status_records_the_steps_and_a_finished_run_is_recognised_by_its_budget(tmp_path):
+    from distral_tf import preflight
+    from distral_tf.run_directory import RunDirectory
+
+    run_dir = RunDirectory(str(tmp_path))
+    assert run_dir.finished_status(3, 40) is None
+    run_dir.write_status("finished", [40, 40, 40], 40, skipped_updates=0)
+    status = json.loads((tmp_path / "status.json").read_text())
+    assert status["env_steps"] == 120 and status["env_steps_per_task"] == [40, 40, 40]
+    assert status["pid"] == os.getpid() and status["heartbeat"] == status["time"] and status["skipped_updates"] == 0
+    assert run_dir.finished_status(3, 40)["state"] == "finished"
+    assert run_dir.finished_status(3, 60) is None  # another budget
+    assert preflight.finished_status(_small_config(tmp_path), 3)["env_steps"] == 120  # 120 over 3 tasks: 40 each
+    run_dir.heartbeat([10, 0, 0], 40)
+    assert json.loads((tmp_path / "status.json").read_text())["state"] == "running"
+    assert run_dir.finished_status(3, 40) is None
+
+
+def test_an_attempt_without_checkpoint_is_set_aside(tmp_path):
+    from distral_tf.run_directory import RunDirectory
+
+    (tmp_path / "metrics.jsonl").write_text("{}\n")
+    run_dir = RunDirectory(str(tmp_path))
+    moved = run_dir.set_aside_attempt_without_checkpoint()
+    assert moved == str(tmp_path / "previous_attempts" / "1") and os.listdir(moved) == ["metrics.jsonl"]
+    assert run_dir.set_aside_attempt_without_checkpoint() is None

@@ -41,7 +41,7 @@ def test_killed_environment_process_does_not_end_the_run(tmp_path):
     def kill_one_pool_process():
         while trainer.state.total_steps < 200:
             time.sleep(0.05)
-        pid = trainer.actor_groups[0].envs.process_ids()[0]
+        pid = trainer.backend.actor_groups[0].envs.process_ids()[0]
         os.kill(pid, signal.SIGKILL)
         killed.append(pid)
 

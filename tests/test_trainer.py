@@ -63,6 +63,7 @@ def test_every_algorithm_trains_to_completion_with_per_task_summaries(tmp_path, 
     assert {r["task"] for r in rows if r["policy"] == "distilled"} == set(suite.task_names)
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["config"]["algo"] == algo and config["task_names"] == list(suite.task_names)
+    assert "flags" not in config  # the settings once
     assert config.get("git_commit") == provenance.git_provenance().get("git_commit")
 
     # Only the loss terms the algorithm has are logged, and every chart of the layout has data.

@@ -19,6 +19,7 @@ from collections import defaultdict
 import numpy as np
 
 from distral_tf import rundir
+from distral_tf.run_directory import saved_settings
 
 POLICIES = rundir.POLICIES
 
@@ -107,6 +108,16 @@ def _read_json(path: str) -> dict:
     except rundir.RunDirError as e:
         logging.warning("skipping %s", e)
         _unreadable.append(path)
+        return {}
+
+
+def _settings(config: dict, path: str) -> dict:
+    """The run's settings in its ``config.json`` (:func:`~distral_tf.run_directory.saved_settings`); ``{}``
+    if there are none, with a warning naming a file whose settings are not an object."""
+    try:
+        return saved_settings(config, path) or {}
+    except rundir.RunDirError as e:
+        logging.warning("skipping %s", e)
         return {}
 
 
@@ -222,7 +233,7 @@ def load_run(run_dir: str, root: str) -> Run:
     """Loads one run directory (see the module docstring for the sources used)."""
     config = _read_json(os.path.join(run_dir, rundir.CONFIG_FILE))
     status = _read_json(os.path.join(run_dir, rundir.STATUS_FILE))
-    flags = dict(config.get("flags") or config.get("config") or {})
+    flags = dict(_settings(config, os.path.join(run_dir, rundir.CONFIG_FILE)))
     run_id = os.path.relpath(run_dir, root)
     if run_id == ".":
         run_id = os.path.basename(os.path.abspath(run_dir))
