@@ -1,6 +1,6 @@
 """The three A3C baselines of Table 1 (no KL term, explicit entropy bonus, beta = 1)."""
 
-from distral_tf.algorithm_spec import Algorithm, Architecture, DistilledPolicy
+from distral_tf.model.algorithm_spec import Algorithm, Architecture, DistilledPolicy
 
 A3C = Algorithm(
     name="a3c",

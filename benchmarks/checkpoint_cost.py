@@ -27,9 +27,9 @@ _REPEATS = flags.DEFINE_integer("repeats", 5, "Checkpoints written per suite.")
 
 
 def measure(suite_name: str) -> dict:
-    from distral_tf.config import TrainConfig
     from distral_tf.envs import make_suite
-    from distral_tf.trainer import Trainer
+    from distral_tf.training.config import TrainConfig
+    from distral_tf.training.trainer import Trainer
 
     with tempfile.TemporaryDirectory() as logdir:
         config = TrainConfig(algo=_ALGO.value, suite=suite_name, logdir=logdir, keep_checkpoints=_REPEATS.value + 1)
@@ -49,7 +49,7 @@ def measure(suite_name: str) -> dict:
 
 def main(argv):
     cli.refuse_positional(argv)
-    from distral_tf.tensorflow_setup import configure_tensorflow
+    from distral_tf.training.tensorflow_setup import configure_tensorflow
 
     configure_tensorflow()
     print("| suite | algorithm | write, median (s) | write, max (s) | size (MiB) |")

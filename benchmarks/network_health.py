@@ -20,9 +20,9 @@ import json
 import numpy as np
 from absl import flags
 
-from distral_tf import trained_run
 from distral_tf.envs.suites import make_suite
-from distral_tf.evaluation import PolicyRunner
+from distral_tf.training import trained_run
+from distral_tf.training.policy_runner import PolicyRunner
 
 _EPISODES = flags.DEFINE_integer("episodes", 6, "Episodes of task 0's policy for the state-dependence figure.")
 _JSON_OUT = flags.DEFINE_string("json_out", None, "File to write the figures to as JSON.")

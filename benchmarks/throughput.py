@@ -37,7 +37,7 @@ if __name__ == "__main__":
         "suite", "doom_mazes", "Task suite, or vizdoom_my_way_home: 8 copies of ViZDoom's my_way_home maze (160x120 "
         "RGB24 resized to 84x84, action repeat 4), a stand-in when the Doom suites are not installed.")
     _ALGO = flags.DEFINE_string("algo", "a3c", "Algorithm.")
-    from distral_tf.config import TORSO_DTYPES, UPDATE_MODES, TrainConfig
+    from distral_tf.training.config import TORSO_DTYPES, UPDATE_MODES, TrainConfig
 
     _D = TrainConfig()  # the trainer's defaults, except batched updates
     _MODE = flags.DEFINE_enum("update_mode", "batched", UPDATE_MODES, "Update mode.")
@@ -215,7 +215,7 @@ def measure_ceiling(suite, config, seconds: float) -> dict:
     """Random actions on the same actor-thread / process layout as training (no TensorFlow work)."""
     import numpy as np
 
-    from distral_tf import worker_envs
+    from distral_tf.training import worker_envs
 
     probe = suite.make_env(0)
     obs_space, n_actions = probe.observation_space, probe.action_space.n
@@ -250,14 +250,14 @@ def measure_ceiling(suite, config, seconds: float) -> dict:
 
 def measure_training(suite, config, warmup: float, seconds: float) -> dict:
     if config.backend == "ray":
-        from distral_tf.distributed import DistributedRun
+        from distral_tf.training.distributed import DistributedRun
 
         run = DistributedRun(config, suite)
 
         def current():  # the driver of the run's attempt
             return run.trainer
     else:
-        from distral_tf.trainer import Trainer
+        from distral_tf.training.trainer import Trainer
 
         run = Trainer(config, suite)
 
@@ -334,7 +334,7 @@ def measure_ray(suite, config, warmup: float, seconds: float, logdir: str) -> di
     config = dataclasses.replace(config, backend="ray", learners=_RAY_LEARNERS.value,
                                  cpus_per_learner=_RAY_CPUS.value, gradients_per_push=_RAY_GRADIENTS.value)
     runs = repeated_training(suite, config, warmup, seconds, logdir, "ray training run")
-    from distral_tf.distributed import partition_tasks
+    from distral_tf.training.distributed import partition_tasks
 
     return {"learners": len(partition_tasks(suite.num_tasks, config.learners)),
             "cpus_per_learner": config.cpus_per_learner, "gradients_per_push": config.gradients_per_push,
@@ -344,8 +344,8 @@ def measure_ray(suite, config, warmup: float, seconds: float, logdir: str) -> di
 
 def main(argv):
     cli.refuse_positional(argv)
-    from distral_tf.config import TrainConfig
     from distral_tf.envs import make_suite
+    from distral_tf.training.config import TrainConfig
 
     quick = _QUICK.value
     ceiling_s = 3.0 if quick else _CEILING_SECONDS.value
@@ -367,8 +367,8 @@ def main(argv):
         torso_dtype=_TORSO_DTYPE.value,
         entropy_cost=0.01, eval_episodes=0, checkpoint_every_secs=10**6, log_every_secs=10**6,
         summary_every_updates=20, seed=_SEED.value)
-    from distral_tf.env_pool import resolve_num_processes
-    from distral_tf.tensorflow_setup import configure_tensorflow
+    from distral_tf.envs.pool import resolve_num_processes
+    from distral_tf.training.tensorflow_setup import configure_tensorflow
 
     configure_tensorflow(config.tf_inter_op_threads, config.tf_intra_op_threads)
 

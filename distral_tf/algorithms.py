@@ -1,6 +1,6 @@
 """The registry of the algorithms: the single source of truth about them.
 
-Each algorithm is one :class:`~distral_tf.algorithm_spec.Algorithm` row, declared
+Each algorithm is one :class:`~distral_tf.model.algorithm_spec.Algorithm` row, declared
 with its family (the A3C baselines in ``baselines/a3c.py``, the Distral variants of
 the paper's Table 1 in ``distral_tf/distral.py``). Everything else derives from the
 rows: the order of tables and legends is the registry's (the three A3C baselines
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from baselines import a3c
 from distral_tf import distral
-from distral_tf.algorithm_spec import Algorithm, Architecture, Coefficients, DistilledPolicy
+from distral_tf.model.algorithm_spec import Algorithm, Architecture, Coefficients, DistilledPolicy
 
 ALGORITHMS: dict[str, Algorithm] = {}  # name -> row, in the registry's order
 NAMES: tuple[str, ...] = ()  # the names, in the registry's order

@@ -1,6 +1,6 @@
 """The four Distral algorithms of Table 1 (regularised rewards plus distillation of pi_0)."""
 
-from distral_tf.algorithm_spec import Algorithm, Architecture, DistilledPolicy
+from distral_tf.model.algorithm_spec import Algorithm, Architecture, DistilledPolicy
 
 KL_1COL = Algorithm(
     name="kl_1col",

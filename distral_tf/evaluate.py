@@ -24,7 +24,7 @@ import sys
 import numpy as np
 from absl import flags as absl_flags
 
-from distral_tf.rundir import POLICIES
+from distral_tf.training.run_files import POLICIES
 from flags import cli
 
 
@@ -57,8 +57,8 @@ def evaluate(logdir: str, *, checkpoint: int | None = None, policies=POLICIES, e
              greedy: bool = False, video_dir: str | None = None, suite_name: str | None = None,
              seed: int = 0) -> dict:
     """Evaluates the run in ``logdir``; returns the results (also what ``--json_out`` writes)."""
-    from distral_tf import trained_run
     from distral_tf.envs import make_suite
+    from distral_tf.training import trained_run
 
     # Bad input fails here, before TensorFlow is imported or an environment starts.
     config, meta = trained_run.read_config(logdir)
@@ -73,8 +73,9 @@ def evaluate(logdir: str, *, checkpoint: int | None = None, policies=POLICIES, e
             raise trained_run.RunLoadError(
                 f"The run has task policies for {', '.join(run_tasks)} only; evaluate suite {suite.name!r} "
                 "with --policy=distilled.")
-    from distral_tf import evaluation, videos
-    from distral_tf.actors import close_quietly
+    from distral_tf.training import policy_runner as evaluation
+    from distral_tf.training import videos
+    from distral_tf.training.actors import close_quietly
 
     run = trained_run.load(logdir, checkpoint, suite=run_suite)
     if video_dir:
@@ -114,9 +115,9 @@ def evaluate(logdir: str, *, checkpoint: int | None = None, policies=POLICIES, e
 
 def main(argv):
     cli.refuse_positional(argv)
-    from distral_tf.tensorflow_setup import configure_tensorflow
-    from distral_tf.trained_run import RunLoadError
-    from distral_tf.videos import VideoError
+    from distral_tf.training.tensorflow_setup import configure_tensorflow
+    from distral_tf.training.trained_run import RunLoadError
+    from distral_tf.training.videos import VideoError
 
     configure_tensorflow()
     values = absl_flags.FLAGS

@@ -38,8 +38,8 @@ def policies_module(agent):
     """A ``tf.Module`` holding the agent's columns and the three serving functions (see the module docstring)."""
     import tensorflow as tf
 
-    from distral_tf import objective
-    from distral_tf.networks import LSTM_SIZE
+    from distral_tf.model import objective
+    from distral_tf.model.networks import LSTM_SIZE
 
     algorithm, coeffs = agent.algorithm, agent.coeffs
     task_columns = list(agent.task_columns)
@@ -114,7 +114,7 @@ def policies_module(agent):
 
 def export(logdir: str, out: str, checkpoint: int | None = None) -> dict:
     """Writes the SavedModel of the run in ``logdir`` (checkpoint ``checkpoint``, default the newest) to ``out``."""
-    from distral_tf import trained_run
+    from distral_tf.training import trained_run
 
     trained_run.read_config(logdir)
     trained_run.select_checkpoint(logdir, checkpoint)
@@ -145,7 +145,7 @@ def _without_capture_renaming_notes():
 
 
 def save_policies(run, out: str) -> dict:
-    """Writes the SavedModel of a loaded :class:`~distral_tf.trained_run.TrainedRun` to ``out``."""
+    """Writes the SavedModel of a loaded :class:`~distral_tf.training.trained_run.TrainedRun` to ``out``."""
     import tensorflow as tf
 
     module = policies_module(run.agent)
@@ -177,8 +177,8 @@ def define_flags():
 
 def main(argv):
     cli.refuse_positional(argv)
-    from distral_tf.tensorflow_setup import configure_tensorflow
-    from distral_tf.trained_run import RunLoadError
+    from distral_tf.training.tensorflow_setup import configure_tensorflow
+    from distral_tf.training.trained_run import RunLoadError
 
     configure_tensorflow()
     values = absl_flags.FLAGS

@@ -22,11 +22,12 @@ import re
 
 from absl import flags
 
-from distral_tf import algorithms, rundir
-from distral_tf.algorithm_spec import DistilledPolicy
+from distral_tf import algorithms
+from distral_tf.model.algorithm_spec import DistilledPolicy
 from distral_tf.reporting import document as doc
 from distral_tf.reporting import metrics, optimum, random_policy, style
 from distral_tf.reporting.runs import Run, load_runs
+from distral_tf.training import run_files as rundir
 from flags import cli
 
 FLAGS = flags.FLAGS

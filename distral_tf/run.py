@@ -24,9 +24,9 @@ absl_flags.adopt_module_key_flags(training_flags)  # --help lists the training f
 
 def main(argv):
     cli.refuse_positional(argv)
-    from distral_tf import budgets, preflight, progress, tracking
     from distral_tf.envs import make_suite
-    from distral_tf.rundir import RunDirError
+    from distral_tf.training import budgets, preflight, progress, tracking
+    from distral_tf.training.run_files import RunDirError
 
     config = training_flags.config_from_flags()
     problem = training_flags.logdir_problem(config.logdir)  # the default one too
@@ -37,7 +37,7 @@ def main(argv):
     except tracking.TrackingUnavailableError as e:
         cli.fail(str(e))
     if config.backend == "ray":
-        from distral_tf.ray_runs import RayUnavailableError, import_ray
+        from distral_tf.training.ray_runs import RayUnavailableError, import_ray
 
         try:
             import_ray()
@@ -59,14 +59,14 @@ def main(argv):
     for line in progress.run_header(config, suite, budgets.longest_episode_steps(suite)):  # before TensorFlow loads
         logging.info("%s", line)
     # TensorFlow is imported only once the flags are valid, so that a bad flag costs nothing.
-    from distral_tf.checkpointing import CheckpointError
-    from distral_tf.tensorflow_setup import configure_tensorflow
-    from distral_tf.trained_run import RunLoadError
-    from distral_tf.trainer import Trainer, TrainingError
+    from distral_tf.training.checkpointing import CheckpointError
+    from distral_tf.training.tensorflow_setup import configure_tensorflow
+    from distral_tf.training.trained_run import RunLoadError
+    from distral_tf.training.trainer import Trainer, TrainingError
 
     configure_tensorflow(config.tf_inter_op_threads, config.tf_intra_op_threads)
     if config.backend == "ray":
-        from distral_tf.distributed import DistributedRun
+        from distral_tf.training.distributed import DistributedRun
 
         try:
             trainer = DistributedRun(config, suite)

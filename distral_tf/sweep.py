@@ -12,7 +12,7 @@ reruns the others, which resume from their checkpoints. Ctrl-C (SIGINT) or
 SIGTERM passes SIGINT to the running runs so that they checkpoint, waits for
 them, records the manifest and exits with status 130; a second Ctrl-C kills them.
 With ``--backend=ray`` each run is a Ray actor on a cluster instead of a local
-subprocess (``distral_tf/ray_runs.py``, ``docs/cluster.md``); all of the above holds.
+subprocess (``distral_tf/training/ray_runs.py``, ``docs/cluster.md``); all of the above holds.
 ``python -m distral_tf.report --runs=OUT/runs --out=...`` then draws Figure 4.
 """
 
@@ -33,10 +33,12 @@ from collections.abc import Callable, Sequence
 
 from absl import flags
 
-from distral_tf import __version__, algorithms, budgets, rundir, tracking
-from distral_tf.ray_runs import parse_resources
-from distral_tf.rundir import format_value as format_value
-from distral_tf.rundir import run_id as run_id
+from distral_tf import __version__, algorithms
+from distral_tf.training import budgets, tracking
+from distral_tf.training import run_files as rundir
+from distral_tf.training.ray_runs import parse_resources
+from distral_tf.training.run_files import format_value as format_value
+from distral_tf.training.run_files import run_id as run_id
 from flags import cli
 
 FLAGS = flags.FLAGS
@@ -446,7 +448,7 @@ class Sweep:
 
 def _write_tensorboard_config(runs_dir: str, specs: list[RunSpec], experiment: str):
     """The sweep-level HParams config (discrete domains of the grid); skipped if the suite can't load."""
-    from distral_tf import summaries
+    from distral_tf.training import tensorboard_metadata as summaries
 
     try:
         from distral_tf.envs import make_suite
@@ -461,7 +463,7 @@ def _write_tensorboard_config(runs_dir: str, specs: list[RunSpec], experiment: s
 
 
 def _default_config():
-    from distral_tf.config import TrainConfig
+    from distral_tf.training.config import TrainConfig
 
     return TrainConfig()
 
@@ -484,7 +486,7 @@ def _run_flag(args: Sequence[str], name: str, default):
 def wall_time_estimate(specs: list[RunSpec], update_mode: str, parallel: int, backend: str,
                        cpus_per_run: int) -> list[str]:
     """Lines estimating the wall time of ``specs`` from the per-core speed measured on their suite
-    (:func:`distral_tf.budgets.measured_speed`)."""
+    (:func:`distral_tf.training.budgets.measured_speed`)."""
     if not specs:
         return []
     if update_mode not in ("hogwild", "batched"):
@@ -552,7 +554,7 @@ def main(argv):
         cli.fail(str(e))
     out = FLAGS.out
     if FLAGS.backend == "ray":
-        from distral_tf import ray_runs
+        from distral_tf.training import ray_runs
 
         try:
             ray_runs.import_ray()

@@ -35,10 +35,10 @@ _PROCESSES = flags.DEFINE_integer("num_env_processes", 2, "Environment processes
 
 def main(argv):
     cli.refuse_positional(argv)
-    from distral_tf.config import TrainConfig
     from distral_tf.envs import make_suite
-    from distral_tf.tensorflow_setup import configure_tensorflow
-    from distral_tf.trainer import Trainer
+    from distral_tf.training.config import TrainConfig
+    from distral_tf.training.tensorflow_setup import configure_tensorflow
+    from distral_tf.training.trainer import Trainer
 
     configure_tensorflow()
     shutil.rmtree(_LOGDIR.value, ignore_errors=True)

@@ -77,9 +77,9 @@ def checkpoint_fingerprint(path):
 
 def restored_fingerprint(logdir):
     """The same fingerprint of the parameters the trainer restores when resuming ``logdir``."""
-    from distral_tf.config import TrainConfig
     from distral_tf.envs import make_suite
-    from distral_tf.trainer import Trainer
+    from distral_tf.training.config import TrainConfig
+    from distral_tf.training.trainer import Trainer
 
     config = TrainConfig(algo=_ALGO.value, suite="two_rooms_small", total_env_steps=_STEPS.value, workers_per_task=2,
                          logdir=logdir, eval_episodes=1, eval_every_env_steps=400)
@@ -137,7 +137,7 @@ def concurrent_attempt_refused(second, proc):
 
 
 def checkpoint_numbers(logdir):
-    from distral_tf import rundir
+    from distral_tf.training import run_files as rundir
 
     return rundir.checkpoint_numbers(os.path.join(logdir, "checkpoints"))
 
@@ -145,7 +145,7 @@ def checkpoint_numbers(logdir):
 def status_after_kill_is_right(logdir):
     """A killed run reads "crashed" (or has no status yet), or "finished" when the kill landed
     after it had spent its whole budget and written its final status (while it was exiting)."""
-    from distral_tf import rundir
+    from distral_tf.training import run_files as rundir
 
     state = rundir.read_state(logdir)
     if state == "finished":
@@ -164,7 +164,7 @@ def steps_going_backwards(rows, task_names):
 
 def main(argv):
     cli.refuse_positional(argv)
-    from distral_tf import rundir
+    from distral_tf.training import run_files as rundir
 
     logdir = _LOGDIR.value
     shutil.rmtree(logdir, ignore_errors=True)

@@ -1,7 +1,7 @@
 """Shared command-line behaviour of the entry points: one prologue, quiet logs, and one line per bad input.
 
 Every program (``python -m distral_tf.run``, ``.sweep``, ``.report``, ``.evaluate``, ``.export``,
-``distral_tf.experiments.*``, ``distral_tf.envs.preview``, the benchmarks and drills) starts with
+``distral_tf.experiments.*``, ``distral_tf.preview``, the benchmarks and drills) starts with
 :func:`run`, which is ``absl.app.run`` with the prologue they share. A bad flag value, a stray
 positional argument (:func:`refuse_positional`) or an ``app.UsageError`` ends the program with one
 line ``error: ...`` (exit status 2; asking for help exits with 0). Log lines have the form

@@ -1,8 +1,8 @@
 """Flags of ``python -m distral_tf.run`` and their validators.
 
-Every field of :class:`~distral_tf.config.TrainConfig` is a flag of the same name,
+Every field of :class:`~distral_tf.training.config.TrainConfig` is a flag of the same name,
 defined from the field's type and metadata (help text, choices, bounds): the
-configuration is written once, in ``distral_tf/config.py``. Each invalid value stops
+configuration is written once, in ``distral_tf/training/config.py``. Each invalid value stops
 the program before anything is written, with one line naming the flag and what is
 allowed. The rules that relate several flags, the suite and the run directory are
 checked here.
@@ -18,9 +18,10 @@ import typing
 
 from absl import flags
 
-from distral_tf import algorithms, presets
-from distral_tf.config import MAX_WORKERS_PER_TASK, Interval, TrainConfig, UpTo
+from distral_tf import algorithms
 from distral_tf.envs import suites
+from distral_tf.training import presets
+from distral_tf.training.config import MAX_WORKERS_PER_TASK, Interval, TrainConfig, UpTo
 from flags import cli
 
 

@@ -23,7 +23,7 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session", autouse=True)
 def configured_tensorflow():
     """TensorFlow set up as the entry points set it up (Grappler off), once for the test session."""
-    from distral_tf.tensorflow_setup import configure_tensorflow
+    from distral_tf.training.tensorflow_setup import configure_tensorflow
 
     configure_tensorflow()
 
@@ -34,7 +34,7 @@ def random_rollout(task_ids, seed=0):
     """A rollout for an agent of ``SMALL_AGENT``'s shapes: random images, actions and rewards."""
     import numpy as np
 
-    from distral_tf.agent import Rollout
+    from distral_tf.model.agent import Rollout
 
     rng = np.random.default_rng(seed)
     t, b = SMALL_AGENT["unroll_length"], len(task_ids)
@@ -64,7 +64,7 @@ def make_agent():
     unroll length 3, entropy cost 0.05, random policy layers), built once per session and shared by
     the tests that read it."""
     from distral_tf import algorithms
-    from distral_tf.agent import Agent
+    from distral_tf.model.agent import Agent
 
     cache = {}
 
@@ -83,9 +83,9 @@ def make_agent():
 
 def train_tiny_run(logdir, algo="kl_2col", suite="two_rooms_small", **overrides):
     """A finished run of ``algo`` on ``suite`` after one rollout of 20 steps per worker and task (seconds)."""
-    from distral_tf.config import TrainConfig
     from distral_tf.envs import make_suite
-    from distral_tf.trainer import Trainer
+    from distral_tf.training.config import TrainConfig
+    from distral_tf.training.trainer import Trainer
 
     num_tasks = make_suite(suite).num_tasks
     values = dict(algo=algo, suite=suite, logdir=str(logdir), total_env_steps=num_tasks * 40, workers_per_task=1,

@@ -6,10 +6,10 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from distral_tf.actors import ActingPolicy, ActorGroup, Episode, clip_rewards, select_rollouts
-from distral_tf.agent import Agent, Replica
-from distral_tf.config import REWARD_CLIPPING
-from distral_tf.env_pool import LocalEnvs
+from distral_tf.envs.pool import LocalEnvs
+from distral_tf.model.agent import Agent, Replica
+from distral_tf.training.actors import ActingPolicy, ActorGroup, Episode, clip_rewards, select_rollouts
+from distral_tf.training.config import REWARD_CLIPPING
 
 EPISODE_LENGTH = 3
 STATE_SIZE = 2

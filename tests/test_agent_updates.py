@@ -37,7 +37,7 @@ def test_absent_task_column_keeps_its_parameters_and_rmsprop_statistics(make_age
 def test_single_task_update_equals_the_routed_update(name):
     """A batch of one task runs that task's own function; it must update exactly as the routed one."""
     from distral_tf import algorithms
-    from distral_tf.agent import Agent
+    from distral_tf.model.agent import Agent
 
     algorithm = algorithms.get(name)
     routed, direct = (Agent(algorithm, algorithm.coefficients(0.05), 2, SMALL_AGENT["observation_shape"], 3,

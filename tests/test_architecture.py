@@ -68,10 +68,10 @@ def test_the_rules_see_the_package():
 
 
 def test_the_rules_catch_what_they_forbid():
-    tree = ast.parse("from distral_tf.trainer import _Gate\nfrom distral_tf import rundir\nimport os\nos._exit(0)\n"
-                     "rundir._lock()\nother._state = 1\n"
+    tree = ast.parse("from distral_tf.training.trainer import _Gate\nfrom distral_tf import rundir\n"
+                     "import os\nos._exit(0)\nrundir._lock()\nother._state = 1\n"
                      "self._ok = 2\nclass Big:\n" + "    x = 1\n" * 301)
-    assert private_imports(tree) == ["from distral_tf.trainer import _Gate", "rundir._lock"]
+    assert private_imports(tree) == ["from distral_tf.training.trainer import _Gate", "rundir._lock"]
     assert private_assignments(tree) == ["line 6: other._state"]
     assert long_classes(tree) == ["Big (302 lines)"]
 

@@ -6,7 +6,7 @@ import json
 import pytest
 from absl import flags as absl_flags
 
-from distral_tf.config import LEGACY_VALUES, Interval, TrainConfig, UpTo
+from distral_tf.training.config import LEGACY_VALUES, Interval, TrainConfig, UpTo
 from flags import training as training_flags
 
 FLAGS = absl_flags.FLAGS
@@ -79,7 +79,7 @@ def test_values_outside_a_fields_interval_are_one_line_errors(parse, field):
 
 
 def test_config_json_of_an_older_version_still_loads(tmp_path):
-    from distral_tf.trained_run import read_config
+    from distral_tf.training.trained_run import read_config
 
     old = {name: value for name, value in TrainConfig(suite="two_rooms_small").to_json().items()
            if name not in LEGACY_VALUES}

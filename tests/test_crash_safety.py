@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import tensorflow as tf
 
-from distral_tf import rundir
-from distral_tf.checkpointing import Checkpointer
-from distral_tf.config import TrainConfig
 from distral_tf.envs import make_suite
-from distral_tf.trainer import Trainer
+from distral_tf.training import run_files as rundir
+from distral_tf.training.checkpointing import Checkpointer
+from distral_tf.training.config import TrainConfig
+from distral_tf.training.trainer import Trainer
 
 pytestmark = pytest.mark.faults
 ROOT = Path(__file__).resolve().parents[1]
@@ -166,7 +166,7 @@ def small_disk(tmp_path):
 
 
 def test_full_disk_names_the_checkpoint_and_leaves_no_temporary_files(small_disk):
-    from distral_tf.checkpointing import CheckpointError
+    from distral_tf.training.checkpointing import CheckpointError
 
     logdir = small_disk / "run"
     with pytest.raises(CheckpointError, match=f"Could not write checkpoint {logdir / 'checkpoints'}/ckpt-60: "):

@@ -14,9 +14,10 @@ import pytest
 from conftest import SMALL_AGENT, complete_metrics_rows, random_rollout, tensorboard_episode_events
 from ray_cluster import REPO, XDIST_GROUP, two_node_cluster  # noqa: F401 (XDIST_GROUP: read by conftest)
 
-from distral_tf import algorithms, distributed
-from distral_tf.agent import Agent
-from distral_tf.config import TrainConfig
+from distral_tf import algorithms
+from distral_tf.model.agent import Agent
+from distral_tf.training import distributed
+from distral_tf.training.config import TrainConfig
 
 SUITE, TASKS = "two_rooms_small", 3
 
@@ -138,7 +139,8 @@ def test_tasks_are_split_into_contiguous_groups_and_the_demand_adds_up():
 
 
 def test_a_run_and_a_sweep_read_ray_resources_by_one_rule():
-    from distral_tf import ray_runs, sweep
+    from distral_tf import sweep
+    from distral_tf.training import ray_runs
 
     assert distributed.parse_resources is sweep.parse_resources is ray_runs.parse_resources
     assert ray_runs.parse_resources("") == ray_runs.parse_resources("  ") == {}
@@ -230,7 +232,7 @@ def test_run_across_two_nodes_survives_the_loss_of_one_and_counts_no_step_twice(
 
 
 def test_the_local_and_the_ray_backend_implement_the_one_worker_interface():
-    from distral_tf.backends import LocalBackend, WorkerBackend
+    from distral_tf.training.backends import LocalBackend, WorkerBackend
 
     methods = [n for n, v in vars(WorkerBackend).items() if not n.startswith("_") and (callable(v) or
                                                                                       isinstance(v, property))]

@@ -12,8 +12,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from distral_tf.env_pool import EnvPool, EnvPoolInterface, LocalEnvs, group_layout, make_envs
 from distral_tf.envs import make_suite
+from distral_tf.envs.pool import EnvPool, EnvPoolInterface, LocalEnvs, group_layout, make_envs
 
 SUITE = "two_rooms_small"
 OBS_SHAPE = (40, 40, 3)
@@ -312,7 +312,7 @@ def _alive(pid):
 def test_pool_processes_die_with_their_owner():
     """kill -9 of the process owning a pool leaves none of the pool's processes alive."""
     code = (f"import sys, time; sys.path.insert(0, {os.getcwd()!r}); import numpy as np; "
-            "from distral_tf.env_pool import EnvPool; from distral_tf.envs import make_suite; "
+            "from distral_tf.envs.pool import EnvPool; from distral_tf.envs import make_suite; "
             "pool = EnvPool(make_suite('two_rooms_small').make_env, [0, 1, 2], [1, 2, 3], (40, 40, 3), "
             "num_processes=3); print(*pool.process_ids(), flush=True); time.sleep(120)")
     owner = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from conftest import program_lines
 
-from distral_tf import evaluation, videos
 from distral_tf.envs import make_suite
+from distral_tf.training import policy_runner as evaluation
+from distral_tf.training import videos
 
 SUITE = "two_rooms_small"
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -80,7 +81,7 @@ def test_evaluate_reports_every_task_and_policy_writes_videos_and_leaves_the_run
 def test_restored_agent_holds_the_trained_parameters_and_episodes_with_the_same_seed_repeat(tiny_kl_2col_run):
     import tensorflow as tf
 
-    from distral_tf import trained_run
+    from distral_tf.training import trained_run
 
     config, meta = trained_run.read_config(str(tiny_kl_2col_run))
     agent = trained_run.build_agent(config, trained_run.Spaces(3, tuple(meta["observation_shape"]),
@@ -118,7 +119,7 @@ def test_command_line_prints_the_table_and_writes_json(tiny_kl_2col_run, tmp_pat
 
 def fake_run_directory(path, checkpoint_steps=(120,)):
     """A run directory as the trainer leaves it, with empty checkpoint files (enough for the checks before loading)."""
-    from distral_tf.config import TrainConfig
+    from distral_tf.training.config import TrainConfig
 
     path.mkdir(parents=True)
     suite = make_suite(SUITE)
@@ -248,8 +249,8 @@ def test_trainer_writes_pi0_clips_that_tensorboard_shows_as_animated_gifs(tmp_pa
     from PIL import Image
     from tensorboard.backend.event_processing import event_accumulator
 
-    from distral_tf.config import TrainConfig
-    from distral_tf.trainer import CLIP_STEPS, Trainer
+    from distral_tf.training.config import TrainConfig
+    from distral_tf.training.trainer import CLIP_STEPS, Trainer
 
     suite = make_suite("two_rooms_small_goal7,two_rooms_small_goal9")
     trainer = Trainer(TrainConfig(algo="kl_1col", suite=suite.name, logdir=str(tmp_path), total_env_steps=40,

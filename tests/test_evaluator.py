@@ -6,8 +6,8 @@ import gymnasium as gym
 import numpy as np
 
 from distral_tf.envs.suites import Suite
-from distral_tf.evaluator import Evaluator
-from distral_tf.run_state import RunState
+from distral_tf.training.distilled_evaluation import Evaluator
+from distral_tf.training.run_counters import RunState
 
 EPISODE = 5
 FAULTS = {"constructions_to_fail": 0, "steps_to_fail": set()}  # shared with the environments (in-process)

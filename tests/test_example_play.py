@@ -60,8 +60,8 @@ sys.exit(code)
 @pytest.fixture(scope="module")
 def saved_model(tiny_kl_2col_run, tmp_path_factory):
     """The tiny run's policies, exported, with random policy layers so that every logit counts."""
-    from distral_tf import trained_run
     from distral_tf.export import save_policies
+    from distral_tf.training import trained_run
 
     run = trained_run.load(str(tiny_kl_2col_run))
     rng = np.random.default_rng(1)
@@ -82,7 +82,7 @@ def _module(path, name):
 
 @pytest.mark.parametrize("policy", ["task", "distilled"])
 def test_the_example_acts_as_the_agent_and_starts_each_episode_afresh(saved_model, tmp_path, policy):
-    from distral_tf import evaluation
+    from distral_tf.training import policy_runner as evaluation
 
     run, model_dir = saved_model
     (tmp_path / "noise_env.py").write_text(_ENV_MODULE)

@@ -37,8 +37,9 @@ print("served", sorted(model.signatures.keys()))
 
 
 def test_saved_model_reproduces_the_agents_logits_in_a_fresh_process(tiny_kl_2col_run, tmp_path):
-    from distral_tf import evaluation, trained_run
     from distral_tf.export import METADATA_FILE, save_policies
+    from distral_tf.training import policy_runner as evaluation
+    from distral_tf.training import trained_run
 
     out = tmp_path / "saved"
     run = trained_run.load(str(tiny_kl_2col_run))

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from distral_tf.checkpointing import CheckpointError
-from distral_tf.config import TrainConfig
 from distral_tf.envs import make_suite
 from distral_tf.envs.suites import Suite
-from distral_tf.trainer import Trainer, TrainingError
+from distral_tf.training.checkpointing import CheckpointError
+from distral_tf.training.config import TrainConfig
+from distral_tf.training.trainer import Trainer, TrainingError
 
 pytestmark = pytest.mark.faults
 ROOT = Path(__file__).resolve().parents[1]

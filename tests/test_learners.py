@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from distral_tf.agent import Rollout
-from distral_tf.learners import BatchedLearner, HogwildLearner, make_learner
+from distral_tf.model.agent import Rollout
+from distral_tf.training.learners import BatchedLearner, HogwildLearner, make_learner
 
 
 class RecordingReplica:

@@ -12,9 +12,9 @@ import json
 import numpy as np
 import pytest
 
-from distral_tf.config import TrainConfig
 from distral_tf.envs import make_suite
-from distral_tf.trainer import Trainer
+from distral_tf.training.config import TrainConfig
+from distral_tf.training.trainer import Trainer
 
 SUITE = "two_rooms_small"
 SPLIT_ACROSS_WORKERS = True  # two independent runs of minutes each (see tests/conftest.py)

@@ -1,4 +1,4 @@
-"""Every function of ``distral_tf.losses`` against an independent NumPy version of the spec formula.
+"""Every function of ``distral_tf.model.losses`` against an independent NumPy version of the spec formula.
 
 Values and ``tf.GradientTape`` gradients are compared on random ``[T, B]`` / ``[T, B, A]``
 inputs. Gradients of a scalar function are compared directly; those of a tensor-valued one
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from distral_tf import losses
+from distral_tf.model import losses
 
 T, B, A = 5, 4, 3
 SEEDS = [0, 1, 2]

@@ -6,9 +6,9 @@ import pytest
 import tensorflow as tf
 from conftest import randomize_policy_layers
 
-from distral_tf import objective
-from distral_tf.algorithm_spec import Architecture
-from distral_tf.networks import LSTM_SIZE, Column
+from distral_tf.model import objective
+from distral_tf.model.algorithm_spec import Architecture
+from distral_tf.model.networks import LSTM_SIZE, Column
 
 OBS = (36, 36, 3)
 

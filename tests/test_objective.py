@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from distral_tf import algorithms, objective
-from distral_tf.algorithm_spec import Architecture
+from distral_tf import algorithms
+from distral_tf.model import objective
+from distral_tf.model.algorithm_spec import Architecture
 
 T, B, A = 4, 3, 3
 DISTRAL = ["kl_1col", "kl_2col", "klent_1col", "klent_2col"]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from distral_tf.optim import SharedRMSProp, linear_annealing
+from distral_tf.model.optim import SharedRMSProp, linear_annealing
 
 SHAPES = [(3, 4), (5,), ()]
 

@@ -7,8 +7,8 @@ import tensorflow as tf
 import baselines.a3c
 import distral_tf.distral
 from distral_tf import algorithms
-from distral_tf.agent import Rollout
-from distral_tf.algorithm_spec import Architecture
+from distral_tf.model.agent import Rollout
+from distral_tf.model.algorithm_spec import Architecture
 
 TERMS = ("policy_gradient", "value", "entropy_bonus", "distillation")
 TASK, DISTILLED = "task", "distilled"

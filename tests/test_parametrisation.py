@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from distral_tf import algorithms
-from distral_tf.agent import Agent, Rollout
-from distral_tf.losses import entropy
+from distral_tf.model.agent import Agent, Rollout
+from distral_tf.model.losses import entropy
 
 OBS, T, NUM_ACTIONS = (36, 36, 3), 4, 4
 
@@ -65,7 +65,7 @@ def test_rmsprop_makes_the_unit_form_the_literal_one_with_epsilon_times_beta_squ
     """docs/fidelity.md: unit at lr = literal at (lr / beta, eps beta^2); not literal at (lr / beta, eps)."""
     import tensorflow as tf
 
-    from distral_tf.optim import SharedRMSProp
+    from distral_tf.model.optim import SharedRMSProp
 
     beta, lr, eps = 33.0, 1e-2, 0.1
     rng = np.random.default_rng(0)

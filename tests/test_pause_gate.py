@@ -3,7 +3,7 @@
 import threading
 import time
 
-from distral_tf.worker_threads import PauseGate
+from distral_tf.training.worker_threads import PauseGate
 
 JOIN_S = 10.0  # never reached unless the gate deadlocks
 

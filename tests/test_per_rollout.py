@@ -5,9 +5,9 @@ import pytest
 import tensorflow as tf
 
 from distral_tf import algorithms
-from distral_tf.actors import select_rollouts
-from distral_tf.agent import Agent, Rollout
-from distral_tf.per_rollout import conv_gradients, dense_gradients
+from distral_tf.model.agent import Agent, Rollout
+from distral_tf.model.per_rollout import conv_gradients, dense_gradients
+from distral_tf.training.actors import select_rollouts
 
 OBS, T, NUM_ACTIONS, TASKS = (36, 36, 3), 4, 3, 2
 TOL = dict(rtol=2e-4, atol=2e-6)

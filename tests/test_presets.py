@@ -8,8 +8,8 @@ import tarfile
 import pytest
 from absl import flags as absl_flags
 
-from distral_tf import presets
-from distral_tf.config import MODEL_FIELDS, TrainConfig
+from distral_tf.training import presets
+from distral_tf.training.config import MODEL_FIELDS, TrainConfig
 from flags import training as training_flags
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -7,7 +7,7 @@ from PIL import Image
 pytest.importorskip("vizdoom")
 
 from distral_tf.envs import make_suite  # noqa: E402
-from distral_tf.envs.preview import preview_task  # noqa: E402
+from distral_tf.preview import preview_task  # noqa: E402
 
 
 def test_preview_writes_frames_and_map(tmp_path):
@@ -21,7 +21,7 @@ def test_preview_writes_frames_and_map(tmp_path):
 
 
 def test_laser_tag_frames_show_bots():
-    from distral_tf.envs.preview import _Explorer, take_frames
+    from distral_tf.preview import _Explorer, take_frames
 
     suite = make_suite("doom_lasertag")
     env = suite.make_env(0, episode_length=500, maps_per_wad=1, track_objects=True)
@@ -55,7 +55,7 @@ class _FakeView:
 
 def test_a_bot_is_in_view_only_ahead_near_and_unhidden():
     from distral_tf.envs.doom.mapgen import cell_center
-    from distral_tf.envs.preview import bots_in_view
+    from distral_tf.preview import bots_in_view
 
     assert bots_in_view(_FakeView([(1, 3)])) == [cell_center((1, 3))]  # ahead
     assert bots_in_view(_FakeView([(1, 0)])) == []  # behind

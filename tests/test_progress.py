@@ -4,10 +4,10 @@ import math
 import os
 import time
 
-from distral_tf import budgets
-from distral_tf.config import TrainConfig
 from distral_tf.envs import make_suite
-from distral_tf.progress import ProgressReporter, StartupReporter, run_header
+from distral_tf.training import budgets
+from distral_tf.training.config import TrainConfig
+from distral_tf.training.progress import ProgressReporter, StartupReporter, run_header
 
 
 def test_first_lines_name_the_run_directory_the_run_its_budget_and_tensorboard(tmp_path):
@@ -83,7 +83,7 @@ def test_run_header_is_printed_before_tensorflow_is_imported():
     import subprocess
     import sys
 
-    code = ("import sys; from distral_tf import budgets, progress; from distral_tf.config import TrainConfig; "
+    code = ("import sys; from distral_tf import budgets, progress; from distral_tf.training.config import TrainConfig; "
             "from distral_tf.envs import make_suite; "
             "s = make_suite('two_rooms_small'); progress.run_header(TrainConfig(suite=s.name), s, "
             "budgets.longest_episode_steps(s)); print('tensorflow' in sys.modules)")

@@ -16,7 +16,8 @@ import pytest
 from conftest import complete_metrics_rows, tensorboard_episode_events
 from ray_cluster import REPO, XDIST_GROUP, two_node_cluster  # noqa: F401 (XDIST_GROUP: read by conftest)
 
-from distral_tf import ray_runs, sweep
+from distral_tf import sweep
+from distral_tf.training import ray_runs
 
 SUITE = "two_rooms_small"
 # Small runs: one worker per task, environments stepped in one process, no evaluation.

@@ -6,7 +6,7 @@ import re
 import pytest
 
 from distral_tf import report
-from distral_tf.config import TrainConfig
+from distral_tf.training.config import TrainConfig
 
 README = open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")).read()
 # "`--name` (default 3", "`--name` (what it does, default 3", "`--name` per task (default 300"

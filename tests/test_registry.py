@@ -8,9 +8,12 @@ import dataclasses
 
 import pytest
 
-from distral_tf import algorithms, budgets, report, summaries, sweep, transfer
-from distral_tf.algorithm_spec import BASELINE_BETA, LOSS_TERM_NAMES, Algorithm, Architecture, DistilledPolicy
+from distral_tf import algorithms, report, sweep
+from distral_tf.model.algorithm_spec import BASELINE_BETA, LOSS_TERM_NAMES, Algorithm, Architecture, DistilledPolicy
 from distral_tf.reporting import style
+from distral_tf.training import budgets
+from distral_tf.training import tensorboard_metadata as summaries
+from distral_tf.training import warm_start as transfer
 
 
 def test_sweep_flags_and_report_list_the_registry_algorithms_in_its_order():
@@ -126,7 +129,7 @@ def eighth_algorithm():
 
 
 def test_one_registry_row_is_all_an_algorithm_needs(eighth_algorithm):
-    from distral_tf.config import TrainConfig
+    from distral_tf.training.config import TrainConfig
 
     row, name = eighth_algorithm, eighth_algorithm.name
     assert algorithms.NAMES[-1] == name and algorithms.get(name) is row

@@ -216,7 +216,7 @@ def test_event_files_only_run(tmp_path):
     """A run with only TensorBoard event files gives the same rows as its metrics file."""
     import tensorflow as tf
 
-    from distral_tf import summaries
+    from distral_tf.training import tensorboard_metadata as summaries
 
     root = tmp_path / "runs"
     run_dir = root / "klent_2col-lr0.0005-ent0.01-s3"

@@ -14,10 +14,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from distral_tf import provenance, report  # noqa: E402
+from distral_tf import report  # noqa: E402
 from distral_tf.envs import make_suite  # noqa: E402
 from distral_tf.reporting import metrics, plots, random_policy  # noqa: E402
 from distral_tf.reporting.runs import load_runs  # noqa: E402
+from distral_tf.training import provenance  # noqa: E402
 
 SUITE = "two_rooms_small"  # a real suite, so that the random policy can be measured (40-step episodes)
 STEPS = np.arange(100, 5001, 100)

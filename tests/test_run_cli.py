@@ -227,7 +227,7 @@ PROGRAMS = {
     "distral_tf.export": ["--logdir=run", "--out=out"],
     "distral_tf.experiments.two_rooms": ["--out=out"],
     "distral_tf.experiments.transfer": ["--out=out"],
-    "distral_tf.envs.preview": ["--out=out"],
+    "distral_tf.preview": ["--out=out"],
 }
 SCRIPTS = ["benchmarks/checkpoint_cost.py", "benchmarks/env_throughput.py", "benchmarks/staleness.py",
            "benchmarks/sweep_backends.py", "benchmarks/throughput.py", "drills/bad_inputs.py", "drills/env_crashes.py",

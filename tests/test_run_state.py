@@ -3,7 +3,7 @@
 import numpy as np
 import tensorflow as tf
 
-from distral_tf.run_state import RunState
+from distral_tf.training.run_counters import RunState
 
 
 def test_checkpoint_of_the_earlier_layout_restores_into_run_state(tmp_path):

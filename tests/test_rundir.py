@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from distral_tf import rundir
+from distral_tf.training import run_files as rundir
 
 
 def _dead_pid() -> int:
@@ -170,7 +170,7 @@ def test_episode_tags_parse_back_and_other_tags_do_not():
 def test_tensorboard_layout_charts_the_tags_a_run_writes(tmp_path):
     import re
 
-    from distral_tf import summaries
+    from distral_tf.training import tensorboard_metadata as summaries
 
     layout = summaries.custom_scalars_layout(["maze_0", "maze_1"], [rundir.EPISODE_RETURN])
     regexes = [re.compile(tag) for c in layout.category for chart in c.chart for tag in chart.multiline.tag]
@@ -185,8 +185,8 @@ def test_tensorboard_layout_charts_the_tags_a_run_writes(tmp_path):
 
 
 def test_what_the_monitor_writes_the_report_reads_back(tmp_path):
-    from distral_tf.monitoring import Monitor
     from distral_tf.reporting.runs import load_run
+    from distral_tf.training.monitoring import Monitor
 
     run_dir = tmp_path / rundir.run_id("klent_1col", 3e-4, 1e-2, 2)
     monitor = Monitor(str(run_dir), ["a", "b"], frames_per_step=1, total_env_steps=100)
@@ -211,17 +211,17 @@ def test_what_the_monitor_writes_the_report_reads_back(tmp_path):
 
 
 def _small_config(logdir, **overrides):
-    from distral_tf.config import TrainConfig
+    from distral_tf.training.config import TrainConfig
 
     return TrainConfig(**{"algo": "kl_2col", "suite": "two_rooms_small", "logdir": str(logdir),
                           "total_env_steps": 120, "unroll_length": 20, **overrides})
 
 
 def test_config_json_holds_the_settings_once_and_every_reader_takes_them_from_it(tmp_path):
-    from distral_tf import trained_run
     from distral_tf.envs import make_suite
     from distral_tf.reporting import runs
-    from distral_tf.run_directory import RunDirectory, config_record
+    from distral_tf.training import trained_run
+    from distral_tf.training.run_directory import RunDirectory, config_record
 
     config, suite = _small_config(tmp_path), make_suite("two_rooms_small")
     run_dir = RunDirectory(str(tmp_path))
@@ -237,9 +237,9 @@ def test_config_json_holds_the_settings_once_and_every_reader_takes_them_from_it
 
 @pytest.mark.parametrize("keys", [("config", "flags"), ("flags",)])
 def test_older_config_json_with_its_settings_under_flags_is_still_read(tmp_path, keys):
-    from distral_tf import preflight, trained_run
     from distral_tf.reporting import runs
-    from distral_tf.run_directory import ConfigMismatchError, RunDirectory
+    from distral_tf.training import preflight, trained_run
+    from distral_tf.training.run_directory import ConfigMismatchError, RunDirectory
 
     config = _small_config(tmp_path)
     (tmp_path / "config.json").write_text(json.dumps({**{k: config.to_json() for k in keys},
@@ -253,8 +253,8 @@ def test_older_config_json_with_its_settings_under_flags_is_still_read(tmp_path,
 
 
 def test_settings_that_are_not_an_object_name_the_file(tmp_path):
-    from distral_tf import trained_run
-    from distral_tf.run_directory import RunDirectory
+    from distral_tf.training import trained_run
+    from distral_tf.training.run_directory import RunDirectory
 
     (tmp_path / "config.json").write_text(json.dumps({"config": 3}))
     with pytest.raises(rundir.RunDirError, match="config.json: its \"config\" entry is not an object"):
@@ -264,8 +264,8 @@ def test_settings_that_are_not_an_object_name_the_file(tmp_path):
 
 
 def test_status_records_the_steps_and_a_finished_run_is_recognised_by_its_budget(tmp_path):
-    from distral_tf import preflight
-    from distral_tf.run_directory import RunDirectory
+    from distral_tf.training import preflight
+    from distral_tf.training.run_directory import RunDirectory
 
     run_dir = RunDirectory(str(tmp_path))
     assert run_dir.finished_status(3, 40) is None
@@ -282,7 +282,7 @@ def test_status_records_the_steps_and_a_finished_run_is_recognised_by_its_budget
 
 
 def test_an_attempt_without_checkpoint_is_set_aside(tmp_path):
-    from distral_tf.run_directory import RunDirectory
+    from distral_tf.training.run_directory import RunDirectory
 
     (tmp_path / "metrics.jsonl").write_text("{}\n")
     run_dir = RunDirectory(str(tmp_path))

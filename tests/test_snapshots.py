@@ -6,7 +6,7 @@ import tensorflow as tf
 from conftest import random_rollout as _rollout
 
 from distral_tf import algorithms
-from distral_tf.agent import Agent
+from distral_tf.model.agent import Agent
 
 OBS, T, NUM_ACTIONS = (36, 36, 3), 3, 3
 
@@ -85,7 +85,7 @@ def test_replica_acts_with_its_snapshot_until_it_syncs():
 
 def test_batched_update_is_clipped_at_the_sum_of_per_rollout_clips():
     """A batch of B rollouts is clipped at B x clip_norm: never harder than B clipped rollouts summed."""
-    from distral_tf.optim import SharedRMSProp
+    from distral_tf.model.optim import SharedRMSProp
 
     variables = [tf.Variable(np.zeros(4, np.float32))]
     opt = SharedRMSProp(variables, clip_norm=1.0, epsilon=1e-8, decay=0.0)

@@ -7,9 +7,9 @@ import sys
 import gymnasium as gym
 import pytest
 
-from distral_tf import budgets
 from distral_tf.envs import suites
 from distral_tf.envs.suites import Suite, make_suite, register_suite, suite_names
+from distral_tf.training import budgets
 
 ALL_SUITES = ("two_rooms", "two_rooms_small", "doom_mazes", "doom_mazes_small", "doom_navigation", "doom_lasertag",
               "basic", "basic_own_buttons", "my_way_home", "dmlab_mazes", "dmlab_navigation", "dmlab_lasertag")

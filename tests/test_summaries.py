@@ -12,7 +12,7 @@ from tensorboard.plugins.custom_scalar import custom_scalars_plugin
 from tensorboard.plugins.hparams import hparams_plugin
 from tensorboard.plugins.scalar import scalars_plugin
 
-from distral_tf import summaries
+from distral_tf.training import tensorboard_metadata as summaries
 
 TASKS = ["maze_0", "maze.1"]  # a regex metacharacter in a task name
 METRICS = ["episode_return", "episode_length"]
@@ -141,7 +141,8 @@ def test_logged_loss_terms_are_those_that_are_not_constant_zeros(name):
     import numpy as np
     import tensorflow as tf
 
-    from distral_tf import algorithms, objective
+    from distral_tf import algorithms
+    from distral_tf.model import objective
 
     algo = algorithms.get(name)
     coeffs = algo.coefficients(entropy_cost=0.01)

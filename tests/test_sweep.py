@@ -156,8 +156,8 @@ def test_dry_run_prints_commands(tmp_path, fake_run):
 
 
 def test_named_budgets_give_every_worker_several_episodes_of_the_longest_task():
-    from distral_tf import budgets
     from distral_tf.envs import make_suite
+    from distral_tf.training import budgets
 
     for name in ("two_rooms_small", "doom_mazes", "doom_lasertag"):
         suite = make_suite(name)
@@ -174,7 +174,7 @@ def test_named_budgets_give_every_worker_several_episodes_of_the_longest_task():
 
 
 def test_dry_run_estimates_the_wall_time_from_the_measured_speed(tmp_path, fake_run):
-    from distral_tf import budgets
+    from distral_tf.training import budgets
 
     out = tmp_path / "sweep"
     command = [sys.executable, "-m", "distral_tf.sweep", "--experiment=doom_mazes", "--algos=a3c,kl_2col",
@@ -195,7 +195,7 @@ def test_dry_run_estimates_the_wall_time_from_the_measured_speed(tmp_path, fake_
 
 
 def test_the_estimate_uses_the_speed_measured_on_the_sweeps_suite():
-    from distral_tf import budgets
+    from distral_tf.training import budgets
 
     small, doom = budgets.SPEEDS["two_rooms_small"], budgets.SPEEDS["doom_mazes"]
     for name in ("two_rooms_small", "two_rooms_small_goal7,two_rooms_small_goal9"):
@@ -222,7 +222,7 @@ def test_the_two_rooms_small_speed_is_that_of_the_committed_runs():
     """Each run's agent steps/s x 3/2 (3 runs shared 2 cores); per kind of run, the harmonic mean."""
     import tarfile
 
-    from distral_tf import budgets
+    from distral_tf.training import budgets
 
     rates, configs = {}, {}
     with tarfile.open(os.path.join(REPO, "docs", "results", "two_rooms_small", "runs.tar.gz")) as tar:

@@ -5,8 +5,9 @@ import math
 import numpy as np
 import pytest
 
-from distral_tf import losses, tabular
 from distral_tf.envs import two_rooms as tr
+from distral_tf.experiments import tabular
+from distral_tf.model import losses
 
 
 @pytest.mark.parametrize("alpha,beta", [(1.0, 15.0), (0.5, 2.0), (0.0, 100.0)])

@@ -8,8 +8,8 @@ import tensorflow as tf
 from conftest import SMALL_AGENT
 
 from distral_tf import algorithms
-from distral_tf.agent import Agent
-from distral_tf.tensorflow_setup import configure_tensorflow, is_configured
+from distral_tf.model.agent import Agent
+from distral_tf.training.tensorflow_setup import configure_tensorflow, is_configured
 
 
 def _agent(seed: int) -> Agent:
@@ -49,9 +49,9 @@ def test_an_agents_initial_parameters_follow_its_seed_alone():
 
 
 def test_building_a_trainer_leaves_grappler_alone(grappler_on, tmp_path):
-    from distral_tf.config import TrainConfig
     from distral_tf.envs import make_suite
-    from distral_tf.trainer import Trainer
+    from distral_tf.training.config import TrainConfig
+    from distral_tf.training.trainer import Trainer
 
     Trainer(TrainConfig(suite="two_rooms_small", logdir=str(tmp_path)), make_suite("two_rooms_small"))
     assert not is_configured()

@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from distral_tf.config import TrainConfig
 from distral_tf.envs import make_suite
-from distral_tf.trainer import Trainer
+from distral_tf.training.config import TrainConfig
+from distral_tf.training.trainer import Trainer
 
 SUITE = "two_rooms_small"
 

@@ -8,9 +8,10 @@ import os
 import pytest
 from conftest import train_tiny_run
 
-from distral_tf import sweep, tracking
-from distral_tf.config import TrainConfig
+from distral_tf import sweep
 from distral_tf.envs import make_suite
+from distral_tf.training import tracking
+from distral_tf.training.config import TrainConfig
 
 SUITE = "two_rooms_small"
 TINY = dict(algo="kl_2col", suite=SUITE, total_env_steps=120, workers_per_task=1, unroll_length=20,

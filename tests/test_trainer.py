@@ -13,10 +13,12 @@ import numpy as np
 import pytest
 from tensorboard.backend.event_processing import event_accumulator
 
-from distral_tf import algorithms, provenance, summaries
-from distral_tf.config import TrainConfig
+from distral_tf import algorithms
 from distral_tf.envs import make_suite
-from distral_tf.trainer import Trainer, TrainingError
+from distral_tf.training import provenance
+from distral_tf.training import tensorboard_metadata as summaries
+from distral_tf.training.config import TrainConfig
+from distral_tf.training.trainer import Trainer, TrainingError
 
 SUITE = "two_rooms_small"
 

@@ -8,11 +8,11 @@ import sys
 import numpy as np
 import pytest
 
-from distral_tf import transfer
-from distral_tf.config import TrainConfig
 from distral_tf.envs import make_suite
 from distral_tf.experiments import transfer as experiment
-from distral_tf.trained_run import RunLoadError
+from distral_tf.training import warm_start as transfer
+from distral_tf.training.config import TrainConfig
+from distral_tf.training.trained_run import RunLoadError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HELD_OUT = "two_rooms_small_goal9"
@@ -23,7 +23,7 @@ HELD_OUT = "two_rooms_small_goal9"
     ("kl_1col", "two_rooms", "observations (40, 40, 3) with 4 actions, but this suite has observations (84, 84, 3)"),
 ])
 def test_check_source_rejects_what_cannot_transfer(tiny_kl_2col_run, algo, suite, expected):
-    from distral_tf.trained_run import probe_spaces
+    from distral_tf.training.trained_run import probe_spaces
 
     shape, actions = probe_spaces(make_suite(suite))
     with pytest.raises(RunLoadError, match=expected.replace("(", r"\(").replace(")", r"\)")):
@@ -58,8 +58,8 @@ def test_freeze_without_init_from_is_a_flag_error():
 
 
 def test_new_run_starts_with_the_source_pi0_and_fresh_task_columns(tiny_kl_2col_run, tmp_path):
-    from distral_tf import trained_run
-    from distral_tf.trainer import Trainer
+    from distral_tf.training import trained_run
+    from distral_tf.training.trainer import Trainer
 
     config = TrainConfig(algo="kl_2col", suite=HELD_OUT, logdir=str(tmp_path / "target"), total_env_steps=40,
                          workers_per_task=1, entropy_cost=0.05, eval_episodes=0, num_env_processes=0,
@@ -112,8 +112,8 @@ def test_experiment_commands_start_target_runs_from_their_seed_source():
 
 
 def test_frozen_pi0_stays_the_source_while_the_task_column_learns(tiny_kl_2col_run, tmp_path):
-    from distral_tf import trained_run
-    from distral_tf.trainer import Trainer
+    from distral_tf.training import trained_run
+    from distral_tf.training.trainer import Trainer
 
     config = TrainConfig(algo="kl_2col", suite=HELD_OUT, logdir=str(tmp_path / "frozen"), total_env_steps=40,
                          workers_per_task=1, entropy_cost=0.05, eval_episodes=0, num_env_processes=0,

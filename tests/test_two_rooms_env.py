@@ -230,7 +230,7 @@ def test_docs_give_the_colours_the_image_uses():
 def test_preview_writes_observation_strips_of_two_room_tasks(tmp_path):
     from PIL import Image
 
-    from distral_tf.envs.preview import preview_task
+    from distral_tf.preview import preview_task
 
     suite = make_suite("two_rooms_small")
     (path,) = preview_task(suite, 0, tmp_path, frames=3, every=2, seed=0)

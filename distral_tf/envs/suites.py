@@ -66,7 +66,7 @@ class Suite:
         do not say it (by an ``episode_length`` argument or Gymnasium's ``max_episode_steps``);
         named budgets count episodes of that length.
       preview_env_kwargs: extra keyword arguments for the environments that
-        ``python -m distral_tf.envs.preview`` builds; an ``episode_length`` among them is
+        ``python -m distral_tf.preview`` builds; an ``episode_length`` among them is
         replaced by one long enough for every frame of the preview.
     """
 

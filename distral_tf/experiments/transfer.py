@@ -34,7 +34,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from absl import flags, logging  # noqa: E402
 
-from distral_tf import rundir  # noqa: E402
+from distral_tf.training import run_files as rundir  # noqa: E402
 from flags import cli  # noqa: E402
 
 ARMS = ("transfer", "transfer_frozen", "scratch")

@@ -41,7 +41,7 @@ from distral_tf.envs.two_rooms import (  # noqa: E402
     get_layout,
     optimal_return,  # noqa: E402
 )
-from distral_tf.tabular import SoftQConfig, TabularLearners, discounted_visitation  # noqa: E402
+from distral_tf.experiments.tabular import SoftQConfig, TabularLearners, discounted_visitation  # noqa: E402
 from flags import cli  # noqa: E402
 
 
@@ -418,7 +418,7 @@ def diagnose(layout, goals, run, agents, arms, cfg):
     weights); pi0 and the task's Q at the door it must pass (:func:`far_door`); and the
     entropy of pi0.
     """
-    from distral_tf.tabular import soft_policy_log_probs
+    from distral_tf.experiments.tabular import soft_policy_log_probs
 
     names = [a["name"] for a in arms]
     q = run["q"].astype(np.float64)  # [arms, seeds, tasks, S, A]

@@ -25,7 +25,7 @@ def _label(algo: str, policy: str) -> str:
 def _untrained(algo: str, policy: str) -> bool:
     """Whether ``algo``'s ``policy`` curves are those of an untrained network (a3c's pi_0)."""
     from distral_tf import algorithms
-    from distral_tf.algorithm_spec import DistilledPolicy
+    from distral_tf.model.algorithm_spec import DistilledPolicy
 
     known = algorithms.ALGORITHMS.get(algo)
     return policy == "distilled" and known is not None and known.distilled_policy is DistilledPolicy.UNTRAINED

@@ -18,8 +18,8 @@ from collections import defaultdict
 
 import numpy as np
 
-from distral_tf import rundir
-from distral_tf.run_directory import saved_settings
+from distral_tf.training import run_files as rundir
+from distral_tf.training.run_directory import saved_settings
 
 POLICIES = rundir.POLICIES
 
@@ -112,7 +112,7 @@ def _read_json(path: str) -> dict:
 
 
 def _settings(config: dict, path: str) -> dict:
-    """The run's settings in its ``config.json`` (:func:`~distral_tf.run_directory.saved_settings`); ``{}``
+    """The run's settings in its ``config.json`` (:func:`~distral_tf.training.run_directory.saved_settings`); ``{}``
     if there are none, with a warning naming a file whose settings are not an object."""
     try:
         return saved_settings(config, path) or {}

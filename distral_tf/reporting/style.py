@@ -12,7 +12,7 @@ colour of their own.
 from __future__ import annotations
 
 from distral_tf import algorithms
-from distral_tf.algorithm_spec import DistilledPolicy
+from distral_tf.model.algorithm_spec import DistilledPolicy
 
 _FALLBACK_COLORS = ("#7f7f7f", "#bcbd22", "#e377c2", "#393b79", "#637939")
 

@@ -9,7 +9,7 @@ of the game — a crash, a kill, an engine exception — surfaces as
 :class:`InlineEngine` has the same interface without the child process (no pipe
 round trip and no copy of the frame per step, about four times faster). A crash
 of the engine then ends the calling process, so it is meant for environments that
-already run in an isolated process, such as those of :class:`distral_tf.env_pool.EnvPool`.
+already run in an isolated process, such as those of :class:`distral_tf.envs.pool.EnvPool`.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 
-# The flags a preset sets: fields of distral_tf.config.TrainConfig.
+# The flags a preset sets: fields of distral_tf.training.config.TrainConfig.
 PRESET_FIELDS = ("suite", "workers_per_task", "total_env_steps", "learning_rate", "entropy_cost")
 
 

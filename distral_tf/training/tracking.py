@@ -31,7 +31,7 @@ import time
 
 from absl import logging
 
-from distral_tf import rundir
+from distral_tf.training import run_files as rundir
 
 TRACKERS = ("wandb", "mlflow")
 TRACKING_FILE = "tracking.json"
@@ -253,7 +253,7 @@ def tracked(tracker: Tracker | None, task_names):
     if tracker is None:
         yield lambda summary: None
         return
-    from distral_tf import monitoring  # TensorFlow: imported once the run starts
+    from distral_tf.training import monitoring
 
     outcome = {}
     try:

@@ -1,14 +1,14 @@
 """Applying a group's rollouts to the shared parameters: one interface for both update modes.
 
 A learner takes the rollouts of an actor group (joined along the batch axis) and
-the group's :class:`~distral_tf.agent.Replica`, applies their updates through the
+the group's :class:`~distral_tf.model.agent.Replica`, applies their updates through the
 shared RMSProp and returns the loss terms of each worker's rollout.
 
 * :class:`HogwildLearner` (``--update_mode=hogwild``, the paper's A3C scheme): each
   worker's own gradient, applied as its own RMSProp step without locks by a few learner
   threads. All the rollouts of a group are differentiated at the group's snapshot, so
   the gradients of up to ``rollouts_per_call`` rollouts of one task come from one batched
-  pass (:mod:`distral_tf.per_rollout`) and are applied one after another.
+  pass (:mod:`distral_tf.model.per_rollout`) and are applied one after another.
 * :class:`BatchedLearner` (``--update_mode=batched``): the group's rollouts make one update.
 """
 
@@ -20,8 +20,8 @@ from typing import Protocol
 
 import numpy as np
 
-from distral_tf.actors import select_rollouts, task_chunks
-from distral_tf.agent import Agent, Replica, Rollout
+from distral_tf.model.agent import Agent, Replica, Rollout
+from distral_tf.training.actors import select_rollouts, task_chunks
 
 
 class Learner(Protocol):

@@ -3,7 +3,7 @@
 Every ``interval`` agent steps per task, :class:`Evaluator` runs pi_0 for
 ``--eval_episodes`` episodes on each task and records them as ``distilled``
 episodes (``distilled/<task>/episode_return``, ``metrics.jsonl``). It acts
-through the machinery the workers use: an :class:`~distral_tf.actors.ActorGroup`
+through the machinery the workers use: an :class:`~distral_tf.training.actors.ActorGroup`
 with one environment per task, stepped one agent step at a time so that a task
 stops at the end of its last episode and its next evaluation starts a fresh one.
 A faulty environment is restarted by the environment pool (its episode is cut and
@@ -24,9 +24,10 @@ import threading
 import numpy as np
 from absl import logging
 
-from distral_tf import evaluation, videos
-from distral_tf.actors import ActorGroup, close_quietly
-from distral_tf.env_pool import make_envs
+from distral_tf.envs.pool import make_envs
+from distral_tf.training import policy_runner as evaluation
+from distral_tf.training import videos
+from distral_tf.training.actors import ActorGroup, close_quietly
 
 CLIP_STEPS = 100  # agent steps of each TensorBoard clip (--eval_clip_every)
 MAX_ATTEMPTS = 3  # failed attempts after which one evaluation is skipped
@@ -50,7 +51,7 @@ class Evaluator:
 
     Args:
       agent, suite, monitor: of the run; ``observation_space`` of its environments.
-      state: the run's :class:`~distral_tf.run_state.RunState` (task steps, next evaluation step).
+      state: the run's :class:`~distral_tf.training.run_counters.RunState` (task steps, next evaluation step).
       stop: set when the run stops; an evaluation under way is then abandoned.
       interval: agent steps per task between evaluations.
       episodes: episodes per task and evaluation.

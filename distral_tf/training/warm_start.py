@@ -11,9 +11,10 @@ starts as ``pi_0^alpha`` (renormalised), and in 1col as the uniform policy.
 
 from __future__ import annotations
 
-from distral_tf import algorithms, trained_run
-from distral_tf.algorithm_spec import DistilledPolicy
-from distral_tf.trained_run import RunLoadError
+from distral_tf import algorithms
+from distral_tf.model.algorithm_spec import DistilledPolicy
+from distral_tf.training import trained_run
+from distral_tf.training.trained_run import RunLoadError
 
 # Sources whose pi_0 was trained (a3c's is an untrained network; a3c_multitask has no distilled column).
 TRANSFERABLE = (DistilledPolicy.TRAINED, DistilledPolicy.COLUMN_H0)
@@ -27,7 +28,7 @@ def uses_distilled(algo: str) -> bool:
 def check_source(logdir: str, algo: str, observation_shape, num_actions: int) -> int:
     """Checks that run ``logdir`` can start an ``algo`` run on these spaces; returns its newest checkpoint's step.
 
-    Raises :class:`~distral_tf.trained_run.RunLoadError` (one line) otherwise. Imports no TensorFlow.
+    Raises :class:`~distral_tf.training.trained_run.RunLoadError` (one line) otherwise. Imports no TensorFlow.
     """
     if not uses_distilled(algo):
         raise RunLoadError(f"--init_from starts pi_0 from another run, but --algo={algo} does not use pi_0.")

@@ -1,4 +1,4 @@
-"""Writes pictures of every task of a suite: ``python -m distral_tf.envs.preview --suite=NAME --out=DIR``.
+"""Writes pictures of every task of a suite: ``python -m distral_tf.preview --suite=NAME --out=DIR``.
 
 For each task: ``<task>_frames.png`` (first-person frames at 2x, taken every few steps
 of a walk between random cells along shortest paths, or a random walk where the map is

@@ -2,11 +2,11 @@
 
 :class:`RunDirectory` is the only writer of ``config.json`` and ``status.json``, and
 :func:`saved_settings` the only reader of the settings in ``config.json`` (the trainer,
-:mod:`distral_tf.preflight`, :mod:`distral_tf.trained_run` for evaluation, export and
+:mod:`distral_tf.training.preflight`, :mod:`distral_tf.training.trained_run` for evaluation, export and
 transfer, and the report all go through it). File names and low-level helpers are
-:mod:`distral_tf.rundir`'s. Plain file handling: nothing here imports TensorFlow.
+:mod:`distral_tf.training.run_files`'s. Plain file handling: nothing here imports TensorFlow.
 
-``config.json`` holds the run's settings (every :class:`~distral_tf.config.TrainConfig`
+``config.json`` holds the run's settings (every :class:`~distral_tf.training.config.TrainConfig`
 field) under ``"config"``, with the suite, its task names, the spaces, the algorithm's
 coefficients, the package version and the code's provenance. Run directories written
 before held the same settings twice, under ``"config"`` and ``"flags"``; they are read
@@ -22,8 +22,9 @@ from collections.abc import Sequence
 from absl import logging
 
 import distral_tf
-from distral_tf import provenance, rundir
-from distral_tf.rundir import CHECKPOINT_DIR, CONFIG_FILE, STATUS_FILE, RunDirError, RunLock
+from distral_tf.training import provenance
+from distral_tf.training import run_files as rundir
+from distral_tf.training.run_files import CHECKPOINT_DIR, CONFIG_FILE, STATUS_FILE, RunDirError, RunLock
 
 # The key of the settings in ``config.json``, and the key older run directories also (or only) have.
 SETTINGS_KEY = "config"
@@ -66,7 +67,7 @@ def config_record(config, suite, observation_shape: Sequence[int], num_actions: 
 
 def budget_per_task(config, num_tasks: int) -> int:
     """Agent steps per task of a run of ``config``: its budget rounded up to whole rollouts per task."""
-    from distral_tf.progress import steps_per_task
+    from distral_tf.training.progress import steps_per_task
 
     return steps_per_task(config.total_env_steps, num_tasks, config.unroll_length)
 
@@ -119,7 +120,7 @@ class RunDirectory:
         """``ConfigMismatchError`` if the directory holds a run whose model-defining settings differ from
         ``config``'s (unless ``config.force``); ``RunDirError`` if ``config.json`` cannot be read."""
         from distral_tf import algorithms
-        from distral_tf.algorithm_spec import Architecture
+        from distral_tf.model.algorithm_spec import Architecture
 
         saved = self.settings()
         if saved is None:

@@ -5,12 +5,12 @@ and only the variables every task uses are shared (pi_0, h0 in the 2col variants
 whole network of a3c_multitask).
 
 The run is the local run's parts wired differently: the same training loop
-(:class:`~distral_tf.trainer.Trainer`) with another worker backend, and in each learner
+(:class:`~distral_tf.training.trainer.Trainer`) with another worker backend, and in each learner
 the same local backend.
 
 * :class:`TaskLearner` (a Ray actor per group of tasks, on whichever node Ray places
   it): its tasks' workers (environment processes, actor threads, snapshots) and the
-  updates of its task columns, a :class:`~distral_tf.backends.LocalBackend` of its
+  updates of its task columns, a :class:`~distral_tf.training.backends.LocalBackend` of its
   tasks exactly as in a local run. Frames never leave its node.
 * :class:`SharedParameters` (a Ray actor): the shared variables, their shared RMSProp
   statistics and a version counter (one version per applied gradient). A learner
@@ -21,7 +21,7 @@ the same local backend.
   groups takes a snapshot (once per group rollout, not per update); the lag of a
   gradient (versions applied between its snapshot and itself) is logged as
   ``staleness/<task>/{mean,max}``.
-* :class:`RayBackend` (the driver's workers, a :class:`~distral_tf.backends.WorkerBackend`):
+* :class:`RayBackend` (the driver's workers, a :class:`~distral_tf.training.backends.WorkerBackend`):
   starts the actors and polls the learners; the driver's trainer writes the run
   directory as a local run does (``config.json``, ``status.json``, ``metrics.jsonl``,
   TensorBoard, checkpoints of the whole state) and evaluates pi_0, and it checkpoints
@@ -54,15 +54,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 from absl import logging  # noqa: E402
 
-from distral_tf.backends import LocalBackend, WorkerContext  # noqa: E402
-from distral_tf.config import TrainConfig  # noqa: E402
 from distral_tf.envs.suites import Suite  # noqa: E402
-from distral_tf.ray_runs import import_ray, parse_resources  # noqa: E402
-from distral_tf.run_directory import budget_per_task  # noqa: E402
-from distral_tf.run_setup import EnvSpaces, TrainingError  # noqa: E402
-from distral_tf.trained_run import build_agent  # noqa: E402
-from distral_tf.trainer import Trainer  # noqa: E402
-from distral_tf.worker_threads import PauseGate, Timings, WorkerThreads  # noqa: E402
+from distral_tf.training.backends import LocalBackend, WorkerContext  # noqa: E402
+from distral_tf.training.config import TrainConfig  # noqa: E402
+from distral_tf.training.ray_runs import import_ray, parse_resources  # noqa: E402
+from distral_tf.training.run_directory import budget_per_task  # noqa: E402
+from distral_tf.training.run_setup import EnvSpaces, TrainingError  # noqa: E402
+from distral_tf.training.trained_run import build_agent  # noqa: E402
+from distral_tf.training.trainer import Trainer  # noqa: E402
+from distral_tf.training.worker_threads import PauseGate, Timings, WorkerThreads  # noqa: E402
 
 POLL_SECS = 0.5
 # How often the driver refreshes its copy of the shared parameters (for evaluating pi_0).
@@ -158,7 +158,7 @@ def load_part_state(agent, part: dict):
 def _configured(config: dict) -> TrainConfig:
     """The run's configuration in an actor, with TensorFlow configured as it says (Ray sets OMP_NUM_THREADS
     only)."""
-    from distral_tf.tensorflow_setup import configure_tensorflow
+    from distral_tf.training.tensorflow_setup import configure_tensorflow
 
     cfg = TrainConfig(**config)
     configure_tensorflow(cfg.tf_inter_op_threads, cfg.tf_intra_op_threads)
@@ -166,7 +166,7 @@ def _configured(config: dict) -> TrainConfig:
 
 
 def _new_agent(config: TrainConfig, spaces: EnvSpaces):
-    """A new agent of the run (:func:`~distral_tf.trained_run.build_agent`), as the driver builds it."""
+    """A new agent of the run (:func:`~distral_tf.training.trained_run.build_agent`), as the driver builds it."""
     from distral_tf.envs import make_suite
 
     return build_agent(config, spaces.for_agent(make_suite(config.suite).num_tasks))
@@ -183,7 +183,7 @@ class SharedParameters:
     def __init__(self, agent):
         import tensorflow as tf
 
-        from distral_tf.optim import linear_annealing
+        from distral_tf.model.optim import linear_annealing
 
         self.agent = agent
         self.indices = shared_indices(agent)
@@ -264,14 +264,14 @@ class RecordingMonitor:
 class TaskLearner:
     """Ray actor: the workers and task columns of ``tasks``; the shared gradients go to ``shared``.
 
-    Its workers are a :class:`~distral_tf.backends.LocalBackend` of its tasks, as a local run
+    Its workers are a :class:`~distral_tf.training.backends.LocalBackend` of its tasks, as a local run
     has, with its own agent and counters; what they write to the run's monitor is recorded
     (:class:`RecordingMonitor`) for the driver to write.
     """
 
     def __init__(self, config: dict, spaces: EnvSpaces, tasks: list[int], shared):
         from distral_tf.envs import make_suite
-        from distral_tf.run_state import RunState
+        from distral_tf.training.run_counters import RunState
 
         self.tasks = list(tasks)
         cfg = _configured(config)
@@ -504,7 +504,7 @@ class LearnerHandle:
 
 class RayBackend:
     """The workers of one attempt of a run spread over a Ray cluster, as the driver's
-    :class:`~distral_tf.trainer.Trainer` drives them (a :class:`~distral_tf.backends.WorkerBackend`).
+    :class:`~distral_tf.training.trainer.Trainer` drives them (a :class:`~distral_tf.training.backends.WorkerBackend`).
 
     It starts the shared parameters and the task learners, and polls each learner from a
     thread of its own (a round: one poll, then ``POLL_SECS``), writing what it reports into
@@ -701,7 +701,7 @@ class RayBackend:
 class DistributedRun:
     """A run spread over a Ray cluster, started again from its last checkpoint when a node is lost.
 
-    Each attempt is a :class:`~distral_tf.trainer.Trainer` whose workers are a
+    Each attempt is a :class:`~distral_tf.training.trainer.Trainer` whose workers are a
     :class:`RayBackend`. ``run()`` and ``request_stop()`` as the trainer's; Ray is
     joined (``--address``) or started on this machine before the first attempt.
     """
@@ -727,7 +727,7 @@ class DistributedRun:
             self._trainer.request_stop()
 
     def _connect(self):
-        from distral_tf.ray_runs import check_reachable
+        from distral_tf.training.ray_runs import check_reachable
 
         if self.ray.is_initialized():
             return

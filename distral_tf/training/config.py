@@ -12,10 +12,10 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from distral_tf.model.options import TORSO_DTYPES, TWO_COLUMN_SCALINGS
+
 REWARD_CLIPPING = ("none", "abs_one", "soft_asymmetric")
 UPDATE_MODES = ("hogwild", "batched")
-TORSO_DTYPES = ("float32", "bfloat16")
-TWO_COLUMN_SCALINGS = ("unit", "literal")
 BACKENDS = ("local", "ray")
 TRACKERS = ("none", "wandb", "mlflow")
 
@@ -77,13 +77,13 @@ def _suite_help() -> str:
 
 
 def _preset_help() -> str:
-    from distral_tf import presets
+    from distral_tf.training import presets
 
     return presets.help_text()
 
 
 def _preset_names() -> tuple[str, ...]:
-    from distral_tf import presets
+    from distral_tf.training import presets
 
     return tuple(presets.PRESETS)
 

@@ -75,7 +75,7 @@ class Coefficients:
 
 @dataclasses.dataclass(frozen=True)
 class LossTerm:
-    """One part of the loss (:func:`distral_tf.objective.loss_terms`), summed over a batch's rollouts.
+    """One part of the loss (:func:`distral_tf.model.objective.loss_terms`), summed over a batch's rollouts.
 
     ``present(algorithm, coeffs)`` says whether the term can be non-zero in a run of
     ``algorithm`` with ``coeffs``; only such terms are logged (``loss/<task>/<name>``).

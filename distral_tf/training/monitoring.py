@@ -1,7 +1,7 @@
 """Per-task metrics: TensorBoard scalars, the run's ``metrics.jsonl`` and a terminal progress line.
 
 Every scalar a :class:`Monitor` writes also goes to the sinks registered with
-:func:`mirrored_to` (an experiment tracker, ``distral_tf/tracking.py``).
+:func:`mirrored_to` (an experiment tracker, ``distral_tf/training/tracking.py``).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from distral_tf import rundir
-from distral_tf.rundir import METRICS_FILE
+from distral_tf.training import run_files as rundir
+from distral_tf.training.run_files import METRICS_FILE
 
 PER_TASK_PREFIXES = tuple(f"{prefix}/" for prefix in (*rundir.POLICIES, "loss"))
 

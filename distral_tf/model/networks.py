@@ -12,7 +12,7 @@ import random
 import keras
 import tensorflow as tf
 
-from distral_tf.config import TORSO_DTYPES
+from distral_tf.model.options import TORSO_DTYPES
 
 LSTM_SIZE = 256
 
@@ -86,7 +86,7 @@ class Column(keras.Model):
         The layers' own variables, applied by explicit ops (those the Keras layers run), so
         that ``taps`` (a dict, if given) can receive each layer's input and its output before
         the ReLU under the layer's name: what per-rollout gradients are made of
-        (:mod:`distral_tf.per_rollout`).
+        (:mod:`distral_tf.model.per_rollout`).
         """
         x = tf.cast(obs, tf.float32) * (1.0 / 255.0)
         for layer in (self.conv1, self.conv2):

@@ -1,15 +1,15 @@
 """Acting: groups of workers (one environment each) stepped in lockstep with batched actions.
 
 An :class:`ActorGroup` drives the environments of many workers (of any tasks)
-through an environment pool (:mod:`distral_tf.env_pool`: processes with shared
-memory, or in-process) and asks a *policy* (an :class:`~distral_tf.agent.Agent`
-or a group's :class:`~distral_tf.agent.Replica`) for the actions of all of them
+through an environment pool (:mod:`distral_tf.envs.pool`: processes with shared
+memory, or in-process) and asks a *policy* (an :class:`~distral_tf.model.agent.Agent`
+or a group's :class:`~distral_tf.model.agent.Replica`) for the actions of all of them
 in one network call per step. Environment faults restart the environment
 (in the pool) and cut the episode instead of ending the run.
 
-The seams: the environments are an :class:`~distral_tf.env_pool.EnvPoolInterface`,
+The seams: the environments are an :class:`~distral_tf.envs.pool.EnvPoolInterface`,
 the policy an :class:`ActingPolicy`, and ``collect`` returns a
-:class:`~distral_tf.agent.Rollout` for the learners.
+:class:`~distral_tf.model.agent.Rollout` for the learners.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 from absl import logging
 
-from distral_tf.agent import ActResult, Agent, LSTMState, Rollout
-from distral_tf.config import REWARD_CLIPPING
-from distral_tf.env_pool import EnvPoolInterface
+from distral_tf.envs.pool import EnvPoolInterface
+from distral_tf.model.agent import ActResult, Agent, LSTMState, Rollout
+from distral_tf.training.config import REWARD_CLIPPING
 
 
 def clip_rewards(rewards: np.ndarray, mode: str) -> np.ndarray:
@@ -43,7 +43,8 @@ def clip_rewards(rewards: np.ndarray, mode: str) -> np.ndarray:
 
 @runtime_checkable
 class ActingPolicy(Protocol):
-    """What gives an actor group its actions: :class:`~distral_tf.agent.Agent` or a :class:`~distral_tf.agent.Replica`.
+    """What gives an actor group its actions: an :class:`~distral_tf.model.agent.Agent` or a
+    :class:`~distral_tf.model.agent.Replica`.
 
     ``act`` takes a batch of workers (any tasks): their task ids ``[B]``, observations
     ``[B, H, W, C]``, episode-start flags ``[B]`` and LSTM states, and returns

@@ -13,11 +13,11 @@ import dataclasses
 import json
 import os
 
-from distral_tf import rundir
-from distral_tf.config import LEGACY_VALUES, TrainConfig
 from distral_tf.envs.suites import Suite
-from distral_tf.run_directory import budget_per_task, saved_settings
-from distral_tf.rundir import CHECKPOINT_DIR, CONFIG_FILE
+from distral_tf.training import run_files as rundir
+from distral_tf.training.config import LEGACY_VALUES, TrainConfig
+from distral_tf.training.run_directory import budget_per_task, saved_settings
+from distral_tf.training.run_files import CHECKPOINT_DIR, CONFIG_FILE
 
 
 class RunLoadError(ValueError):
@@ -122,9 +122,9 @@ def build_agent(config: TrainConfig, spaces: Spaces):
     training, its Ray actors, evaluation, export and transfer build one.
 
     Its learning rate anneals over the run's budget rounded up to whole rollouts per task
-    (:func:`~distral_tf.run_directory.budget_per_task`), as trained.
+    (:func:`~distral_tf.training.run_directory.budget_per_task`), as trained.
     """
-    from distral_tf.agent import Agent
+    from distral_tf.model.agent import Agent
 
     algorithm, coeffs = algorithm_of(config)
     budget = budget_per_task(config, spaces.num_tasks) * spaces.num_tasks
@@ -161,7 +161,7 @@ class TrainedRun:
     checkpoint: str
     observation_shape: tuple[int, ...]
     num_actions: int
-    agent: object  # distral_tf.agent.Agent
+    agent: object  # distral_tf.model.agent.Agent
 
 
 def load(logdir: str, step: int | None = None, suite: Suite | None = None) -> TrainedRun:

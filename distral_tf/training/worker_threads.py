@@ -1,6 +1,6 @@
 """Threads that run a backend's rounds, and the gate that parks them between rounds for a checkpoint.
 
-Both worker backends (:mod:`distral_tf.backends`) run their work as rounds in threads:
+Both worker backends (:mod:`distral_tf.training.backends`) run their work as rounds in threads:
 a local actor group's round is one rollout and its update, a Ray driver's round is one
 poll of a task learner. :class:`WorkerThreads` runs each round function in a thread of
 its own until it says it is done, the run stops or a round fails (the first error is

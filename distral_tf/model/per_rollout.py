@@ -9,7 +9,7 @@ the sum over its own steps (and, for a convolution, its positions) of ``x`` time
 ``dL/dz``; with respect to the bias, the sum of ``dL/dz``. The backward pass computes
 ``dL/dz`` for the whole batch at once; only these last products are made per rollout.
 
-Columns record ``(x, z)`` pairs in ``taps`` (:meth:`distral_tf.networks.Column.unroll`):
+Columns record ``(x, z)`` pairs in ``taps`` (:meth:`distral_tf.model.networks.Column.unroll`):
 the convolutions and the fc layer on ``[T*B, ...]`` (time-major), the LSTM's input
 projection and recurrence on ``[T, B, ...]``, the heads on ``[T, B, ...]``.
 """

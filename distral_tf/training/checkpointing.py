@@ -17,7 +17,7 @@ import tensorflow as tf
 from absl import logging
 from tensorflow.python.checkpoint import checkpoint_management
 
-from distral_tf import rundir
+from distral_tf.training import run_files as rundir
 
 
 class CheckpointError(RuntimeError):

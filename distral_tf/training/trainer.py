@@ -3,13 +3,13 @@
 :class:`Trainer` composes the parts of a run, each of its own module:
 
 * the run directory (lock, ``config.json``, ``status.json``, earlier attempts:
-  :class:`~distral_tf.run_directory.RunDirectory`);
-* the counters, checkpointed with the parameters (:class:`~distral_tf.run_state.RunState`);
-* the agent, checkpointer, monitor and evaluation of pi_0 (:mod:`distral_tf.run_setup`);
-* the workers, behind :class:`~distral_tf.backends.WorkerBackend`: actor groups and their
-  learner in this process (:class:`~distral_tf.backends.LocalBackend`, the default), or
-  task learners on a Ray cluster (:class:`~distral_tf.distributed.RayBackend`);
-* the training scalars (:class:`~distral_tf.run_summaries.RunSummaries`).
+  :class:`~distral_tf.training.run_directory.RunDirectory`);
+* the counters, checkpointed with the parameters (:class:`~distral_tf.training.run_counters.RunState`);
+* the agent, checkpointer, monitor and evaluation of pi_0 (:mod:`distral_tf.training.run_setup`);
+* the workers, behind :class:`~distral_tf.training.backends.WorkerBackend`: actor groups and their
+  learner in this process (:class:`~distral_tf.training.backends.LocalBackend`, the default), or
+  task learners on a Ray cluster (:class:`~distral_tf.training.distributed.RayBackend`);
+* the training scalars (:class:`~distral_tf.training.run_summaries.RunSummaries`).
 
 The loop itself, from the main thread: progress lines and the status heartbeat,
 checkpoints every ``--checkpoint_every_secs`` with the workers parked, the final
@@ -24,20 +24,21 @@ import time
 import numpy as np
 from absl import logging
 
-from distral_tf import budgets, tensorflow_setup, transfer
-from distral_tf.agent import check_device
-from distral_tf.backends import BackendFactory, LocalBackend, WorkerBackend, WorkerContext
-from distral_tf.config import TrainConfig
 from distral_tf.envs.suites import Suite
-from distral_tf.evaluator import CLIP_STEPS, final_evaluation_figures
-from distral_tf.progress import ProgressReporter, StartupReporter
-from distral_tf.run_directory import ConfigMismatchError, RunDirectory, budget_per_task, config_record
-from distral_tf.run_setup import BuiltRun, EnvSpaces, TrainingError, build_run, probe_environment
-from distral_tf.run_state import RunState
-from distral_tf.run_summaries import RunSummaries
-from distral_tf.rundir import RunDirError
-from distral_tf.trained_run import algorithm_of
-from distral_tf.worker_threads import Timings
+from distral_tf.model.agent import check_device
+from distral_tf.training import budgets, tensorflow_setup
+from distral_tf.training import warm_start as transfer
+from distral_tf.training.backends import BackendFactory, LocalBackend, WorkerBackend, WorkerContext
+from distral_tf.training.config import TrainConfig
+from distral_tf.training.distilled_evaluation import CLIP_STEPS, final_evaluation_figures
+from distral_tf.training.progress import ProgressReporter, StartupReporter
+from distral_tf.training.run_counters import RunState
+from distral_tf.training.run_directory import ConfigMismatchError, RunDirectory, budget_per_task, config_record
+from distral_tf.training.run_files import RunDirError
+from distral_tf.training.run_setup import BuiltRun, EnvSpaces, TrainingError, build_run, probe_environment
+from distral_tf.training.run_summaries import RunSummaries
+from distral_tf.training.trained_run import algorithm_of
+from distral_tf.training.worker_threads import Timings
 
 __all__ = ["CLIP_STEPS", "Timings", "Trainer", "TrainingError"]
 
@@ -45,12 +46,12 @@ __all__ = ["CLIP_STEPS", "Timings", "Trainer", "TrainingError"]
 class Trainer:
     """Trains one algorithm on one suite as configured; ``run()`` returns when the budget is spent or on stop.
 
-    ``backend`` makes the workers of an attempt from its :class:`~distral_tf.backends.WorkerContext`
-    (default: :class:`~distral_tf.backends.LocalBackend`). ``state`` (the counters) exists from
+    ``backend`` makes the workers of an attempt from its :class:`~distral_tf.training.backends.WorkerContext`
+    (default: :class:`~distral_tf.training.backends.LocalBackend`). ``state`` (the counters) exists from
     construction, zero until :meth:`build` restores them; ``agent``, ``checkpointer``,
     ``monitor`` and ``evaluator`` are None until then, ``backend`` until the workers start.
 
-    The program calls :func:`~distral_tf.tensorflow_setup.configure_tensorflow` (with the
+    The program calls :func:`~distral_tf.training.tensorflow_setup.configure_tensorflow` (with the
     config's thread counts) before the first run: the trainer changes no process-wide setting.
     """
 
@@ -186,7 +187,7 @@ class Trainer:
         cfg = self.config
         if not tensorflow_setup.is_configured():
             logging.warning("TensorFlow is not configured for concurrent training (Grappler is on): call "
-                            "distral_tf.tensorflow_setup.configure_tensorflow() at the program's start.")
+                            "distral_tf.training.tensorflow_setup.configure_tensorflow() at the program's start.")
         self._phase("building the agent and restoring the newest checkpoint")
         self.parts = build_run(cfg, self.suite, self.spaces, self.state, self._stop)
         if self.state.budget_spent:

@@ -35,14 +35,14 @@ from tensorboard.plugins.text import metadata as text_metadata
 from tensorboard.summary.writer.record_writer import RecordWriter
 from tensorboard.util import tensor_util
 
-from distral_tf import rundir
-from distral_tf.algorithm_spec import Algorithm, Coefficients
-from distral_tf.progress import HEADLINE_SETTINGS
+from distral_tf.model.algorithm_spec import Algorithm, Coefficients
+from distral_tf.training import run_files as rundir
+from distral_tf.training.progress import HEADLINE_SETTINGS
 
 # The suffixes of the event files written here (the report skips them when it looks for a
 # run's scalars) and the tags are the run-directory format's, named in ``rundir``.
-from distral_tf.rundir import HPARAMS_CONFIG_SUFFIX, HPARAMS_SUFFIX, LAYOUT_SUFFIX
-from distral_tf.rundir import per_task_tag as per_task_tag
+from distral_tf.training.run_files import HPARAMS_CONFIG_SUFFIX, HPARAMS_SUFFIX, LAYOUT_SUFFIX
+from distral_tf.training.run_files import per_task_tag as per_task_tag
 
 DEFAULT_POLICIES = rundir.POLICIES
 HYPERPARAMETERS_TAG = "hyperparameters"
@@ -60,7 +60,7 @@ def logged_metrics(algorithm: Algorithm, coeffs: Coefficients, evaluates_distill
     ``task/<t>/...``: episodes and the task policy's entropy, plus pi_0's entropy and
     KL(pi_i || pi_0) where pi_0's logits are computed; ``distilled/<t>/...``: pi_0's
     evaluation episodes, if it is evaluated; ``loss/<t>/...``: the loss terms the algorithm has
-    (:meth:`~distral_tf.algorithm_spec.Algorithm.loss_term_names`).
+    (:meth:`~distral_tf.model.algorithm_spec.Algorithm.loss_term_names`).
     """
     task = ["episode_return", "episode_length", "entropy_task"]
     if algorithm.uses_distilled:  # pi_0 enters the loss (KL term, or eq. 8's two-column logits)
@@ -255,7 +255,7 @@ def write_hparams(
 
 def hyperparameters_text(hparams: Mapping[str, object]) -> summary_pb2.Summary:
     """A text summary (TensorBoard's Text tab, tag ``hyperparameters``) of a run's settings as Markdown tables:
-    the headline settings (:data:`distral_tf.progress.HEADLINE_SETTINGS`), then every setting."""
+    the headline settings (:data:`distral_tf.training.progress.HEADLINE_SETTINGS`), then every setting."""
     headline = [(title, hparams.get(key, "")) for key, title in HEADLINE_SETTINGS if key in hparams]
     rows = ["| setting | value |", "|---|---|", *(f"| {title} | {value} |" for title, value in headline), "",
             "| flag | value |", "|---|---|", *(f"| --{k} | {v} |" for k, v in sorted(hparams.items()))]

@@ -3,13 +3,13 @@
 ``python -m distral_tf.run`` asks this before it prints its header or loads TensorFlow,
 so that a rerun of a finished run says so in one line and a run directory it cannot
 resume fails at once. The trainer checks the same again, with the same code
-(:class:`~distral_tf.run_directory.RunDirectory`), once it holds the directory's lock.
+(:class:`~distral_tf.training.run_directory.RunDirectory`), once it holds the directory's lock.
 Plain file handling: nothing here imports TensorFlow.
 """
 
 from __future__ import annotations
 
-from distral_tf.run_directory import RunDirectory, budget_per_task
+from distral_tf.training.run_directory import RunDirectory, budget_per_task
 
 
 def check_saved_config(config):

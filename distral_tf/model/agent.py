@@ -21,11 +21,11 @@ from typing import NamedTuple
 import numpy as np
 import tensorflow as tf
 
-from distral_tf import objective, per_rollout
-from distral_tf.algorithm_spec import LOSS_TERM_NAMES, Algorithm, Architecture, Coefficients, DistilledPolicy
-from distral_tf.config import TWO_COLUMN_SCALINGS
-from distral_tf.networks import LSTM_SIZE, Column
-from distral_tf.optim import SharedRMSProp, linear_annealing
+from distral_tf.model import objective, per_rollout
+from distral_tf.model.algorithm_spec import LOSS_TERM_NAMES, Algorithm, Architecture, Coefficients, DistilledPolicy
+from distral_tf.model.networks import LSTM_SIZE, Column
+from distral_tf.model.optim import SharedRMSProp, linear_annealing
+from distral_tf.model.options import TWO_COLUMN_SCALINGS
 
 LSTMState = tuple[np.ndarray, np.ndarray]
 """A column's LSTM state ``(h, c)`` for a batch: two ``[B, 256]`` float32 arrays."""
@@ -223,7 +223,7 @@ class _Network:
 
     def loss_terms(self, rollout: Rollout, task=None, taps=None):
         """The loss terms of a batch; ``taps`` (with ``task``): dicts ``"task"`` and ``"distilled"`` that
-        receive the columns' recorded layers (:mod:`distral_tf.per_rollout`)."""
+        receive the columns' recorded layers (:mod:`distral_tf.model.per_rollout`)."""
         taps = taps or {}
         obs, first = rollout.observations, rollout.first
         if task is None:

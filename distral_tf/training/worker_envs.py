@@ -3,7 +3,7 @@
 Workers are listed task-major (``workers_per_task`` of task 0, then of task 1, ...)
 and split into ``--actor_threads`` groups of contiguous workers; each group's
 environments step in its share of the ``--num_env_processes`` processes
-(:func:`distral_tf.env_pool.group_layout`). The trainer and the throughput
+(:func:`distral_tf.envs.pool.group_layout`). The trainer and the throughput
 benchmark build their environments here.
 """
 
@@ -14,9 +14,9 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from distral_tf.config import TrainConfig
-from distral_tf.env_pool import group_layout, make_envs, resolve_num_processes
+from distral_tf.envs.pool import group_layout, make_envs, resolve_num_processes
 from distral_tf.envs.suites import Suite
+from distral_tf.training.config import TrainConfig
 
 
 def layout(config: TrainConfig, num_tasks: int) -> list[tuple[int, int, int]]:

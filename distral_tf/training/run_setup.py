@@ -2,10 +2,10 @@
 
 :func:`probe_environment` reads the spaces from task 0 of the suite (before anything is
 written: a missing engine leaves no run directory); :func:`build_run` builds the agent
-of the run's configuration (:func:`~distral_tf.trained_run.build_agent`), restores the
+of the run's configuration (:func:`~distral_tf.training.trained_run.build_agent`), restores the
 newest checkpoint (or starts pi_0 from ``--init_from``), and makes the monitor and the
 evaluation of pi_0 of this attempt. The workers are the backends'
-(:mod:`distral_tf.backends`); the loop that runs them is :class:`~distral_tf.trainer.Trainer`.
+(:mod:`distral_tf.training.backends`); the loop that runs them is :class:`~distral_tf.training.trainer.Trainer`.
 """
 
 from __future__ import annotations
@@ -16,16 +16,16 @@ import threading
 
 from absl import logging
 
-from distral_tf import transfer
-from distral_tf.actors import close_quietly
-from distral_tf.checkpointing import Checkpointer
-from distral_tf.config import TrainConfig
 from distral_tf.envs.suites import Suite
-from distral_tf.evaluator import Evaluator
-from distral_tf.monitoring import Monitor
-from distral_tf.run_state import RunState
-from distral_tf.rundir import CHECKPOINT_DIR
-from distral_tf.trained_run import Spaces, build_agent
+from distral_tf.training import warm_start as transfer
+from distral_tf.training.actors import close_quietly
+from distral_tf.training.checkpointing import Checkpointer
+from distral_tf.training.config import TrainConfig
+from distral_tf.training.distilled_evaluation import Evaluator
+from distral_tf.training.monitoring import Monitor
+from distral_tf.training.run_counters import RunState
+from distral_tf.training.run_files import CHECKPOINT_DIR
+from distral_tf.training.trained_run import Spaces, build_agent
 
 
 class TrainingError(RuntimeError):
@@ -69,7 +69,7 @@ def eval_interval(config: TrainConfig, steps_per_task: int) -> int:
 class BuiltRun:
     """The parts of one attempt of a run, restored from its newest checkpoint if there is one."""
 
-    agent: object  # distral_tf.agent.Agent
+    agent: object  # distral_tf.model.agent.Agent
     checkpointer: Checkpointer
     monitor: Monitor
     evaluator: Evaluator

@@ -1,20 +1,20 @@
 """Worker backends: what runs a run's workers, behind the one interface the training loop talks to.
 
-:class:`WorkerBackend` is that interface; :class:`~distral_tf.trainer.Trainer` (the loop:
+:class:`WorkerBackend` is that interface; :class:`~distral_tf.training.trainer.Trainer` (the loop:
 progress, checkpoint cadence, final evaluation, status) uses nothing else of the workers.
 Two backends implement it:
 
 * :class:`LocalBackend` (here): the workers (one environment and LSTM state each),
-  driven in lockstep by a few actor threads (:class:`~distral_tf.actors.ActorGroup`,
-  environments from :mod:`distral_tf.worker_envs`): every step, one batched network
+  driven in lockstep by a few actor threads (:class:`~distral_tf.training.actors.ActorGroup`,
+  environments from :mod:`distral_tf.training.worker_envs`): every step, one batched network
   call gives the actions of all the workers of a group, whose environments step in a
   pool of processes. Each group acts with its own snapshot of the shared parameters
-  (:class:`~distral_tf.agent.Replica`, A3C's theta'), taken at the start of every
+  (:class:`~distral_tf.model.agent.Replica`, A3C's theta'), taken at the start of every
   rollout, and its gradients are computed at that snapshot: on-policy, whatever the
-  other groups apply meanwhile. The learner (:mod:`distral_tf.learners`) is ``hogwild``
+  other groups apply meanwhile. The learner (:mod:`distral_tf.training.learners`) is ``hogwild``
   (the paper's A3C scheme, each worker's own update without locks) or ``batched`` (one
   update per group's rollouts); a worker only acts again once its update is applied.
-* :class:`~distral_tf.distributed.RayBackend`: task learners on a Ray cluster, each a
+* :class:`~distral_tf.training.distributed.RayBackend`: task learners on a Ray cluster, each a
   :class:`LocalBackend` of its tasks, and the shared parameters in a Ray actor.
 
 A backend is made from a :class:`WorkerContext`: the run's configuration, suite,
@@ -31,16 +31,16 @@ from typing import Protocol
 
 import numpy as np
 
-from distral_tf.actors import ActorGroup
-from distral_tf.config import TrainConfig
 from distral_tf.envs.suites import Suite
-from distral_tf.learners import Learner, make_learner
-from distral_tf.progress import StartupReporter
-from distral_tf.run_setup import EnvSpaces, TrainingError
-from distral_tf.run_state import RunState
-from distral_tf.run_summaries import RunSummaries
-from distral_tf.worker_envs import layout, make_groups
-from distral_tf.worker_threads import PauseGate, Timings, WorkerThreads
+from distral_tf.training.actors import ActorGroup
+from distral_tf.training.config import TrainConfig
+from distral_tf.training.learners import Learner, make_learner
+from distral_tf.training.progress import StartupReporter
+from distral_tf.training.run_counters import RunState
+from distral_tf.training.run_setup import EnvSpaces, TrainingError
+from distral_tf.training.run_summaries import RunSummaries
+from distral_tf.training.worker_envs import layout, make_groups
+from distral_tf.training.worker_threads import PauseGate, Timings, WorkerThreads
 
 
 @dataclasses.dataclass
@@ -54,9 +54,9 @@ class WorkerContext:
     config: TrainConfig
     suite: Suite
     spaces: EnvSpaces
-    agent: object  # distral_tf.agent.Agent
+    agent: object  # distral_tf.model.agent.Agent
     state: RunState
-    monitor: object  # distral_tf.monitoring.Monitor or an object with its episode/task_scalars/run_scalars
+    monitor: object  # distral_tf.training.monitoring.Monitor or an object with its episode/task_scalars/run_scalars
     stop: threading.Event
     startup: StartupReporter | None = None
     tasks: list[int] | None = None
@@ -146,7 +146,7 @@ class LocalBackend:
         self.replicas: list = []
 
     def layout(self) -> list[tuple[int, int, int]]:
-        """``(lo, hi, processes)`` of each actor group (:func:`distral_tf.worker_envs.layout`)."""
+        """``(lo, hi, processes)`` of each actor group (:func:`distral_tf.training.worker_envs.layout`)."""
         return layout(self.context.config, len(self.context.worker_tasks))
 
     def prepare(self):

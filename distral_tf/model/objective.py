@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from distral_tf import losses
-from distral_tf.algorithm_spec import Algorithm, Architecture, Coefficients
+from distral_tf.model import losses
+from distral_tf.model.algorithm_spec import Algorithm, Architecture, Coefficients
 
 
 def task_policy_logits(algorithm: Algorithm, coeffs: Coefficients, task_column_logits, distilled_logits):

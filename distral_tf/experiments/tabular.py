@@ -18,8 +18,8 @@ prior and no distillation.
 
 Everything is vectorised over a batch of independent runs (``R``) of ``N`` tasks
 each; arrays are float64 numpy. :func:`soft_value` and :func:`soft_policy_log_probs`
-are numpy twins of :func:`distral_tf.losses.soft_value` and
-:func:`distral_tf.losses.soft_policy_logits` (the tests check they agree).
+are numpy twins of :func:`distral_tf.model.losses.soft_value` and
+:func:`distral_tf.model.losses.soft_policy_logits` (the tests check they agree).
 """
 
 from __future__ import annotations

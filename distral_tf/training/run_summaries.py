@@ -1,10 +1,10 @@
 """What a training run writes to its monitor besides episodes: per-update scalars, run metadata, progress.
 
 :class:`RunSummaries` is the one writer of a run's training scalars: the TensorBoard
-layout and HParams at the start (:mod:`distral_tf.summaries`), each task's terms,
+layout and HParams at the start (:mod:`distral_tf.training.tensorboard_metadata`), each task's terms,
 staleness and loss terms every ``--summary_every_updates`` updates, the learning rate,
 and with each progress line the speed and the environment restarts per task. The
-monitor it writes to is the run's :class:`~distral_tf.monitoring.Monitor`, or in a
+monitor it writes to is the run's :class:`~distral_tf.training.monitoring.Monitor`, or in a
 learner of a Ray run the recorder whose events the driver writes.
 """
 
@@ -14,8 +14,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from distral_tf import summaries
-from distral_tf.trained_run import algorithm_of
+from distral_tf.training import tensorboard_metadata as summaries
+from distral_tf.training.trained_run import algorithm_of
 
 # The per-task terms of an update written under ``task/<task>/``.
 TASK_TERMS = ("kl_task_distilled", "entropy_task", "entropy_distilled", "grad_norm")

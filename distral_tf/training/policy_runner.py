@@ -16,8 +16,8 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from distral_tf.networks import LSTM_SIZE
-from distral_tf.rundir import POLICIES
+from distral_tf.model.networks import LSTM_SIZE
+from distral_tf.training.run_files import POLICIES
 
 
 class PolicyRunner:

@@ -17,7 +17,7 @@ and started afresh; its environments are recreated, their episodes are cut
 (``done`` and ``cut`` set, reward 0) and ``restarts`` counts one restart per
 recreated environment. Each process leads its own process group (its engines
 included) and ends that group when the pool's owner dies
-(:func:`distral_tf.process_guard.die_with_parent`).
+(:func:`distral_tf.envs.process_guard.die_with_parent`).
 
 :class:`LocalEnvs` offers the same interface with the environments stepped in
 the calling thread (``--num_env_processes=0``; fast for small tests). Both
@@ -44,7 +44,7 @@ import numpy as np
 from absl import logging
 from numpy.typing import DTypeLike
 
-from distral_tf import process_guard
+from distral_tf.envs import process_guard
 
 _MAX_START_ATTEMPTS = 5
 
