@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _git(*args: str, cwd: str) -> str | None:

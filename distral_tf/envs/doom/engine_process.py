@@ -174,7 +174,7 @@ def serve(conn: Connection) -> None:
 
 @functools.lru_cache(maxsize=1)
 def _process_guard():
-    path = Path(__file__).resolve().parents[2] / "process_guard.py"
+    path = Path(__file__).resolve().parents[1] / "process_guard.py"
     spec = importlib.util.spec_from_file_location("distral_tf_process_guard", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
