@@ -83,8 +83,8 @@ def test_run_header_is_printed_before_tensorflow_is_imported():
     import subprocess
     import sys
 
-    code = ("import sys; from distral_tf import budgets, progress; from distral_tf.training.config import TrainConfig; "
-            "from distral_tf.envs import make_suite; "
+    code = ("import sys; from distral_tf.training import budgets, progress; "
+            "from distral_tf.training.config import TrainConfig; from distral_tf.envs import make_suite; "
             "s = make_suite('two_rooms_small'); progress.run_header(TrainConfig(suite=s.name), s, "
             "budgets.longest_episode_steps(s)); print('tensorflow' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,

@@ -28,7 +28,8 @@ def test_second_lock_on_a_run_directory_is_refused_naming_the_holder(tmp_path):
 
 
 def test_lock_held_by_another_process_is_refused(tmp_path):
-    code = (f"import sys, time; sys.path.insert(0, {os.getcwd()!r}); from distral_tf import rundir; "
+    code = (f"import sys, time; sys.path.insert(0, {os.getcwd()!r}); "
+            "from distral_tf.training import run_files as rundir; "
             f"rundir.RunLock({str(tmp_path)!r}).acquire(); print('locked', flush=True); time.sleep(30)")
     holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
