@@ -31,8 +31,8 @@ SILENT = 1e-20
 
 def layer_health(run) -> dict[str, dict[str, float]]:
     """``{variable path: {"silent": fraction or None, "moved": relative change}}`` for every parameter."""
-    config, _ = trained_run.read_config(run.logdir)
-    initial = trained_run.build_agent(config, len(run.task_names), run.observation_shape, run.num_actions)
+    spaces = trained_run.Spaces(len(run.task_names), run.observation_shape, run.num_actions)
+    initial = trained_run.build_agent(run.config, spaces)  # the run's initial parameters follow from its seed
     optimizer = run.agent.optimizer
     out, seen = {}, {}
     for v0, v, ms in zip(initial.trainable, run.agent.trainable, optimizer.mean_squares, strict=True):
