@@ -73,8 +73,7 @@ def evaluate(logdir: str, *, checkpoint: int | None = None, policies=POLICIES, e
             raise trained_run.RunLoadError(
                 f"The run has task policies for {', '.join(run_tasks)} only; evaluate suite {suite.name!r} "
                 "with --policy=distilled.")
-    from distral_tf.training import policy_runner as evaluation
-    from distral_tf.training import videos
+    from distral_tf.training import policy_runner, videos
     from distral_tf.training.actors import close_quietly
 
     run = trained_run.load(logdir, checkpoint, suite=run_suite)
@@ -84,11 +83,11 @@ def evaluate(logdir: str, *, checkpoint: int | None = None, policies=POLICIES, e
                "suite": suite.name, "greedy": greedy, "episodes": episodes, "seed": seed,
                "distilled_policy": run.agent.algorithm.distilled_policy.value, "rows": [], "videos": [], "maps": []}
     for policy in policies:
-        runner = evaluation.PolicyRunner(run.agent, policy)
+        runner = policy_runner.PolicyRunner(run.agent, policy)
         envs = []
         try:
             envs = [suite.make_env(i) for i in range(suite.num_tasks)]
-            per_task = evaluation.run_episodes(envs, np.arange(suite.num_tasks), runner, episodes, greedy=greedy,
+            per_task = policy_runner.run_episodes(envs, np.arange(suite.num_tasks), runner, episodes, greedy=greedy,
                                                seed=seed, record=bool(video_dir))
             fps = [env.metadata.get("render_fps", 10) for env in envs]
             goals = [videos.goal_box(env) for env in envs]
@@ -96,7 +95,7 @@ def evaluate(logdir: str, *, checkpoint: int | None = None, policies=POLICIES, e
             for env in envs:
                 close_quietly(env)
         for task, (name, outcome) in enumerate(zip(suite.task_names, per_task, strict=True)):
-            results["rows"].append({"policy": policy, "task": name, **evaluation.summarize(outcome)})
+            results["rows"].append({"policy": policy, "task": name, **policy_runner.summarize(outcome)})
             recording = outcome.recording
             if recording is None:
                 continue

@@ -27,7 +27,7 @@ from distral_tf.model.algorithm_spec import DistilledPolicy
 from distral_tf.reporting import document as doc
 from distral_tf.reporting import metrics, optimum, random_policy, style
 from distral_tf.reporting.runs import Run, load_runs
-from distral_tf.training import run_files as rundir
+from distral_tf.training import run_files
 from flags import cli
 
 FLAGS = flags.FLAGS
@@ -66,7 +66,7 @@ class Options:
     random_seed: int = 0
     random_seconds: float = 60.0
 
-POLICIES = rundir.POLICIES
+POLICIES = run_files.POLICIES
 _PANELS = {"task": ("A1", "A2"), "distilled": ("B1", "B2")}
 
 
@@ -119,7 +119,7 @@ def _slug(text: str) -> str:
 
 def _policy_title(policy: str) -> str:
     """``policy``'s title at the start of a caption, e.g. "Task policies"."""
-    return rundir.policy_title(policy).capitalize()
+    return run_files.policy_title(policy).capitalize()
 
 
 def _distilled_policy_definition() -> str:
@@ -280,7 +280,7 @@ def experiment_section(experiment: str, runs: list[Run], out_dir: str, results: 
                   unfinished, best_return)
     for policy in POLICIES:
         curves_panel, finals_panel = _PANELS[policy]
-        title = rundir.policy_title(policy)
+        title = run_files.policy_title(policy)
         plots.curves_figure(path(curves_panel), summaries[policy], grid,
                             f"{experiment} {curves_panel}: {title}, best hyperparameters", reference, best_return)
         plots.sorted_finals_figure(path(finals_panel), summaries[policy],
@@ -422,7 +422,7 @@ def build_report(runs_dir: str, out_dir: str, options: Options = Options()) -> d
     with open(os.path.join(out_dir, "index.html"), "w") as f:
         f.write(doc.to_html(blocks, title))
     summary = {"runs_dir": runs_dir, **dataclasses.asdict(options), "experiments": results}
-    rundir.write_json_atomically(os.path.join(out_dir, "summary.json"), summary)
+    run_files.write_json_atomically(os.path.join(out_dir, "summary.json"), summary)
     return summary
 
 

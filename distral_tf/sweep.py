@@ -34,8 +34,7 @@ from collections.abc import Callable, Sequence
 from absl import flags
 
 from distral_tf import __version__, algorithms
-from distral_tf.training import budgets, tracking
-from distral_tf.training import run_files as rundir
+from distral_tf.training import budgets, run_files, tracking
 from distral_tf.training.ray_runs import parse_resources
 from distral_tf.training.run_files import format_value as format_value
 from distral_tf.training.run_files import run_id as run_id
@@ -189,13 +188,13 @@ def run_command(spec: RunSpec, logdir: str, run_module: str = "distral_tf.run",
 
 def read_state(logdir: str) -> str | None:
     """The state of a run's status.json ("crashed" for a dead run that says running), or None without one."""
-    return rundir.read_state(logdir)
+    return run_files.read_state(logdir)
 
 
 def _read_progress(logdir: str) -> str:
     """A short progress note: the per-task step count of the run's latest logged episode."""
     try:
-        with open(os.path.join(logdir, rundir.METRICS_FILE), "rb") as f:
+        with open(os.path.join(logdir, run_files.METRICS_FILE), "rb") as f:
             f.seek(max(0, os.path.getsize(f.name) - 4096))
             lines = f.read().decode(errors="replace").splitlines()
         for line in reversed(lines):
@@ -303,7 +302,7 @@ class Sweep:
         states = collections.Counter(self.entries[k]["state"] for k in wanted)
         manifest = {"version": __version__, **self.info, "updated": _now(), "counts": dict(states),
                     "runs": [self.entries[k] for k in wanted + others]}
-        rundir.write_json_atomically(self.manifest_path, manifest)
+        run_files.write_json_atomically(self.manifest_path, manifest)
 
     def logdir(self, spec: RunSpec) -> str:
         return os.path.join(self.runs_dir, spec.run_id)
@@ -448,7 +447,7 @@ class Sweep:
 
 def _write_tensorboard_config(runs_dir: str, specs: list[RunSpec], experiment: str):
     """The sweep-level HParams config (discrete domains of the grid); skipped if the suite can't load."""
-    from distral_tf.training import tensorboard_metadata as summaries
+    from distral_tf.training import tensorboard_metadata
 
     try:
         from distral_tf.envs import make_suite
@@ -458,8 +457,8 @@ def _write_tensorboard_config(runs_dir: str, specs: list[RunSpec], experiment: s
         print(f"[sweep] no sweep-level HParams config ({type(e).__name__}: {e})")
         return
     domains = {k: [s.flags[k] for s in specs] for k in ("algo", "learning_rate", "entropy_cost", "seed")}
-    tags = [rundir.per_task_tag(p, t, rundir.EPISODE_RETURN) for p in rundir.POLICIES for t in task_names]
-    summaries.write_hparams_config(runs_dir, domains, tags)
+    tags = [run_files.per_task_tag(p, t, run_files.EPISODE_RETURN) for p in run_files.POLICIES for t in task_names]
+    tensorboard_metadata.write_hparams_config(runs_dir, domains, tags)
 
 
 def _default_config():

@@ -137,17 +137,17 @@ def concurrent_attempt_refused(second, proc):
 
 
 def checkpoint_numbers(logdir):
-    from distral_tf.training import run_files as rundir
+    from distral_tf.training import run_files
 
-    return rundir.checkpoint_numbers(os.path.join(logdir, "checkpoints"))
+    return run_files.checkpoint_numbers(os.path.join(logdir, "checkpoints"))
 
 
 def status_after_kill_is_right(logdir):
     """A killed run reads "crashed" (or has no status yet), or "finished" when the kill landed
     after it had spent its whole budget and written its final status (while it was exiting)."""
-    from distral_tf.training import run_files as rundir
+    from distral_tf.training import run_files
 
-    state = rundir.read_state(logdir)
+    state = run_files.read_state(logdir)
     if state == "finished":
         status = json.loads(open(os.path.join(logdir, "status.json")).read())
         return all(steps >= status["budget_per_task"] for steps in status["env_steps_per_task"])
@@ -164,7 +164,7 @@ def steps_going_backwards(rows, task_names):
 
 def main(argv):
     cli.refuse_positional(argv)
-    from distral_tf.training import run_files as rundir
+    from distral_tf.training import run_files
 
     logdir = _LOGDIR.value
     shutil.rmtree(logdir, ignore_errors=True)
@@ -207,7 +207,7 @@ def main(argv):
         line = (f"cycle {cycle}: killed -9 {time.time() - start:.1f} s after the start, "
                 + (f"after checkpoint ckpt-{after[-1]}" if new_checkpoint else
                    "before this attempt's first checkpoint" + (" (none on disk)" if first else ""))
-                + f"; status reads {rundir.read_state(logdir)}"
+                + f"; status reads {run_files.read_state(logdir)}"
                 + (f"; a concurrent run was refused: {refused}" if refused is not None else ""))
         if _VERIFY.value and previous:
             restored, steps = restored_fingerprint(logdir)
@@ -242,7 +242,7 @@ def main(argv):
           and status["env_steps_per_task"] == [budget] * len(config["task_names"])
           and not steps_counted_twice and backwards == 0 and rows_per_task == events_per_task
           and all(restore_checks) and all(concurrency_checks) and all(crashed_checks) and already_finished)
-    attempts_dir = os.path.join(logdir, rundir.ATTEMPTS_DIR)
+    attempts_dir = os.path.join(logdir, run_files.ATTEMPTS_DIR)
     print(json.dumps({
         "kills": kills, "kills_before_an_attempts_first_checkpoint": kills_before_first_checkpoint,
         "attempts_moved_aside": len(os.listdir(attempts_dir)) if os.path.isdir(attempts_dir) else 0,

@@ -34,7 +34,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from absl import flags, logging  # noqa: E402
 
-from distral_tf.training import run_files as rundir  # noqa: E402
+from distral_tf.training import run_files  # noqa: E402
 from flags import cli  # noqa: E402
 
 ARMS = ("transfer", "transfer_frozen", "scratch")
@@ -93,7 +93,7 @@ def run_commands(runs: str, algo: str, source_tasks, held_out_task: str, seeds, 
 
 
 def _finished(logdir: str) -> bool:
-    return rundir.read_state(logdir) == "finished"
+    return run_files.read_state(logdir) == "finished"
 
 
 def execute(commands: list[dict], jobs: int) -> dict[str, float]:
@@ -132,7 +132,7 @@ def execute(commands: list[dict], jobs: int) -> dict[str, float]:
 def read_returns(logdir: str, policy: str = "task") -> tuple[np.ndarray, np.ndarray]:
     """``(agent steps, returns)`` of the episodes of ``policy`` in the run's ``metrics.jsonl``."""
     steps, returns = [], []
-    with open(os.path.join(logdir, rundir.METRICS_FILE)) as f:
+    with open(os.path.join(logdir, run_files.METRICS_FILE)) as f:
         for line in f:
             row = json.loads(line)
             if row["policy"] == policy:

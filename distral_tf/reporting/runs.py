@@ -18,10 +18,10 @@ from collections import defaultdict
 
 import numpy as np
 
-from distral_tf.training import run_files as rundir
+from distral_tf.training import run_files
 from distral_tf.training.run_directory import saved_settings
 
-POLICIES = rundir.POLICIES
+POLICIES = run_files.POLICIES
 
 
 @dataclasses.dataclass
@@ -87,8 +87,8 @@ def find_run_dirs(root: str) -> list[str]:
         raise FileNotFoundError(f"--runs directory {root!r} does not exist.")
     found = []
     for dirpath, dirnames, filenames in os.walk(root):
-        if (rundir.CONFIG_FILE in filenames or rundir.METRICS_FILE in filenames
-                or any(rundir.is_scalar_event_file(f) for f in filenames)):
+        if (run_files.CONFIG_FILE in filenames or run_files.METRICS_FILE in filenames
+                or any(run_files.is_scalar_event_file(f) for f in filenames)):
             found.append(dirpath)
             dirnames[:] = []
         else:
@@ -104,8 +104,8 @@ def _read_json(path: str) -> dict:
     if not os.path.exists(path):
         return {}
     try:
-        return rundir.read_json_object(path)
-    except rundir.RunDirError as e:
+        return run_files.read_json_object(path)
+    except run_files.RunDirError as e:
         logging.warning("skipping %s", e)
         _unreadable.append(path)
         return {}
@@ -116,7 +116,7 @@ def _settings(config: dict, path: str) -> dict:
     if there are none, with a warning naming a file whose settings are not an object."""
     try:
         return saved_settings(config, path) or {}
-    except rundir.RunDirError as e:
+    except run_files.RunDirError as e:
         logging.warning("skipping %s", e)
         return {}
 
@@ -139,7 +139,7 @@ def _read_metrics(path: str) -> list[dict]:
         except ValueError:  # e.g. a line cut short by a crash
             logging.warning("%s:%d: skipping unreadable line", path, line_no)
             continue
-        if isinstance(row, dict) and rundir.METRICS_ROW_KEYS <= row.keys():
+        if isinstance(row, dict) and run_files.METRICS_ROW_KEYS <= row.keys():
             rows.append(row)
     return rows
 
@@ -148,13 +148,13 @@ def _event_files(run_dir: str) -> list[str]:
     files = []
     for dirpath, dirnames, filenames in os.walk(run_dir):
         dirnames.sort()
-        files += [os.path.join(dirpath, f) for f in sorted(filenames) if rundir.is_scalar_event_file(f)]
+        files += [os.path.join(dirpath, f) for f in sorted(filenames) if run_files.is_scalar_event_file(f)]
     return files
 
 
 def _hparams_files(run_dir: str) -> list[str]:
     return [os.path.join(run_dir, f) for f in sorted(os.listdir(run_dir))
-            if rundir.is_event_file(f) and f.endswith(rundir.HPARAMS_SUFFIX)]
+            if run_files.is_event_file(f) and f.endswith(run_files.HPARAMS_SUFFIX)]
 
 
 def _iter_events(path: str):
@@ -184,12 +184,12 @@ def _rows_from_events(run_dir: str) -> list[dict]:
             if not event.HasField("summary"):
                 continue
             for value in event.summary.value:
-                parsed = rundir.parse_episode_tag(value.tag)
+                parsed = run_files.parse_episode_tag(value.tag)
                 scalar = _scalar_value(value) if parsed else None
                 if scalar is None:
                     continue
                 policy, task, metric = parsed
-                if metric == rundir.EPISODE_LENGTH:
+                if metric == run_files.EPISODE_LENGTH:
                     lengths[(policy, task, event.step)] = scalar
                 else:
                     rows.append({"policy": policy, "task": task, "env_steps": event.step, "return": scalar,
@@ -231,21 +231,21 @@ def _int(value) -> int | None:
 
 def load_run(run_dir: str, root: str) -> Run:
     """Loads one run directory (see the module docstring for the sources used)."""
-    config = _read_json(os.path.join(run_dir, rundir.CONFIG_FILE))
-    status = _read_json(os.path.join(run_dir, rundir.STATUS_FILE))
-    flags = dict(_settings(config, os.path.join(run_dir, rundir.CONFIG_FILE)))
+    config = _read_json(os.path.join(run_dir, run_files.CONFIG_FILE))
+    status = _read_json(os.path.join(run_dir, run_files.STATUS_FILE))
+    flags = dict(_settings(config, os.path.join(run_dir, run_files.CONFIG_FILE)))
     run_id = os.path.relpath(run_dir, root)
     if run_id == ".":
         run_id = os.path.basename(os.path.abspath(run_dir))
-    metrics_path = os.path.join(run_dir, rundir.METRICS_FILE)
+    metrics_path = os.path.join(run_dir, run_files.METRICS_FILE)
     if os.path.exists(metrics_path):
-        rows, source = _read_metrics(metrics_path), rundir.METRICS_FILE
+        rows, source = _read_metrics(metrics_path), run_files.METRICS_FILE
     else:
         rows, source = _rows_from_events(run_dir), "events"
         if not flags:
             flags = _hparams_from_events(run_dir)
     if not flags:
-        flags = rundir.parse_run_id(os.path.basename(run_dir)) or {}
+        flags = run_files.parse_run_id(os.path.basename(run_dir)) or {}
 
     task_names = [str(t) for t in config.get("task_names") or []]
     for row in rows:
@@ -276,7 +276,7 @@ def load_run(run_dir: str, root: str) -> Run:
         seed=_int(flags.get("seed")),
         flags=flags,
         task_names=task_names,
-        state=rundir.effective_state(status) if status else "unknown",
+        state=run_files.effective_state(status) if status else "unknown",
         source=source,
         episodes=episodes,
         git_commit=(f"{config['git_commit']}{'+changes' if config.get('git_dirty') else ''}"

@@ -17,7 +17,7 @@ import tensorflow as tf
 from absl import logging
 from tensorflow.python.checkpoint import checkpoint_management
 
-from distral_tf.training import run_files as rundir
+from distral_tf.training import run_files
 
 
 class CheckpointError(RuntimeError):
@@ -33,11 +33,11 @@ class Checkpointer:
 
     def existing(self) -> list[str]:
         """Paths of the checkpoints on disk (found by their index files), oldest first."""
-        return [os.path.join(self.directory, f"ckpt-{n}") for n in rundir.checkpoint_numbers(self.directory)]
+        return [os.path.join(self.directory, f"ckpt-{n}") for n in run_files.checkpoint_numbers(self.directory)]
 
     def restore(self) -> str | None:
         """Restores the newest readable checkpoint; returns its path, or ``None`` if there is none."""
-        removed = rundir.remove_temporary_checkpoints(self.directory)
+        removed = run_files.remove_temporary_checkpoints(self.directory)
         if removed:
             logging.warning("Removed leftovers of interrupted checkpoint writes in %s: %s.", self.directory,
                             ", ".join(sorted(removed)))
@@ -85,7 +85,7 @@ class Checkpointer:
         try:
             return self.manager.save(checkpoint_number=step)
         except (OSError, tf.errors.OpError) as e:
-            rundir.remove_temporary_checkpoints(self.directory)
+            run_files.remove_temporary_checkpoints(self.directory)
             reason = getattr(e, "strerror", None) or str(e).strip().splitlines()[0]
             raise CheckpointError(f"Could not write checkpoint {os.path.join(self.directory, f'ckpt-{step}')}: "
                                   f"{reason}. The previous checkpoints are intact.") from None

@@ -16,10 +16,10 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from distral_tf.training import run_files as rundir
+from distral_tf.training import run_files
 from distral_tf.training.run_files import METRICS_FILE
 
-PER_TASK_PREFIXES = tuple(f"{prefix}/" for prefix in (*rundir.POLICIES, "loss"))
+PER_TASK_PREFIXES = tuple(f"{prefix}/" for prefix in (*run_files.POLICIES, "loss"))
 
 
 def rewind_event_files(logdir: str, task_steps: dict[str, int], run_steps: int) -> int:
@@ -42,7 +42,7 @@ def rewind_event_files(logdir: str, task_steps: dict[str, int], run_steps: int) 
     dropped = 0
     for name in sorted(os.listdir(logdir)):
         path = os.path.join(logdir, name)
-        if not name.startswith(rundir.EVENT_FILE_PREFIX) or not os.path.isfile(path):
+        if not name.startswith(run_files.EVENT_FILE_PREFIX) or not os.path.isfile(path):
             continue
         kept, removed = [], 0
         try:
@@ -116,13 +116,13 @@ class Monitor:
             steps = {n: int(s) for n, s in zip(self.task_names, resume_task_steps, strict=True)}
             self._resume_task_steps = [int(s) for s in resume_task_steps]
             self._resume_total_steps = int(sum(steps.values()))
-            rows, partial = rundir.rewind_metrics(path, int(metrics_offset or 0))
+            rows, partial = run_files.rewind_metrics(path, int(metrics_offset or 0))
             events = rewind_event_files(logdir, steps, self._resume_total_steps)
             log = logging.warning if rows or events else logging.info
             log("Resuming at %s agent steps: dropped %d metrics.jsonl rows%s and %d TensorBoard events written "
                 "after the checkpoint.", f"{self._resume_total_steps:,}", rows,
                 " (the last one cut short)" if partial else "", events)
-        elif rundir.drop_partial_last_line(path):
+        elif run_files.drop_partial_last_line(path):
             logging.warning("Dropped a line cut short at the end of %s.", path)
         self._writer = tf.summary.create_file_writer(logdir, flush_millis=10_000)
         self._metrics = open(path, "a", buffering=1)
@@ -136,15 +136,16 @@ class Monitor:
         """Records one finished episode of the task policy (or, ``policy="distilled"``, of pi_0;
         ``final``: of its final evaluation)."""
         name = self.task_names[task_index]
-        row = rundir.metrics_row(name, task_index, policy, env_steps, episode_return, length, time.time(), final)
+        row = run_files.metrics_row(name, task_index, policy, env_steps, episode_return, length, time.time(), final)
         with self._lock:
             self._metrics.write(json.dumps(row) + "\n")
             with self._writer.as_default():
-                tf.summary.scalar(rundir.per_task_tag(policy, name, rundir.EPISODE_RETURN), episode_return,
+                tf.summary.scalar(run_files.per_task_tag(policy, name, run_files.EPISODE_RETURN), episode_return,
                                   step=env_steps)
-                tf.summary.scalar(rundir.per_task_tag(policy, name, rundir.EPISODE_LENGTH), length, step=env_steps)
-            _mirror(env_steps, {rundir.per_task_tag(policy, name, rundir.EPISODE_RETURN): episode_return,
-                                rundir.per_task_tag(policy, name, rundir.EPISODE_LENGTH): length})
+                tf.summary.scalar(run_files.per_task_tag(policy, name, run_files.EPISODE_LENGTH), length,
+                                  step=env_steps)
+            _mirror(env_steps, {run_files.per_task_tag(policy, name, run_files.EPISODE_RETURN): episode_return,
+                                run_files.per_task_tag(policy, name, run_files.EPISODE_LENGTH): length})
             if policy == "task":
                 recent = self._recent_returns[task_index]
                 recent.append(float(episode_return))

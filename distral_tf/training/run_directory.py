@@ -22,8 +22,7 @@ from collections.abc import Sequence
 from absl import logging
 
 import distral_tf
-from distral_tf.training import provenance
-from distral_tf.training import run_files as rundir
+from distral_tf.training import provenance, run_files
 from distral_tf.training.run_files import CHECKPOINT_DIR, CONFIG_FILE, STATUS_FILE, RunDirError, RunLock
 
 # The key of the settings in ``config.json``, and the key older run directories also (or only) have.
@@ -104,7 +103,7 @@ class RunDirectory:
         """The whole ``config.json`` (None if there is none); ``RunDirError`` naming it if unreadable."""
         if not os.path.exists(self.config_path):
             return None
-        return rundir.read_json_object(self.config_path)
+        return run_files.read_json_object(self.config_path)
 
     def settings(self) -> dict | None:
         """The saved settings (:func:`saved_settings`), None without ``config.json`` or settings in it."""
@@ -114,7 +113,7 @@ class RunDirectory:
     def write_config(self, record: dict):
         """Writes ``config.json`` (a :func:`config_record`)."""
         os.makedirs(self.logdir, exist_ok=True)
-        rundir.write_json_atomically(self.config_path, record)
+        run_files.write_json_atomically(self.config_path, record)
 
     def check_saved_config(self, config):
         """``ConfigMismatchError`` if the directory holds a run whose model-defining settings differ from
@@ -140,7 +139,7 @@ class RunDirectory:
         if not os.path.exists(self.status_path):
             return None
         try:
-            return rundir.read_json_object(self.status_path)
+            return run_files.read_json_object(self.status_path)
         except RunDirError:
             return None
 
@@ -148,7 +147,7 @@ class RunDirectory:
         """Writes ``status.json``: ``state``, the agent steps (in all and per task), the budget per task,
         the time (also as the heartbeat), this process and host, and ``extra``."""
         now = time.time()
-        rundir.write_json_atomically(self.status_path, {
+        run_files.write_json_atomically(self.status_path, {
             "state": state,
             "env_steps": int(sum(int(s) for s in task_steps)),
             "env_steps_per_task": [int(s) for s in task_steps],
@@ -156,7 +155,7 @@ class RunDirectory:
             "time": now,
             "heartbeat": now,
             "pid": os.getpid(),
-            "host": rundir.hostname(),
+            "host": run_files.hostname(),
             **extra,
         })
 
@@ -184,9 +183,9 @@ class RunDirectory:
     def set_aside_attempt_without_checkpoint(self) -> str | None:
         """An earlier attempt that left data but no checkpoint: its files go to ``previous_attempts/<n>/``
         and the run starts clean; returns where they went (None if there was nothing to move)."""
-        if rundir.checkpoint_numbers(self.checkpoint_dir):
+        if run_files.checkpoint_numbers(self.checkpoint_dir):
             return None
-        moved = rundir.move_attempt_aside(self.logdir)
+        moved = run_files.move_attempt_aside(self.logdir)
         if moved:
             logging.warning("An earlier attempt in %s stopped before its first checkpoint; moved its files to %s "
                             "and starting from step 0.", self.logdir, moved)
@@ -194,4 +193,4 @@ class RunDirectory:
 
     def has_final_evaluation(self) -> bool:
         """Whether ``metrics.jsonl`` holds episodes of a final evaluation of pi_0."""
-        return rundir.has_final_evaluation(self.logdir)
+        return run_files.has_final_evaluation(self.logdir)

@@ -17,7 +17,7 @@ import threading
 from absl import logging
 
 from distral_tf.envs.suites import Suite
-from distral_tf.training import warm_start as transfer
+from distral_tf.training import warm_start
 from distral_tf.training.actors import close_quietly
 from distral_tf.training.checkpointing import Checkpointer
 from distral_tf.training.config import TrainConfig
@@ -88,7 +88,7 @@ def build_run(config: TrainConfig, suite: Suite, spaces: EnvSpaces, state: RunSt
     if restored:
         logging.info("Resuming from %s at %s agent steps.", restored, f"{int(agent.env_steps.numpy()):,}")
     elif config.init_from:
-        step = transfer.load_distilled(agent, config.init_from)
+        step = warm_start.load_distilled(agent, config.init_from)
         logging.info("pi_0 starts from %s at %s agent steps.", config.init_from, f"{step:,}")
     state.start_attempt()
     monitor = Monitor(config.logdir, suite.task_names, suite.frames_per_step,

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from distral_tf.training import tensorboard_metadata as summaries
+from distral_tf.training import tensorboard_metadata
 from distral_tf.training.trained_run import algorithm_of
 
 # The per-task terms of an update written under ``task/<task>/``.
@@ -32,11 +32,12 @@ class RunSummaries:
     def write_run_metadata(self, suite, evaluates_distilled: bool):
         """The TensorBoard layout of the run's charts and its hyperparameters (HParams)."""
         cfg = self.config
-        summaries.write_custom_scalars_layout(
+        tensorboard_metadata.write_custom_scalars_layout(
             cfg.logdir, suite.task_names,
-            summaries.logged_metrics(self.algorithm, self.coeffs, evaluates_distilled=evaluates_distilled))
-        summaries.write_hparams(cfg.logdir, {**cfg.to_json(), "suite": suite.name},
-                                [summaries.per_task_tag("task", t, "episode_return") for t in suite.task_names])
+            tensorboard_metadata.logged_metrics(self.algorithm, self.coeffs, evaluates_distilled=evaluates_distilled))
+        tensorboard_metadata.write_hparams(
+            cfg.logdir, {**cfg.to_json(), "suite": suite.name},
+            [tensorboard_metadata.per_task_tag("task", t, "episode_return") for t in suite.task_names])
 
     def due(self, rounds: int) -> bool:
         """Whether an actor group's update after ``rounds`` earlier ones is summarised."""

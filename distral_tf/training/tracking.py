@@ -31,7 +31,7 @@ import time
 
 from absl import logging
 
-from distral_tf.training import run_files as rundir
+from distral_tf.training import run_files
 
 TRACKERS = ("wandb", "mlflow")
 TRACKING_FILE = "tracking.json"
@@ -208,8 +208,8 @@ _HINTS = {"wandb": " (WANDB_MODE=offline records without an account)",
 
 def _saved_ids(logdir: str) -> dict:
     try:
-        return rundir.read_json_object(os.path.join(logdir, TRACKING_FILE))
-    except rundir.RunDirError:
+        return run_files.read_json_object(os.path.join(logdir, TRACKING_FILE))
+    except run_files.RunDirError:
         return {}
 
 
@@ -238,7 +238,7 @@ def start(config, flush_secs: float = 5.0) -> Tracker | None:
             shutil.rmtree(logdir, ignore_errors=True)
         first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise TrackingUnavailableError(f"--track={kind} could not start: {first_line}{_HINTS[kind]}") from None
-    rundir.write_json_atomically(os.path.join(logdir, TRACKING_FILE), {**saved, kind: tracker.id})
+    run_files.write_json_atomically(os.path.join(logdir, TRACKING_FILE), {**saved, kind: tracker.id})
     return tracker
 
 

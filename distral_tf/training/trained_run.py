@@ -14,7 +14,7 @@ import json
 import os
 
 from distral_tf.envs.suites import Suite
-from distral_tf.training import run_files as rundir
+from distral_tf.training import run_files
 from distral_tf.training.config import LEGACY_VALUES, TrainConfig
 from distral_tf.training.run_directory import budget_per_task, saved_settings
 from distral_tf.training.run_files import CHECKPOINT_DIR, CONFIG_FILE
@@ -35,7 +35,7 @@ def read_config(logdir: str) -> tuple[TrainConfig, dict]:
         saved = saved_settings(meta, path) if isinstance(meta, dict) else None
     except (OSError, ValueError) as e:
         raise RunLoadError(f"{path} cannot be read ({type(e).__name__}: {e}).") from None
-    except rundir.RunDirError as e:
+    except run_files.RunDirError as e:
         raise RunLoadError(f"{e}.") from None
     if saved is None:
         raise RunLoadError(f"{path} holds no settings (no \"config\" entry).")
@@ -47,7 +47,7 @@ def read_config(logdir: str) -> tuple[TrainConfig, dict]:
 def checkpoint_steps(logdir: str) -> dict[int, str]:
     """Agent step -> checkpoint prefix, for every checkpoint in ``logdir/checkpoints`` (any order)."""
     directory = os.path.join(logdir, CHECKPOINT_DIR)
-    return {n: os.path.join(directory, f"ckpt-{n}") for n in rundir.checkpoint_numbers(directory)}
+    return {n: os.path.join(directory, f"ckpt-{n}") for n in run_files.checkpoint_numbers(directory)}
 
 
 def select_checkpoint(logdir: str, step: int | None = None) -> tuple[int, str]:

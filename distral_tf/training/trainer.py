@@ -26,8 +26,7 @@ from absl import logging
 
 from distral_tf.envs.suites import Suite
 from distral_tf.model.agent import check_device
-from distral_tf.training import budgets, tensorflow_setup
-from distral_tf.training import warm_start as transfer
+from distral_tf.training import budgets, tensorflow_setup, warm_start
 from distral_tf.training.backends import BackendFactory, LocalBackend, WorkerBackend, WorkerContext
 from distral_tf.training.config import TrainConfig
 from distral_tf.training.distilled_evaluation import CLIP_STEPS, final_evaluation_figures
@@ -156,7 +155,7 @@ class Trainer:
             # leaves no run directory.
             self.spaces = probe_environment(self.suite)
             if self.config.init_from:
-                transfer.check_source(self.config.init_from, self.config.algo,
+                warm_start.check_source(self.config.init_from, self.config.algo,
                                       self.spaces.observation_space.shape, self.spaces.action_space.n)
             try:
                 self.run_dir.make_writable()
