@@ -68,6 +68,9 @@ class Suite:
       preview_env_kwargs: extra keyword arguments for the environments that
         ``python -m distral_tf.preview`` builds; an ``episode_length`` among them is
         replaced by one long enough for every frame of the preview.
+      observation_normalization: what ``--observation_normalization=suite`` means for this suite:
+        ``"none"`` (frames in ``[0, 1]``) or ``"per_pixel"`` (each pixel centred and scaled by
+        the statistics of a random policy's frames).
     """
 
     name: str
@@ -81,6 +84,7 @@ class Suite:
     memory_per_env_bytes: int = DEFAULT_MEMORY_PER_ENV_BYTES
     max_episode_steps: int | None = None
     preview_env_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    observation_normalization: str = "none"
 
     def __post_init__(self):
         n = len(self.task_names)

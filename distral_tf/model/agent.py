@@ -163,6 +163,9 @@ class _Network:
         # What a snapshot copies from the shared parameters: the trained variables and a fixed pi_0.
         fixed = [distilled] if self.uses_distilled and not train_distilled else []
         self.synced = self.trainable + [v for column in fixed for v in column.trainable_variables]
+        # ... and the observation statistics of every column (set once, at the start of a run).
+        columns = list(task_columns) + ([distilled] if distilled is not None else [])
+        self.synced += [v for column in columns for v in column.observation_statistics]
 
     def distilled_column(self) -> Column:
         """The column evaluated as pi_0, as the algorithm's ``distilled_policy`` declares it."""
@@ -499,8 +502,9 @@ class Agent(tf.Module):
                  learning_rate: float, total_env_steps: int, rmsprop_decay: float = 0.99,
                  rmsprop_epsilon: float = 0.1, max_grad_norm: float = 40.0, seed: int = 0,
                  torso_dtype: str = "float32", two_column_scaling: str = "unit", train_distilled: bool = True,
-                 rmsprop_initial_mean_square: float = 0.0, device: str = ""):
+                 rmsprop_initial_mean_square: float = 0.0, device: str = "", normalize_observations: bool = False):
         super().__init__(name="agent")
+        self.normalize_observations = bool(normalize_observations)
         self.algorithm = algorithm
         self.coeffs = coeffs
         self.num_tasks = num_tasks
@@ -562,14 +566,16 @@ class Agent(tf.Module):
     def _make_columns(self, suffix: str = "") -> tuple[list[Column], Column | None]:
         """A fresh, built set of this algorithm's columns (the shared ones, or a replica's)."""
         num_actions, dtype, seeds = self.num_actions, self.torso_dtype, self._seed_stream
+        norm = self.normalize_observations
         if self.algorithm.has_distilled_column:
             task_columns = [Column(num_actions, with_value=True, name=f"task_{i}{suffix}", torso_dtype=dtype,
-                                   policy_scale=self.policy_scale, seed_stream=seeds) for i in range(self.num_tasks)]
+                                   policy_scale=self.policy_scale, seed_stream=seeds, normalize_observations=norm)
+                            for i in range(self.num_tasks)]
             distilled = Column(num_actions, with_value=False, name=f"distilled{suffix}", torso_dtype=dtype,
-                               seed_stream=seeds)
+                               seed_stream=seeds, normalize_observations=norm)
         else:
             task_columns = [Column(num_actions, with_value=True, name=f"shared{suffix}", torso_dtype=dtype,
-                                   seed_stream=seeds)]
+                                   seed_stream=seeds, normalize_observations=norm)]
             distilled = None
         for column in task_columns + ([distilled] if distilled is not None else []):
             column.build_for(self.observation_shape)
@@ -578,6 +584,14 @@ class Agent(tf.Module):
     @property
     def columns(self) -> list[Column]:
         return list(self.task_columns) + ([self.distilled] if self.distilled is not None else [])
+
+    def set_observation_statistics(self, mean, std) -> None:
+        """Sets every column's per-pixel statistics (``[H, W, C]``, frames scaled to ``[0, 1]``); snapshots take
+        them at their next sync."""
+        if not self.normalize_observations:
+            raise ValueError("This agent was built without normalize_observations.")
+        for column in self.columns:
+            column.set_observation_statistics(mean, std)
 
     def distilled_column(self) -> Column:
         """The network evaluated as pi_0 (the shared network for a3c_multitask)."""

@@ -15,13 +15,19 @@ import tensorflow as tf
 from distral_tf.model.options import TORSO_DTYPES
 
 LSTM_SIZE = 256
+# Added to a pixel's standard deviation before dividing by it: pixels that never change (a wall, the
+# weapon) stay near their mean instead of being magnified.
+OBSERVATION_STD_FLOOR = 0.02
 
 
 class Column(keras.Model):
     """conv(16, 8x8, /4) - conv(32, 4x4, /2) - fc256 - LSTM256, then heads.
 
-    Observations are uint8 images ``[..., H, W, C]`` scaled to ``[0, 1]``. The LSTM
-    state is reset wherever ``first`` is true (the observation starts an episode).
+    Observations are uint8 images ``[..., H, W, C]`` scaled to ``[0, 1]``. With
+    ``normalize_observations``, each pixel and channel is then centred and scaled by
+    statistics of the task's frames (:meth:`set_observation_statistics`; until set, the
+    identity): ``(x - mean) / (std + floor)``. The LSTM state is reset wherever ``first``
+    is true (the observation starts an episode).
 
     ``torso_dtype="bfloat16"`` computes the convolutions and the fc layer in bfloat16
     (Keras mixed precision: variables stay float32); the LSTM, the heads and
@@ -38,8 +44,11 @@ class Column(keras.Model):
     """
 
     def __init__(self, num_actions: int, with_value: bool, name: str = "column", torso_dtype: str = "float32",
-                 policy_scale: float = 1.0, seed_stream: random.Random | None = None):
+                 policy_scale: float = 1.0, seed_stream: random.Random | None = None,
+                 normalize_observations: bool = False):
         super().__init__(name=name)
+        self.normalize_observations = bool(normalize_observations)
+        self.observation_statistics: list = []  # (mean, scale) of the pixels, with normalisation
         if torso_dtype not in TORSO_DTYPES:
             raise ValueError(f"torso_dtype must be one of {TORSO_DTYPES}, got {torso_dtype!r}.")
         num_actions = int(num_actions)
@@ -75,6 +84,14 @@ class Column(keras.Model):
 
     def build_for(self, observation_shape) -> Column:
         """Creates the variables for observations of ``observation_shape`` (H, W, C)."""
+        if self.normalize_observations and not self.observation_statistics:
+            shape = [int(d) for d in observation_shape]
+            # x -> (x - mean) * scale, on uint8 values; until set, the identity on [0, 1]
+            self.observation_mean = self.add_weight(shape=shape, initializer="zeros", trainable=False,
+                                                    name="observation_mean")
+            self.observation_scale = self.add_weight(shape=shape, initializer=keras.initializers.Constant(1 / 255.0),
+                                                     trainable=False, name="observation_scale")
+            self.observation_statistics = [self.observation_mean, self.observation_scale]
         obs = tf.zeros([1, *observation_shape], tf.uint8)
         features = self.keras_torso(obs)  # builds the torso's Keras layers
         self._heads(self.lstm(features, list(self.initial_state(1)))[0])
@@ -88,7 +105,7 @@ class Column(keras.Model):
         the ReLU under the layer's name: what per-rollout gradients are made of
         (:mod:`distral_tf.model.per_rollout`).
         """
-        x = tf.cast(obs, tf.float32) * (1.0 / 255.0)
+        x = self.scaled_observations(obs)
         for layer in (self.conv1, self.conv2):
             dtype = layer.compute_dtype
             x = tf.cast(x, dtype)
@@ -104,9 +121,29 @@ class Column(keras.Model):
             taps[self.fc.name] = (x, z)
         return tf.cast(tf.nn.relu(z), tf.float32)
 
+    def scaled_observations(self, obs: tf.Tensor) -> tf.Tensor:
+        """uint8 ``[N, H, W, C]`` -> float32 in ``[0, 1]``, or normalised per pixel (see the class)."""
+        if not self.observation_statistics:
+            return tf.cast(obs, tf.float32) * (1.0 / 255.0)
+        mean, scale = self.observation_statistics
+        return (tf.cast(obs, tf.float32) - mean) * scale
+
+    def set_observation_statistics(self, mean, std, floor: float = OBSERVATION_STD_FLOOR):
+        """Sets the per-pixel statistics, ``mean`` and ``std`` ``[H, W, C]`` of frames scaled to ``[0, 1]``."""
+        if not self.observation_statistics:
+            raise ValueError(f"Column {self.name!r} was built without normalize_observations.")
+        mean_var, scale_var = self.observation_statistics
+        mean = tf.convert_to_tensor(mean, tf.float32)
+        std = tf.convert_to_tensor(std, tf.float32)
+        if mean.shape != mean_var.shape or std.shape != scale_var.shape:
+            raise ValueError(f"Observation statistics of shape {mean.shape} and {std.shape} do not fit observations "
+                             f"of shape {mean_var.shape}.")
+        mean_var.assign(255.0 * mean)
+        scale_var.assign(1.0 / (255.0 * (std + floor)))
+
     def keras_torso(self, obs: tf.Tensor) -> tf.Tensor:
         """:meth:`torso` through the Keras layers' own calls (builds them; a reference for tests)."""
-        x = tf.cast(obs, tf.float32) * (1.0 / 255.0)
+        x = self.scaled_observations(obs)
         return tf.cast(self.fc(self.flatten(self.conv2(self.conv1(x)))), tf.float32)
 
     def _heads(self, core_out: tf.Tensor, taps: dict | None = None):

@@ -16,6 +16,7 @@ from distral_tf.model.options import TORSO_DTYPES, TWO_COLUMN_SCALINGS
 
 REWARD_CLIPPING = ("none", "abs_one", "soft_asymmetric")
 UPDATE_MODES = ("hogwild", "batched")
+OBSERVATION_NORMALIZATIONS = ("suite", "none", "per_pixel")
 BACKENDS = ("local", "ray")
 TRACKERS = ("none", "wandb", "mlflow")
 
@@ -23,9 +24,10 @@ TRACKERS = ("none", "wandb", "mlflow")
 # with the same values (other fields, e.g. logging intervals, may change).
 MODEL_FIELDS = ("algo", "suite", "alpha", "entropy_cost", "learning_rate", "unroll_length", "discount",
                 "value_cost", "total_env_steps", "workers_per_task", "reward_clipping", "update_mode",
-                "two_column_scaling", "freeze_distilled", "rmsprop_initial_mean_square")
+                "two_column_scaling", "freeze_distilled", "rmsprop_initial_mean_square", "observation_normalization")
 # The value a model-defining field had in run directories written before it existed.
-LEGACY_VALUES = {"two_column_scaling": "literal", "rmsprop_initial_mean_square": 0.0}
+LEGACY_VALUES = {"two_column_scaling": "literal", "rmsprop_initial_mean_square": 0.0,
+                 "observation_normalization": "none"}
 
 # Upper bounds: far beyond any sensible run, low enough that a typo (an extra zero or
 # exponent) is caught before it overflows a timer or a buffer, or hangs the start.
@@ -136,6 +138,10 @@ class TrainConfig:
         "whose first steps are smaller; docs/fidelity.md).", bound=UpTo(1e6, strict=False))
     reward_clipping: str = setting("none", "Reward clipping applied for learning (returns are logged unclipped).",
                                    choices=REWARD_CLIPPING)
+    observation_normalization: str = setting(
+        "suite", "Frames in [0, 1] (none), or centred and scaled per pixel by the statistics of frames of a random "
+        "policy, taken when a run starts (per_pixel); suite: the suite's own choice (per_pixel for the Doom suites, "
+        "whose rooms fill most of every frame; none elsewhere).", choices=OBSERVATION_NORMALIZATIONS)
     seed: int = setting(0, "Random seed.", bound=UpTo(2**31 - 1, strict=False))
     update_mode: str = setting(
         "hogwild", "hogwild: each worker applies its own gradient asynchronously (the paper); batched: the rollouts "

@@ -271,6 +271,7 @@ class TaskLearner:
 
     def __init__(self, config: dict, spaces: EnvSpaces, tasks: list[int], shared):
         from distral_tf.envs import make_suite
+        from distral_tf.training import observation_statistics
         from distral_tf.training.run_counters import RunState
 
         self.tasks = list(tasks)
@@ -280,6 +281,8 @@ class TaskLearner:
         self.config = cfg
         suite = make_suite(cfg.suite)
         self.agent = agent = build_agent(cfg, spaces.for_agent(suite.num_tasks))
+        if agent.normalize_observations:  # the driver's statistics, from the run directory (or taken alike)
+            agent.set_observation_statistics(*observation_statistics.load_or_take(cfg, suite))
         self.state = RunState(suite.num_tasks, budget_per_task(cfg, suite.num_tasks), cfg.unroll_length)
         self.monitor = RecordingMonitor()
         self._stop = threading.Event()

@@ -17,7 +17,7 @@ import threading
 from absl import logging
 
 from distral_tf.envs.suites import Suite
-from distral_tf.training import warm_start
+from distral_tf.training import observation_statistics, warm_start
 from distral_tf.training.actors import close_quietly
 from distral_tf.training.checkpointing import Checkpointer
 from distral_tf.training.config import TrainConfig
@@ -90,6 +90,10 @@ def build_run(config: TrainConfig, suite: Suite, spaces: EnvSpaces, state: RunSt
     elif config.init_from:
         step = warm_start.load_distilled(agent, config.init_from)
         logging.info("pi_0 starts from %s at %s agent steps.", config.init_from, f"{step:,}")
+    if not restored and agent.normalize_observations:
+        agent.set_observation_statistics(*observation_statistics.load_or_take(config, suite))
+        logging.info("Observations normalised per pixel by the statistics of %s frames of a random policy.",
+                     f"{observation_statistics.FRAMES:,}")
     state.start_attempt()
     monitor = Monitor(config.logdir, suite.task_names, suite.frames_per_step,
                       state.steps_per_task * suite.num_tasks, config.log_every_secs,

@@ -122,9 +122,12 @@ def build_agent(config: TrainConfig, spaces: Spaces):
     training, its Ray actors, evaluation, export and transfer build one.
 
     Its learning rate anneals over the run's budget rounded up to whole rollouts per task
-    (:func:`~distral_tf.training.run_directory.budget_per_task`), as trained.
+    (:func:`~distral_tf.training.run_directory.budget_per_task`), as trained. With per-pixel observation
+    normalisation its statistics are the identity until set (by the run's start, or a checkpoint).
     """
+    from distral_tf.envs.suites import make_suite
     from distral_tf.model.agent import Agent
+    from distral_tf.training.observation_statistics import normalization_of
 
     algorithm, coeffs = algorithm_of(config)
     budget = budget_per_task(config, spaces.num_tasks) * spaces.num_tasks
@@ -133,7 +136,8 @@ def build_agent(config: TrainConfig, spaces: Spaces):
                   rmsprop_epsilon=config.rmsprop_epsilon, max_grad_norm=config.max_grad_norm, seed=config.seed,
                   torso_dtype=config.torso_dtype, two_column_scaling=config.two_column_scaling,
                   train_distilled=not config.freeze_distilled,
-                  rmsprop_initial_mean_square=config.rmsprop_initial_mean_square, device=config.device)
+                  rmsprop_initial_mean_square=config.rmsprop_initial_mean_square, device=config.device,
+                  normalize_observations=normalization_of(config, make_suite(config.suite)) == "per_pixel")
     return Agent(algorithm, coeffs, spaces.num_tasks, spaces.observation_shape, spaces.num_actions, **kwargs)
 
 
