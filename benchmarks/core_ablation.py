@@ -7,6 +7,8 @@ project's own column (:class:`distral_tf.model.networks.Column`) on ``basic_own_
 
 * ``--core=lstm``: the paper's column, conv - fc - LSTM - heads; ``--core=none``: the same
   conv - fc torso with the heads on the fc features (no LSTM);
+* ``--observation_normalization=per_pixel``: frames centred and scaled per pixel by the
+  statistics of a random policy's frames, as the Doom suites' runs take them;
 * ``--optimizer=normalised``: Keras RMSProp (epsilon outside the square root) on the batch's
   mean loss, as the usual A2C implementations run it; ``--optimizer=shared``: the project's
   shared RMSProp (epsilon inside the square root, docs/spec.md section 6) on the summed loss.
@@ -21,6 +23,7 @@ input pre-activations: the part that depends on the observation, against the who
 
     python benchmarks/core_ablation.py --core=none --agent_steps=300000
     python benchmarks/core_ablation.py --core=lstm --agent_steps=300000 --out=lstm.jsonl
+    python benchmarks/core_ablation.py --core=lstm --observation_normalization=per_pixel --agent_steps=300000
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ from absl import app, flags
 _CORE = flags.DEFINE_enum("core", "lstm", ["lstm", "none"], "The column's core: the paper's LSTM, or none.")
 _OPTIMIZER = flags.DEFINE_enum("optimizer", "normalised", ["normalised", "shared"],
                                "Keras RMSProp on the mean loss, or the project's shared RMSProp on the summed loss.")
+_NORMALIZATION = flags.DEFINE_enum("observation_normalization", "none", ["none", "per_pixel"],
+                                    "Frames in [0, 1], or centred and scaled per pixel as the Doom suites' runs do.")
 _LEARNING_RATE = flags.DEFINE_float("learning_rate", 7e-4, "Learning rate (constant).")
 _EPSILON = flags.DEFINE_float("rmsprop_epsilon", 1e-5, "RMSProp epsilon.")
 _ENTROPY_COST = flags.DEFINE_float("entropy_cost", 0.01, "Entropy bonus.")
@@ -48,7 +53,7 @@ REWARD_SCALE = 0.01  # basic_own_buttons' scale (distral_tf.envs.doom.suites)
 DISCOUNT, VALUE_COST, CLIP_NORM = 0.99, 0.5, 40.0
 
 
-def build(num_actions: int, core: str, seed: int):
+def build(num_actions: int, core: str, seed: int, normalize: bool = False):
     """The column and its ``step(obs, first, state)`` / ``unroll(obs, first, state, taps)`` for ``core``."""
     import random
 
@@ -56,7 +61,8 @@ def build(num_actions: int, core: str, seed: int):
 
     from distral_tf.model.networks import Column
 
-    column = Column(num_actions, with_value=True, seed_stream=random.Random(seed)).build_for((84, 84, 3))
+    column = Column(num_actions, with_value=True, seed_stream=random.Random(seed),
+                    normalize_observations=normalize).build_for((84, 84, 3))
     if core == "lstm":
         return column, column.step, column.unroll
 
@@ -76,15 +82,21 @@ def main(argv):
     del argv
     import tensorflow as tf
 
+    from distral_tf.envs import make_suite
     from distral_tf.envs.doom.stock import StockScenarioEnv
     from distral_tf.model import losses
     from distral_tf.model.networks import Column
     from distral_tf.model.optim import SharedRMSProp
+    from distral_tf.training import observation_statistics
 
     n, t_max = _ENVS.value, _UNROLL.value
     envs = [StockScenarioEnv("basic", buttons="scenario") for _ in range(n)]
     num_actions = int(envs[0].action_space.n)
-    column, step, unroll = build(num_actions, _CORE.value, _SEED.value)
+    column, step, unroll = build(num_actions, _CORE.value, _SEED.value, _NORMALIZATION.value == "per_pixel")
+    if _NORMALIZATION.value == "per_pixel":  # the statistics a run on basic_own_buttons takes
+        suite = make_suite("basic_own_buttons")
+        column.set_observation_statistics(*observation_statistics.statistics(
+            observation_statistics.random_policy_frames(suite, observation_statistics.FRAMES, _SEED.value)))
     variables = column.trainable_variables
     if _OPTIMIZER.value == "shared":
         shared = SharedRMSProp(variables, epsilon=_EPSILON.value, clip_norm=CLIP_NORM)

@@ -15,10 +15,13 @@ KEYS = {"agent_steps", "frames", "seconds", "episodes", "mean_return_last_50", "
         "v_std"}
 
 
-@pytest.mark.parametrize("core, optimizer", [("lstm", "normalised"), ("none", "shared")])
-def test_core_ablation_trains_and_records_what_the_column_does_with_its_input(tmp_path, core, optimizer):
+@pytest.mark.parametrize("core, optimizer, normalization", [("lstm", "normalised", "per_pixel"),
+                                                            ("none", "shared", "none")])
+def test_core_ablation_trains_and_records_what_the_column_does_with_its_input(tmp_path, core, optimizer,
+                                                                              normalization):
     out = tmp_path / "records.jsonl"
     subprocess.run([sys.executable, str(SCRIPT), f"--core={core}", f"--optimizer={optimizer}", "--envs=2",
+                    f"--observation_normalization={normalization}",
                     "--unroll=5", "--agent_steps=40", "--log_every=20", f"--out={out}"],
                    check=True, capture_output=True, timeout=300)
     records = [json.loads(line) for line in out.read_text().splitlines()]

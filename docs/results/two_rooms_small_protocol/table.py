@@ -4,7 +4,8 @@
 
 Each run's ``status.json``: the final evaluation of pi_0 (``final_distilled_return_per_task``, with its
 standard error) and the task policies' mean return over their last 20 episodes per task
-(``mean_recent_return_per_task``). a3c has no pi_0 (its evaluation is of an untrained column). In the order algorithm, learning rate, entropy cost, seed.
+(``mean_recent_return_per_task``). a3c has no pi_0 (its evaluation is of an untrained column).
+In the order algorithm, learning rate, entropy cost, seed.
 """
 
 import json
@@ -32,15 +33,18 @@ def sort_key(name):
 
 
 def main(paths):
-    print("| run | pi_0 final evaluation (30 episodes per task, +- standard error) | task policies, last 20 episodes per task |")
+    print("| run | pi_0 final evaluation (30 episodes per task, +- standard error) "
+          "| task policies, last 20 episodes per task |")
     print("|---|---|---|")
     for path in paths:
         label = "" if Path(path).name == "runs.tar.gz" else "TF1 initialisation: "
         runs = dict(finished_runs(path))
         for name in sorted(runs, key=sort_key):
             status = runs[name]
-            pi0 = "none (a3c has no pi_0)" if name.startswith("a3c-") else ", ".join(f"{r:.2f} +- {e:.2f}" for r, e in zip(status["final_distilled_return_per_task"],
-                                                                   status["final_distilled_stderr_per_task"]))
+            finals = zip(status["final_distilled_return_per_task"], status["final_distilled_stderr_per_task"],
+                         strict=True)
+            pi0 = ("none (a3c has no pi_0)" if name.startswith("a3c-")
+                   else ", ".join(f"{r:.2f} +- {e:.2f}" for r, e in finals))
             task = ", ".join(f"{r:.2f}" for r in status["mean_recent_return_per_task"])
             print(f"| {label}{name} | {pi0} | {task} |")
         print(f"\n{len(runs)} finished runs in {Path(path).name}\n")
