@@ -143,3 +143,22 @@ def test_a_run_with_per_pixel_normalisation_takes_the_statistics_once_and_resume
     # A longer budget resumes the finished run from its checkpoint: the statistics come back from it.
     longer = dataclasses.replace(config, total_env_steps=3 * 2 * 60, force=True)
     assert Trainer(longer, make_suite("two_rooms_small")).run()["state"] == "finished"
+
+
+def test_a_saved_choice_is_compared_as_it_resolves(tmp_path):
+    from distral_tf.training.run_directory import ConfigMismatchError, RunDirectory
+
+    def saved(logdir, **fields):
+        logdir.mkdir()
+        (logdir / "config.json").write_text(json.dumps({"config": {"algo": "a3c", **fields}}))
+        return RunDirectory(str(logdir))
+
+    # A two-room run written before the field existed (frames in [0, 1]) is the same model as "suite" there.
+    saved(tmp_path / "rooms", suite="two_rooms_small").check_saved_config(
+        TrainConfig(algo="a3c", suite="two_rooms_small", logdir=str(tmp_path / "rooms")))
+    # A Doom run written then is not: the Doom suites now normalise per pixel.
+    with pytest.raises(ConfigMismatchError, match="observation_normalization: saved 'none', now 'suite'"):
+        saved(tmp_path / "doom", suite="doom_mazes").check_saved_config(
+            TrainConfig(algo="a3c", suite="doom_mazes", logdir=str(tmp_path / "doom")))
+    saved(tmp_path / "explicit", suite="doom_mazes", observation_normalization="per_pixel").check_saved_config(
+        TrainConfig(algo="a3c", suite="doom_mazes", logdir=str(tmp_path / "explicit")))

@@ -178,7 +178,8 @@ def _different_run(tmp_path):
     logdir = tmp_path / "other"
     logdir.mkdir()
     (logdir / "config.json").write_text(json.dumps({"config": {"algo": "kl_2col", "total_env_steps": 60,
-                                                                    "two_column_scaling": "unit"}}))
+                                                                    "two_column_scaling": "unit",
+                                                                    "observation_normalization": "suite"}}))
     return logdir
 
 

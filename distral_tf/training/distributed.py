@@ -280,7 +280,7 @@ class TaskLearner:
             cfg = dataclasses.replace(cfg, num_env_processes=max(1, round(cfg.cpus_per_learner)))
         self.config = cfg
         suite = make_suite(cfg.suite)
-        self.agent = agent = build_agent(cfg, spaces.for_agent(suite.num_tasks))
+        self.agent = agent = build_agent(cfg, spaces.for_agent(suite.num_tasks), suite)
         if agent.normalize_observations:  # the driver's statistics, from the run directory (or taken alike)
             agent.set_observation_statistics(*observation_statistics.load_or_take(cfg, suite))
         self.state = RunState(suite.num_tasks, budget_per_task(cfg, suite.num_tasks), cfg.unroll_length)

@@ -19,10 +19,27 @@ FRAMES = 512
 FILE = "observation_statistics.npz"
 
 
-def normalization_of(config, suite: Suite) -> str:
-    """``"none"`` or ``"per_pixel"``: the run's choice, with ``suite`` resolved to the suite's own."""
-    choice = config.observation_normalization
-    return suite.observation_normalization if choice == "suite" else choice
+def normalization_of(config, suite: Suite | None = None) -> str:
+    """``"none"`` or ``"per_pixel"``: the run's choice, with ``suite`` resolved to the suite's own.
+
+    Without ``suite`` it is looked up by ``config.suite``; a suite that is not registered (one
+    built in code and handed to the trainer) counts as ``"none"`` there.
+    """
+    return resolve(config.observation_normalization, config.suite, suite)
+
+
+def resolve(choice: str, suite_name: str, suite: Suite | None = None) -> str:
+    """``choice`` (``"suite"``, ``"none"`` or ``"per_pixel"``) for the suite called ``suite_name``."""
+    if choice != "suite":
+        return choice
+    if suite is None:
+        from distral_tf.envs.suites import make_suite
+
+        try:
+            suite = make_suite(suite_name)
+        except ValueError:
+            return "none"
+    return suite.observation_normalization
 
 
 def random_policy_frames(suite: Suite, frames: int = FRAMES, seed: int = 0) -> np.ndarray:

@@ -120,13 +120,20 @@ class RunDirectory:
         ``config``'s (unless ``config.force``); ``RunDirError`` if ``config.json`` cannot be read."""
         from distral_tf import algorithms
         from distral_tf.model.algorithm_spec import Architecture
+        from distral_tf.training.config import LEGACY_VALUES
+        from distral_tf.training.observation_statistics import resolve
 
         saved = self.settings()
         if saved is None:
             return
         # The two-column scaling only defines the model of the two-column algorithms.
         two_column = algorithms.get(config.algo).architecture is Architecture.TWO_COLUMN
-        diffs = config.model_differences(saved, ignore=() if two_column else ("two_column_scaling",))
+        ignore = ("observation_normalization",) + (() if two_column else ("two_column_scaling",))
+        diffs = config.model_differences(saved, ignore=ignore)
+        # "suite" and the suite's own choice are the same model.
+        saved_choice = saved.get("observation_normalization", LEGACY_VALUES["observation_normalization"])
+        if resolve(saved_choice, config.suite) != resolve(config.observation_normalization, config.suite):
+            diffs.append(f"observation_normalization: saved {saved_choice!r}, now {config.observation_normalization!r}")
         if diffs and not config.force:
             raise ConfigMismatchError(
                 f"{self.logdir} holds a run with a different configuration ({'; '.join(diffs)}); "

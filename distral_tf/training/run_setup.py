@@ -80,7 +80,7 @@ def build_run(config: TrainConfig, suite: Suite, spaces: EnvSpaces, state: RunSt
               stop: threading.Event) -> BuiltRun:
     """Builds the agent, checkpointer, monitor and evaluator of an attempt and restores the newest checkpoint
     into the agent and ``state`` (``stop``: the event that stops the run, and the evaluation with it)."""
-    agent = build_agent(config, spaces.for_agent(suite.num_tasks))
+    agent = build_agent(config, spaces.for_agent(suite.num_tasks), suite)
     checkpointer = Checkpointer(
         os.path.join(config.logdir, CHECKPOINT_DIR), keep=config.keep_checkpoints, agent=agent,
         optimizer=agent.optimizer, rng=agent.rng, env_steps=agent.env_steps, **state.checkpoint_variables())

@@ -117,15 +117,16 @@ def algorithm_of(config: TrainConfig):
     return algorithm, algorithm.coefficients(config.entropy_cost, config.alpha, config.value_cost, config.discount)
 
 
-def build_agent(config: TrainConfig, spaces: Spaces):
+def build_agent(config: TrainConfig, spaces: Spaces, suite=None):
     """An agent of ``config``'s run on ``spaces`` (fresh parameters, following from the seed): the one way
     training, its Ray actors, evaluation, export and transfer build one.
 
     Its learning rate anneals over the run's budget rounded up to whole rollouts per task
     (:func:`~distral_tf.training.run_directory.budget_per_task`), as trained. With per-pixel observation
     normalisation its statistics are the identity until set (by the run's start, or a checkpoint).
+    ``suite``: the run's :class:`~distral_tf.envs.suites.Suite`, where the caller has it (otherwise looked up by
+    name, for ``--observation_normalization=suite``).
     """
-    from distral_tf.envs.suites import make_suite
     from distral_tf.model.agent import Agent
     from distral_tf.training.observation_statistics import normalization_of
 
@@ -137,7 +138,7 @@ def build_agent(config: TrainConfig, spaces: Spaces):
                   torso_dtype=config.torso_dtype, two_column_scaling=config.two_column_scaling,
                   train_distilled=not config.freeze_distilled,
                   rmsprop_initial_mean_square=config.rmsprop_initial_mean_square, device=config.device,
-                  normalize_observations=normalization_of(config, make_suite(config.suite)) == "per_pixel")
+                  normalize_observations=normalization_of(config, suite) == "per_pixel")
     return Agent(algorithm, coeffs, spaces.num_tasks, spaces.observation_shape, spaces.num_actions, **kwargs)
 
 
