@@ -31,7 +31,7 @@ def test_a_column_without_normalisation_scales_frames_to_the_unit_interval_and_h
     column = Column(3, with_value=True).build_for(SHAPE)
     obs = frames()
     np.testing.assert_array_equal(column.scaled_observations(obs).numpy(), obs.astype(np.float32) * (1 / 255.0))
-    assert column.observation_statistics == []
+    assert column.observation_statistics == ()
     assert not any("observation" in v.path for v in column.variables)
     with pytest.raises(ValueError, match="without normalize_observations"):
         column.set_observation_statistics(*statistics_of_shape())
@@ -67,7 +67,7 @@ def small_agent(algo="kl_2col", normalize=True):
                  total_env_steps=1000, normalize_observations=normalize)
 
 
-def test_agent_sets_every_column_and_its_snapshots_take_the_statistics_at_sync(tmp_path):
+def test_agent_sets_every_column_and_its_snapshots_read_the_same_statistics(tmp_path):
     import tensorflow as tf
 
     agent = small_agent()
@@ -76,12 +76,17 @@ def test_agent_sets_every_column_and_its_snapshots_take_the_statistics_at_sync(t
     agent.set_observation_statistics(mean, std)
     for column in agent.columns:
         np.testing.assert_allclose(column.observation_mean.numpy(), 255.0 * mean, rtol=1e-6)
-    for column in replica._network.task_columns:  # noqa: SLF001 - the snapshot's own columns
-        assert column.observation_mean.numpy().max() == 0.0  # not yet synced
-    replica.sync()
-    for column in replica._network.task_columns + [replica._network.distilled]:  # noqa: SLF001
-        np.testing.assert_allclose(column.observation_scale.numpy(), 1.0 / (255.0 * (std + OBSERVATION_STD_FLOOR)),
-                                   rtol=1e-6)
+    # The snapshot's columns read the shared statistics (no sync needed, nothing copied) and do not own them.
+    snapshot_columns = replica._network.task_columns + [replica._network.distilled]  # noqa: SLF001
+    for column, shared in zip(snapshot_columns, agent.columns, strict=True):
+        mean_var, scale_var = column.observation_statistics
+        assert mean_var is shared.observation_mean and scale_var is shared.observation_scale
+        np.testing.assert_allclose(scale_var.numpy(), 1.0 / (255.0 * (std + OBSERVATION_STD_FLOOR)), rtol=1e-6)
+        assert not any("observation" in v.name for v in column.weights)
+    batch = tf.constant(frames(n=2))
+    for column, shared in zip(snapshot_columns, agent.columns, strict=True):
+        np.testing.assert_array_equal(column.scaled_observations(batch).numpy(),
+                                      shared.scaled_observations(batch).numpy())
 
     # Checkpoints carry them.
     path = tf.train.Checkpoint(agent=agent).write(str(tmp_path / "ckpt"))

@@ -162,10 +162,8 @@ class _Network:
         self.trainable = [v for column in self.trained for v in column.trainable_variables]
         # What a snapshot copies from the shared parameters: the trained variables and a fixed pi_0.
         fixed = [distilled] if self.uses_distilled and not train_distilled else []
+        # (The observation statistics are not copied: a snapshot's columns read the shared ones.)
         self.synced = self.trainable + [v for column in fixed for v in column.trainable_variables]
-        # ... and the observation statistics of every column (set once, at the start of a run).
-        columns = list(task_columns) + ([distilled] if distilled is not None else [])
-        self.synced += [v for column in columns for v in column.observation_statistics]
 
     def distilled_column(self) -> Column:
         """The column evaluated as pi_0, as the algorithm's ``distilled_policy`` declares it."""
@@ -563,8 +561,10 @@ class Agent(tf.Module):
         """Per variable of ``trainable``: the task whose column it belongs to, or None if every task uses it."""
         return list(self._functions._variable_task)
 
-    def _make_columns(self, suffix: str = "") -> tuple[list[Column], Column | None]:
-        """A fresh, built set of this algorithm's columns (the shared ones, or a replica's)."""
+    def _make_columns(self, suffix: str = "", statistics_of: list[Column] | None = None
+                      ) -> tuple[list[Column], Column | None]:
+        """A fresh, built set of this algorithm's columns (the shared ones, or a replica's, which reads the
+        observation statistics of ``statistics_of``, the shared columns in :attr:`columns` order)."""
         num_actions, dtype, seeds = self.num_actions, self.torso_dtype, self._seed_stream
         norm = self.normalize_observations
         if self.algorithm.has_distilled_column:
@@ -577,8 +577,10 @@ class Agent(tf.Module):
             task_columns = [Column(num_actions, with_value=True, name=f"shared{suffix}", torso_dtype=dtype,
                                    seed_stream=seeds, normalize_observations=norm)]
             distilled = None
-        for column in task_columns + ([distilled] if distilled is not None else []):
-            column.build_for(self.observation_shape)
+        built = task_columns + ([distilled] if distilled is not None else [])
+        lenders = [None] * len(built) if statistics_of is None else statistics_of
+        for column, lender in zip(built, lenders, strict=True):
+            column.build_for(self.observation_shape, statistics_of=lender)
         return task_columns, distilled
 
     @property
@@ -586,8 +588,8 @@ class Agent(tf.Module):
         return list(self.task_columns) + ([self.distilled] if self.distilled is not None else [])
 
     def set_observation_statistics(self, mean, std) -> None:
-        """Sets every column's per-pixel statistics (``[H, W, C]``, frames scaled to ``[0, 1]``); snapshots take
-        them at their next sync."""
+        """Sets every column's per-pixel statistics (``[H, W, C]``, frames scaled to ``[0, 1]``); snapshots read
+        the same variables."""
         if not self.normalize_observations:
             raise ValueError("This agent was built without normalize_observations.")
         for column in self.columns:
@@ -667,7 +669,7 @@ class Replica:
 
     def __init__(self, agent: Agent, index: int = 0):
         self.agent = agent
-        task_columns, distilled = agent._make_columns(suffix=f"_replica{index}")
+        task_columns, distilled = agent._make_columns(suffix=f"_replica{index}", statistics_of=agent.columns)
         self._network = _Network(agent.algorithm, agent.coeffs, task_columns, distilled, agent.num_actions,
                                  agent.train_distilled)
         self._functions = _Functions(agent, self._network)

@@ -20,6 +20,14 @@ LSTM_SIZE = 256
 OBSERVATION_STD_FLOOR = 0.02
 
 
+class _Untracked:
+    """A column's statistics variables, out of Keras' tracking: a column's own are tracked as its weights
+    (``observation_mean``, ``observation_scale``), a lender's are not this column's weights."""
+
+    def __init__(self, variables: tuple):
+        self.variables = variables
+
+
 class Column(keras.Model):
     """conv(16, 8x8, /4) - conv(32, 4x4, /2) - fc256 - LSTM256, then heads.
 
@@ -48,7 +56,7 @@ class Column(keras.Model):
                  normalize_observations: bool = False):
         super().__init__(name=name)
         self.normalize_observations = bool(normalize_observations)
-        self.observation_statistics: list = []  # (mean, scale) of the pixels, with normalisation
+        self._statistics = _Untracked(())  # (mean, scale) of the pixels, with normalisation (see build_for)
         if torso_dtype not in TORSO_DTYPES:
             raise ValueError(f"torso_dtype must be one of {TORSO_DTYPES}, got {torso_dtype!r}.")
         num_actions = int(num_actions)
@@ -82,16 +90,26 @@ class Column(keras.Model):
         zeros = tf.zeros([batch_size, LSTM_SIZE], tf.float32)
         return zeros, zeros
 
-    def build_for(self, observation_shape) -> Column:
-        """Creates the variables for observations of ``observation_shape`` (H, W, C)."""
+    def build_for(self, observation_shape, statistics_of: Column | None = None) -> Column:
+        """Creates the variables for observations of ``observation_shape`` (H, W, C).
+
+        With normalisation, ``statistics_of`` (a built column) lends its statistics variables
+        instead of new ones: a snapshot's column reads the shared column's, never a copy.
+        """
         if self.normalize_observations and not self.observation_statistics:
-            shape = [int(d) for d in observation_shape]
-            # x -> (x - mean) * scale, on uint8 values; until set, the identity on [0, 1]
-            self.observation_mean = self.add_weight(shape=shape, initializer="zeros", trainable=False,
-                                                    name="observation_mean")
-            self.observation_scale = self.add_weight(shape=shape, initializer=keras.initializers.Constant(1 / 255.0),
-                                                     trainable=False, name="observation_scale")
-            self.observation_statistics = [self.observation_mean, self.observation_scale]
+            if statistics_of is not None:
+                if not statistics_of.observation_statistics:
+                    raise ValueError(f"Column {statistics_of.name!r} has no observation statistics to lend.")
+                self._statistics = _Untracked(statistics_of.observation_statistics)
+            else:
+                shape = [int(d) for d in observation_shape]
+                # x -> (x - mean) * scale, on uint8 values; until set, the identity on [0, 1]
+                self.observation_mean = self.add_weight(shape=shape, initializer="zeros", trainable=False,
+                                                        name="observation_mean")
+                self.observation_scale = self.add_weight(
+                    shape=shape, initializer=keras.initializers.Constant(1 / 255.0), trainable=False,
+                    name="observation_scale")
+                self._statistics = _Untracked((self.observation_mean, self.observation_scale))
         obs = tf.zeros([1, *observation_shape], tf.uint8)
         features = self.keras_torso(obs)  # builds the torso's Keras layers
         self._heads(self.lstm(features, list(self.initial_state(1)))[0])
@@ -120,6 +138,11 @@ class Column(keras.Model):
         if taps is not None:
             taps[self.fc.name] = (x, z)
         return tf.cast(tf.nn.relu(z), tf.float32)
+
+    @property
+    def observation_statistics(self) -> tuple:
+        """``(mean, scale)`` variables of the normalisation (its own or a lender's); ``()`` without it."""
+        return self._statistics.variables
 
     def scaled_observations(self, obs: tf.Tensor) -> tf.Tensor:
         """uint8 ``[N, H, W, C]`` -> float32 in ``[0, 1]``, or normalised per pixel (see the class)."""
