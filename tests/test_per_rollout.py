@@ -129,3 +129,23 @@ def test_device_places_acting_and_updates_and_an_unknown_device_is_refused():
         _agent("a3c", device="/GPU:7")
     with pytest.raises(ValueError, match="not a TensorFlow device name"):
         _agent("a3c", device="gpu please")
+
+
+def test_xla_compiled_acting_and_gradients_equal_the_plain_ones():
+    """``jit_compile`` (measured by benchmarks/tf_step_cost.py) changes how, not what, is computed."""
+    compiled, plain = _agent("kl_2col", jit_compile=True), _agent("kl_2col")
+    rollout = _batch(1, 3, seed=7, episode_starts=True)
+    for agent, xla in ((compiled, True), (plain, False)):
+        for fn in (agent._functions.rollout_gradients(1), agent._functions.act):
+            assert fn.function_def.attr["_XlaMustCompile"].b == xla
+    _, g_xla, n_xla = compiled._functions.rollout_gradients(1)(rollout)
+    _, g_plain, n_plain = plain._functions.rollout_gradients(1)(rollout)
+    np.testing.assert_allclose(n_xla.numpy(), n_plain.numpy(), rtol=1e-4)
+    for a, b in zip(g_xla, g_plain, strict=True):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), **TOL)
+    obs, first = rollout.observations[0], rollout.first[0]
+    d_state, t_state = compiled.initial_state(3)
+    _, logits_xla, _, (h_xla, _) = compiled.act(rollout.task_ids, obs, first, d_state, t_state)
+    _, logits_plain, _, (h_plain, _) = plain.act(rollout.task_ids, obs, first, d_state, t_state)
+    np.testing.assert_allclose(logits_xla, logits_plain, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(h_xla, h_plain, rtol=1e-4, atol=1e-6)

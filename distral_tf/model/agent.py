@@ -303,7 +303,7 @@ class _Functions:
         state = (agent.state_spec, agent.state_spec)
 
         # autograph=False: the code has no Python control flow on tensors, and tracing is faster.
-        @tf.function(autograph=False, input_signature=[
+        @tf.function(autograph=False, jit_compile=agent.jit_compile, input_signature=[
             tf.TensorSpec([None], tf.int32), agent.obs_spec, tf.TensorSpec([None], tf.bool), state, state])
         def act(task_ids, obs, first, distilled_state, task_state):
             return network.act(agent.rng, task_ids, obs, first, distilled_state, task_state)
@@ -314,7 +314,7 @@ class _Functions:
         agent, network = self._agent, self.network
         state = (agent.state_spec, agent.state_spec)
 
-        @tf.function(autograph=False, input_signature=[
+        @tf.function(autograph=False, jit_compile=agent.jit_compile, input_signature=[
             agent.obs_spec, tf.TensorSpec([None], tf.bool), state, tf.TensorSpec([], tf.bool)])
         def act_distilled(obs, first, state, greedy):
             logits, _, state = network.distilled_column().step(obs, first, state)
@@ -375,7 +375,8 @@ class _Functions:
         the variables task ``task`` trains, in ``trainable`` order, each rollout's global norm ``[B]``);
         nothing is applied."""
         def trace():
-            @tf.function(autograph=False, input_signature=[self._agent.rollout_spec])
+            @tf.function(autograph=False, jit_compile=self._agent.jit_compile,
+                         input_signature=[self._agent.rollout_spec])
             def gradients(rollout):
                 terms, grads = self._rollout_gradients(task, rollout)
                 squares = [tf.reduce_sum(tf.square(g), axis=tf.range(1, tf.rank(g))) for g in grads]
@@ -500,8 +501,10 @@ class Agent(tf.Module):
                  learning_rate: float, total_env_steps: int, rmsprop_decay: float = 0.99,
                  rmsprop_epsilon: float = 0.1, max_grad_norm: float = 40.0, seed: int = 0,
                  torso_dtype: str = "float32", two_column_scaling: str = "unit", train_distilled: bool = True,
-                 rmsprop_initial_mean_square: float = 0.0, device: str = "", normalize_observations: bool = False):
+                 rmsprop_initial_mean_square: float = 0.0, device: str = "", normalize_observations: bool = False,
+                 jit_compile: bool = False):
         super().__init__(name="agent")
+        self.jit_compile = bool(jit_compile)  # XLA-compile acting and the updates' gradients
         self.normalize_observations = bool(normalize_observations)
         self.algorithm = algorithm
         self.coeffs = coeffs
