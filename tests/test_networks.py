@@ -242,3 +242,42 @@ def test_a_seed_stream_gives_the_parameters_of_a_globally_seeded_build(with_valu
         assert a.shape == b.shape and np.array_equal(a.numpy(), b.numpy()), a.name
     other = Column(3, with_value=with_value, name="other", seed_stream=random.Random(8)).build_for(OBS)
     assert not np.array_equal(other.conv1.kernel.numpy(), from_stream.conv1.kernel.numpy())
+
+
+@pytest.mark.parametrize("torso_dtype,normalize", [("float32", False), ("float32", True), ("bfloat16", True)])
+def test_the_chunked_first_convolution_gives_the_plain_features_and_gradients(torso_dtype, normalize):
+    """Whole-batch updates compute conv1 in chunks and recompute its input for the kernel's gradient;
+    features and gradients equal the plain computation's in float32 (for a batch that is not a whole
+    number of chunks), and stay as close to float32's with a bfloat16 torso as the plain computation does."""
+    import random
+
+    from distral_tf.model.networks import FIRST_CONVOLUTION_CHUNK
+
+    rng = np.random.default_rng(3)
+    mean, std = rng.uniform(0, 1, OBS), rng.uniform(0.05, 0.3, OBS)
+    obs = tf.constant(random_obs(rng, 2 * FIRST_CONVOLUTION_CHUNK + 5))
+    weights = tf.constant(rng.normal(size=(obs.shape[0], 256)).astype(np.float32))
+
+    def features_and_gradients(dtype, chunked):
+        col = Column(4, with_value=True, name="chunked", torso_dtype=dtype, normalize_observations=normalize,
+                     seed_stream=random.Random(5)).build_for(OBS)
+        if normalize:
+            col.set_observation_statistics(mean, std)
+        with tf.GradientTape() as tape:
+            features = col.torso(obs, chunked=chunked)
+            loss = tf.reduce_sum(features * weights)
+        grads = tape.gradient(loss, col.trainable_variables)
+        return features.numpy(), [g.numpy() for g in grads if g is not None]
+
+    reference = features_and_gradients("float32", chunked=False)
+    plain, chunked = features_and_gradients(torso_dtype, False), features_and_gradients(torso_dtype, True)
+    assert len(chunked[1]) == len(reference[1]) == 6  # conv1, conv2 and fc kernels and biases
+
+    def error(result):  # largest deviation from float32's, relative to each array's largest value
+        return max(np.abs(a - b).max() / np.abs(b).max() for a, b in zip([result[0], *result[1]],
+                                                                           [reference[0], *reference[1]], strict=True))
+
+    if torso_dtype == "float32":
+        assert error(chunked) < 1e-5 and error(plain) < 1e-5
+    else:  # bfloat16: no further from float32 than the plain computation (which sums conv1's bias in bfloat16)
+        assert 0 < error(chunked) <= max(error(plain), 0.02)

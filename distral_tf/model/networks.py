@@ -18,6 +18,15 @@ LSTM_SIZE = 256
 # Added to a pixel's standard deviation before dividing by it: pixels that never change (a wall, the
 # weapon) stay near their mean instead of being magnified.
 OBSERVATION_STD_FLOOR = 0.02
+# Frames per chunk of the first convolution without taps (acting, whole-batch updates): see Column._first_convolution.
+FIRST_CONVOLUTION_CHUNK = 64
+
+
+def _scaled(obs: tf.Tensor, mean: tf.Tensor | None = None, scale: tf.Tensor | None = None) -> tf.Tensor:
+    """uint8 frames -> float32: ``x / 255``, or ``(x - mean) * scale`` with per-pixel statistics."""
+    if mean is None:
+        return tf.cast(obs, tf.float32) * (1.0 / 255.0)
+    return (tf.cast(obs, tf.float32) - mean) * scale
 
 
 class _Untracked:
@@ -115,16 +124,21 @@ class Column(keras.Model):
         self._heads(self.lstm(features, list(self.initial_state(1)))[0])
         return self
 
-    def torso(self, obs: tf.Tensor, taps: dict | None = None) -> tf.Tensor:
+    def torso(self, obs: tf.Tensor, taps: dict | None = None, chunked: bool = False) -> tf.Tensor:
         """``[N, H, W, C]`` uint8 -> ``[N, 256]`` features.
 
         The layers' own variables, applied by explicit ops (those the Keras layers run), so
         that ``taps`` (a dict, if given) can receive each layer's input and its output before
         the ReLU under the layer's name: what per-rollout gradients are made of
-        (:mod:`distral_tf.model.per_rollout`).
+        (:mod:`distral_tf.model.per_rollout`). ``chunked`` (without ``taps``) computes the first
+        convolution in chunks (:meth:`_first_convolution`): what a whole-batch update uses.
         """
-        x = self.scaled_observations(obs)
-        for layer in (self.conv1, self.conv2):
+        if taps is None and chunked:
+            x = tf.nn.relu(self._first_convolution(obs))
+            layers = (self.conv2,)
+        else:
+            x, layers = self.scaled_observations(obs), (self.conv1, self.conv2)
+        for layer in layers:
             dtype = layer.compute_dtype
             x = tf.cast(x, dtype)
             z = tf.nn.conv2d(x, tf.cast(layer.kernel, dtype), strides=layer.strides, padding="VALID")
@@ -146,10 +160,44 @@ class Column(keras.Model):
 
     def scaled_observations(self, obs: tf.Tensor) -> tf.Tensor:
         """uint8 ``[N, H, W, C]`` -> float32 in ``[0, 1]``, or normalised per pixel (see the class)."""
-        if not self.observation_statistics:
-            return tf.cast(obs, tf.float32) * (1.0 / 255.0)
-        mean, scale = self.observation_statistics
-        return (tf.cast(obs, tf.float32) - mean) * scale
+        return _scaled(obs, *(tf.convert_to_tensor(v) for v in self.observation_statistics))
+
+    def _first_convolution(self, obs: tf.Tensor) -> tf.Tensor:
+        """conv1's output before the ReLU, from uint8 frames ``[N, H, W, C]``, computed in chunks of
+        :data:`FIRST_CONVOLUTION_CHUNK` frames, one after another, both ways: the float frames exist one
+        chunk at a time, and the kernel's gradient recomputes them from the uint8 ones instead of keeping
+        them (an update of 128 rollouts x 21 frames of 84x84x3 would otherwise hold 227 MB of them per
+        column, and about twice that while they are normalised)."""
+        layer, dtype = self.conv1, self.conv1.compute_dtype
+        statistics = [tf.convert_to_tensor(v) for v in self.observation_statistics]
+        strides = [1, *layer.strides, 1]
+        chunk = FIRST_CONVOLUTION_CHUNK
+        count = tf.shape(obs)[0]
+        chunks = (count + chunk - 1) // chunk
+        padded = tf.pad(obs, [[0, chunks * chunk - count], [0, 0], [0, 0], [0, 0]])
+        frames_in_chunks = tf.reshape(padded, tf.concat([[chunks, chunk], tf.shape(obs)[1:]], 0))
+
+        def chunk_input(frames):
+            return tf.cast(_scaled(frames, *statistics), dtype)
+
+        @tf.custom_gradient
+        def convolution(frames, kernel, bias):
+            z = tf.map_fn(lambda f: tf.nn.conv2d(chunk_input(f), kernel, strides=strides, padding="VALID"), frames,
+                          parallel_iterations=1, fn_output_signature=dtype)
+
+            def gradient(dz):  # summed over the chunks in float32, as the plain gradients accumulate
+                d_kernel = tf.foldl(
+                    lambda total, pair: total + tf.cast(tf.raw_ops.Conv2DBackpropFilter(
+                        input=chunk_input(pair[0]), filter_sizes=tf.shape(kernel), out_backprop=pair[1],
+                        strides=strides, padding="VALID"), tf.float32),
+                    (frames, dz), initializer=tf.zeros(tf.shape(kernel), tf.float32), parallel_iterations=1)
+                d_bias = tf.reduce_sum(tf.cast(dz, tf.float32), axis=[0, 1, 2, 3])
+                return None, tf.cast(d_kernel, kernel.dtype), tf.cast(d_bias, bias.dtype)
+
+            return tf.nn.bias_add(z, bias), gradient
+
+        z = convolution(frames_in_chunks, tf.cast(layer.kernel, dtype), tf.cast(layer.bias, dtype))
+        return tf.reshape(z, tf.concat([[chunks * chunk], tf.shape(z)[2:]], 0))[:count]
 
     def set_observation_statistics(self, mean, std, floor: float = OBSERVATION_STD_FLOOR):
         """Sets the per-pixel statistics, ``mean`` and ``std`` ``[H, W, C]`` of frames scaled to ``[0, 1]``."""
@@ -206,7 +254,7 @@ class Column(keras.Model):
         """
         obs_shape = tf.shape(obs)
         t, b = obs_shape[0], obs_shape[1]
-        features = self.torso(tf.reshape(obs, tf.concat([[t * b], obs_shape[2:]], 0)), taps)
+        features = self.torso(tf.reshape(obs, tf.concat([[t * b], obs_shape[2:]], 0)), taps, chunked=taps is None)
         lstm = self.lstm
         projected = tf.reshape(tf.matmul(features, lstm.kernel) + lstm.bias, [t, b, 4 * LSTM_SIZE])
         keep = 1.0 - tf.cast(first, tf.float32)[..., None]
