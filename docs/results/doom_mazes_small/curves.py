@@ -1,0 +1,66 @@
+"""The README's learning curves of the finished runs, from the committed records.
+
+    python docs/results/doom_mazes_small/curves.py [RUNS_TAR] [--stretch=AGENT_STEPS_PER_TASK]
+
+Per run: the task policies' mean return (raw rewards: +1 an apple, +10 the goal) over the episodes that
+ended in each stretch of agent steps per task (50,000 by default), averaged over the 8 tasks, with its
+multiple of the random policy's mean return (``random_policy.json``); then each task's mean return
+over the run's last stretch, with its multiple of the random policy's return on that task.
+"""
+
+import json
+import sys
+import tarfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def runs(path):
+    """(name, config, status, task-policy episodes) of every run in the archive."""
+    with tarfile.open(path) as tar:
+        for member in sorted(tar.getmembers(), key=lambda m: m.name):
+            if member.name.endswith("/metrics.jsonl"):
+                config, status = (json.load(tar.extractfile(member.name.replace("metrics.jsonl", name)))
+                                  for name in ("config.json", "status.json"))
+                episodes = [json.loads(line) for line in tar.extractfile(member).read().decode().splitlines()]
+                episodes = [e for e in episodes if "return" in e and e.get("policy", "task") == "task"]
+                yield member.name.split("/")[-2], config.get("config", config), status, episodes
+
+
+def random_returns():
+    """The random policy's mean return per task, from random_policy.json."""
+    per_task = json.loads((HERE / "random_policy.json").read_text())["doom_mazes_small"]["tasks"]
+    return {task: r["mean"] for task, r in per_task.items()}
+
+
+def main(argv):
+    stretch = next((int(a.split("=", 1)[1]) for a in argv if a.startswith("--stretch=")), 50_000)
+    paths = [a for a in argv if not a.startswith("--")] or [HERE / "runs.tar.gz"]
+    random_per_task = random_returns()
+    random = sum(random_per_task.values()) / len(random_per_task)
+    print(f"random policy: {random:.2f} per episode (mean over the tasks)")
+    for path in paths:
+        for name, config, status, episodes in runs(path):
+            tasks = sorted({e["task"] for e in episodes})
+            last = max(e["env_steps"] for e in episodes)
+            print(f"\n{name} ({config['algo']}, {config['workers_per_task']} workers per task, "
+                  f"{config['update_mode']}, learning rate {config['learning_rate']:g}, "
+                  f"entropy cost {config['entropy_cost']:g}; "
+                  f"{status.get('state')}, {status.get('env_steps', 0):,} agent steps)")
+            print("| agent steps per task | episodes | mean return over the tasks | x random |")
+            print("|---|---|---|---|")
+            final = {}
+            for lo in range(0, last + 1, stretch):
+                chosen = [e for e in episodes if lo <= e["env_steps"] < lo + stretch]
+                per_task = {t: [e["return"] for e in chosen if e["task"] == t] for t in tasks}
+                if all(per_task.values()):
+                    mean = sum(sum(r) / len(r) for r in per_task.values()) / len(tasks)
+                    print(f"| {lo:,}-{lo + stretch:,} | {len(chosen)} | {mean:.2f} | {mean / random:.1f} |")
+                    final = {t: sum(r) / len(r) for t, r in per_task.items()}
+            print("last stretch per task (x random): " + ", ".join(
+                f"{t.rsplit('_', 1)[-1]} {r:.1f} ({r / random_per_task[t]:.1f})" for t, r in final.items()))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
