@@ -44,7 +44,7 @@ _CALLS = flags.DEFINE_integer("calls", 10, "Calls per measurement.")
 _BATCHED = flags.DEFINE_bool("batched", False, "Also time the batched update (plain functions only).")
 _OUT = flags.DEFINE_string("out", None, "JSON file for the medians.")
 
-SHAPE, NUM_ACTIONS = (84, 84, 3), 8
+SHAPE, NUM_ACTIONS = (84, 84, 3), 9  # the Doom suites' frames and actions
 VARIANTS = {"plain": {}, "xla": {"jit_compile": True}, "bf16": {"torso_dtype": "bfloat16"}}
 
 

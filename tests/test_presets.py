@@ -30,6 +30,9 @@ def config_of():
     absl_flags.FLAGS.unparse_flags()
 
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
 def _differences(a: TrainConfig, b: TrainConfig, ignore=("logdir", "seed", "preset")) -> dict:
     return {f.name: (getattr(a, f.name), getattr(b, f.name)) for f in dataclasses.fields(TrainConfig)
             if f.name not in ignore and getattr(a, f.name) != getattr(b, f.name)}
@@ -69,6 +72,17 @@ def test_paper_preset_is_the_papers_scale(config_of):
     config = config_of(["--preset=paper"])
     assert (config.suite, config.workers_per_task, config.total_env_steps) == ("doom_mazes", 32, 100_000_000)
     assert "36-54 h" in presets.get("paper").cost
+
+
+def test_the_default_job_is_the_committed_3d_evidence_and_its_preset(config_of):
+    """No flags: kl_2col on doom_mazes_small at the budget of docs/results/doom_mazes_small, which is
+    also --preset=doom_mazes_small."""
+    default = TrainConfig()
+    assert (default.algo, default.suite, default.workers_per_task, default.total_env_steps) == (
+        "kl_2col", "doom_mazes_small", 32, 4_000_000)
+    preset = config_of(["--preset=doom_mazes_small"])
+    assert _differences(preset, default, ignore=("logdir", "preset")) == {}
+    assert os.path.isfile(os.path.join(REPO, "docs", "results", "doom_mazes_small", "runs.tar.gz"))
 
 
 def test_unknown_preset_is_one_line_naming_the_presets(config_of, capsys):

@@ -18,7 +18,7 @@ LSTM_SIZE = 256
 # Added to a pixel's standard deviation before dividing by it: pixels that never change (a wall, the
 # weapon) stay near their mean instead of being magnified.
 OBSERVATION_STD_FLOOR = 0.02
-# Frames per chunk of the first convolution without taps (acting, whole-batch updates): see Column._first_convolution.
+# Frames per chunk of the first convolution in whole-batch updates (unrolls without taps): Column._first_convolution.
 FIRST_CONVOLUTION_CHUNK = 64
 
 

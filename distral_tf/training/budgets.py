@@ -66,6 +66,12 @@ SPEEDS = {
         ("two_column", "hogwild"): 391.0,
         ("two_column", "batched"): 697.0,
     }, "8 tasks x 32 workers on 2 cores, docs/throughput.md and docs/cluster.md"),
+    # The pilot runs of docs/results/doom_mazes_small (8 tasks x 32 workers, 4M agent steps, one run at a
+    # time on 2 cores, partly beside other work): each run's agent_steps_per_second / 2.
+    "doom_mazes_small": MeasuredSpeed("doom_mazes_small", {
+        ("one_column", "hogwild"): 534.0,
+        ("two_column", "hogwild"): 443.0,
+    }, "the pilot runs of docs/results/doom_mazes_small, one at a time on 2 cores"),
     # The 42 runs of docs/results/two_rooms_small (8 workers per task, 300,000 agent steps each,
     # 3 at a time on 2 cores): each run's agent_steps_per_second x 3/2, the harmonic mean over
     # the runs of each kind (so that the estimated core-time is the measured one).

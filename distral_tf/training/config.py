@@ -113,12 +113,14 @@ class TrainConfig:
     """
 
     algo: str = setting("kl_2col", "Which algorithm (the paper's Table 1).", choices=_algorithm_names)
-    suite: str = setting("doom_mazes", _suite_help)
+    suite: str = setting("doom_mazes_small", _suite_help)
     logdir: str = setting(
         "runs/default", "Run directory (TensorBoard events, metrics, checkpoints). Rerunning with the same "
         "directory resumes. Default: runs/<algo>-<suite>-s<seed>.", flag_default=None)
     total_env_steps: int = setting(
-        100_000_000, "Agent steps over all tasks (each task gets an equal share, rounded up to whole rollouts).",
+        4_000_000, "Agent steps over all tasks (each task gets an equal share, rounded up to whole rollouts). The "
+        "default is the committed 3D maze evidence's budget (docs/results/doom_mazes_small); the paper's is "
+        "--preset=paper.",
         bound=UpTo(MAX_TOTAL_ENV_STEPS))
     workers_per_task: int = setting(32, "Asynchronous workers (environments) per task.",
                                     bound=UpTo(MAX_WORKERS_PER_TASK))
