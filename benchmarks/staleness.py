@@ -12,7 +12,7 @@ import re
 
 import numpy as np
 
-from distral_tf.reporting.runs import _event_files, _iter_events, _scalar_value
+from distral_tf.reporting.runs import iter_scalars
 from flags import cli
 
 _TAG = re.compile(r"^staleness/(.+)/(mean|max)$")
@@ -21,13 +21,9 @@ _TAG = re.compile(r"^staleness/(.+)/(mean|max)$")
 def staleness(run_dir: str) -> dict[str, dict[str, list[float]]]:
     """``{task: {"mean": [...], "max": [...]}}`` of every logged staleness value."""
     out = collections.defaultdict(lambda: {"mean": [], "max": []})
-    for path in _event_files(run_dir):
-        for event in _iter_events(path):
-            for value in event.summary.value if event.HasField("summary") else ():
-                match = _TAG.match(value.tag)
-                scalar = _scalar_value(value) if match else None
-                if scalar is not None:
-                    out[match.group(1)][match.group(2)].append(scalar)
+    for tag, _, _, scalar in iter_scalars(run_dir, keep=_TAG.match):
+        task, statistic = _TAG.match(tag).groups()
+        out[task][statistic].append(scalar)
     return dict(out)
 
 

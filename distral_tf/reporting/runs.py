@@ -176,24 +176,31 @@ def _scalar_value(value) -> float | None:
     return None
 
 
-def _rows_from_events(run_dir: str) -> list[dict]:
-    """Rebuilds metrics rows from ``<policy>/<task>/episode_return`` scalars (one row per value)."""
-    rows, lengths = [], {}
+def iter_scalars(run_dir: str, keep=None):
+    """``(tag, step, wall_time, value)`` of every scalar in the event files of ``run_dir`` (and its
+    subdirectories), in file order; ``keep(tag)``, if given, selects the tags read."""
     for path in _event_files(run_dir):
         for event in _iter_events(path):
             if not event.HasField("summary"):
                 continue
             for value in event.summary.value:
-                parsed = run_files.parse_episode_tag(value.tag)
-                scalar = _scalar_value(value) if parsed else None
-                if scalar is None:
+                if keep is not None and not keep(value.tag):
                     continue
-                policy, task, metric = parsed
-                if metric == run_files.EPISODE_LENGTH:
-                    lengths[(policy, task, event.step)] = scalar
-                else:
-                    rows.append({"policy": policy, "task": task, "env_steps": event.step, "return": scalar,
-                                 "wall_time": event.wall_time})
+                scalar = _scalar_value(value)
+                if scalar is not None:
+                    yield value.tag, event.step, event.wall_time, scalar
+
+
+def _rows_from_events(run_dir: str) -> list[dict]:
+    """Rebuilds metrics rows from ``<policy>/<task>/episode_return`` scalars (one row per value)."""
+    rows, lengths = [], {}
+    for tag, step, wall_time, scalar in iter_scalars(run_dir, keep=run_files.parse_episode_tag):
+        policy, task, metric = run_files.parse_episode_tag(tag)
+        if metric == run_files.EPISODE_LENGTH:
+            lengths[(policy, task, step)] = scalar
+        else:
+            rows.append({"policy": policy, "task": task, "env_steps": step, "return": scalar,
+                         "wall_time": wall_time})
     for row in rows:
         row["length"] = lengths.get((row["policy"], row["task"], row["env_steps"]))
     return rows

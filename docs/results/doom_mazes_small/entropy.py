@@ -14,7 +14,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from distral_tf.reporting.runs import _event_files, _iter_events, _scalar_value
+from distral_tf.reporting.runs import iter_scalars
 
 HERE = Path(__file__).resolve().parent
 STRETCHES = ((0, 10_000), (10_000, 50_000), (50_000, 150_000), (150_000, 300_000), (300_000, 500_000))
@@ -24,12 +24,8 @@ KEYS = ("entropy_task", "entropy_distilled", "kl_task_distilled")
 def scalars(run_dir):
     """tag -> [(step, value)] of every scalar in the run's events."""
     series = collections.defaultdict(list)
-    for path in _event_files(str(run_dir)):
-        for event in _iter_events(path):
-            for value in event.summary.value if event.HasField("summary") else ():
-                scalar = _scalar_value(value)
-                if scalar is not None:
-                    series[value.tag].append((event.step, scalar))
+    for tag, step, _, scalar in iter_scalars(str(run_dir)):
+        series[tag].append((step, scalar))
     return series
 
 
