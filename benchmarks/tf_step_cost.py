@@ -12,6 +12,12 @@ this process (``time.process_time``, one intra-op thread as the trainer's defaul
 * ``batched``: one batched update of ``--group`` rollouts spread over the tasks, per agent step
   (``--batched`` only: it is not part of the XLA comparison).
 
+``--hogwild_parts`` (plain functions only) also times the parts of the Hogwild call:
+``gradients`` (the per-rollout gradients and norms, nothing applied), ``apply`` (the compiled
+RMSProp steps, one per rollout), ``to_layer_outputs`` (forward and backward pass down to each
+recorded layer output, without the per-rollout products), ``forward`` and, for comparison,
+``summed_gradient`` (the ordinary gradient of the same batch, one for all its rollouts).
+
 Every variant in ``--variants`` (``plain``: the traced functions as the trainer runs them;
 ``xla``: acting and the per-rollout gradients compiled with XLA, ``jit_compile=True``; ``bf16``:
 ``--torso_dtype=bfloat16``) gets its
@@ -20,6 +26,7 @@ variant's median per measurement and its ratio to the first variant (below 1: ch
 
     python benchmarks/tf_step_cost.py --algo=a3c
     python benchmarks/tf_step_cost.py --algo=kl_2col --rounds=5 --batched
+    python benchmarks/tf_step_cost.py --algo=kl_2col --variants=plain --batched --hogwild_parts
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ _VARIANTS = flags.DEFINE_list("variants", ["plain", "xla"], "Variants to compare
 _ROUNDS = flags.DEFINE_integer("rounds", 3, "Alternating rounds.")
 _CALLS = flags.DEFINE_integer("calls", 10, "Calls per measurement.")
 _BATCHED = flags.DEFINE_bool("batched", False, "Also time the batched update (plain functions only).")
+_PARTS = flags.DEFINE_bool("hogwild_parts", False, "Also time the parts of the Hogwild call (plain functions only).")
 _OUT = flags.DEFINE_string("out", None, "JSON file for the medians.")
 
 SHAPE, NUM_ACTIONS = (84, 84, 3), 9  # the Doom suites' frames and actions
@@ -76,6 +84,49 @@ def rollout(agent, batch: int, task: int | None, rng):
                    distilled_state=d_state, task_state=t_state)
 
 
+def hogwild_parts(agent, replica, one_task) -> dict:
+    """The parts of ``replica.train_each(one_task)`` (task 0) as separate calls: name -> (fn, agent steps)."""
+    import tensorflow as tf
+
+    from distral_tf.model import per_rollout
+
+    functions = replica._functions
+    network, inputs = functions.network, one_task.as_inputs()
+    sources, targets, _ = functions._task_variables(0)
+    trained = {id(v) for v in sources}
+    distilled = network.distilled is not None and any(id(v) in trained for v in network.distilled.trainable_variables)
+
+    @tf.function(autograph=False)
+    def to_layer_outputs(rollout):
+        taps = {"task": {}, "distilled": {}}
+        with tf.GradientTape() as tape:
+            terms = network.loss_terms(rollout, task=0, taps=taps)
+        outputs = [per_rollout.tap_outputs(taps[k]) for k in (("task", "distilled") if distilled else ("task",))]
+        return tape.gradient(terms["total"], outputs, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+
+    @tf.function(autograph=False)
+    def forward(rollout):
+        return network.loss_terms(rollout, task=0, taps={"task": {}, "distilled": {}})["total"]
+
+    @tf.function(autograph=False)
+    def summed_gradient(rollout):
+        with tf.GradientTape() as tape:
+            terms = network.loss_terms(rollout, task=0)
+        return tape.gradient(terms["total"], sources)
+
+    gradients = functions.rollout_gradients(0)
+    _, grads, norms = gradients(inputs)
+    steps = len(one_task.task_ids) * _UNROLL.value
+
+    def apply():
+        agent.optimizer.apply_sequence(grads, targets, norms, agent.env_steps, _UNROLL.value, agent.learning_rate,
+                                       agent.total_env_steps)
+
+    return {"gradients": (lambda: gradients(inputs), steps), "apply": (apply, steps),
+            "to_layer_outputs": (lambda: to_layer_outputs(inputs), steps), "forward": (lambda: forward(inputs), steps),
+            "summed_gradient": (lambda: summed_gradient(inputs), steps)}
+
+
 def cpu_per_step(fn, steps_per_call: int) -> float:
     """Microseconds of CPU per agent step of ``fn``, over ``--calls`` calls."""
     start = time.process_time()
@@ -105,6 +156,8 @@ def main(argv):
         if _BATCHED.value and variant == "plain":
             mixed = rollout(agent, group, None, rng)
             measures["batched"] = (lambda r=replica, x=mixed: r.train_step(x), group * _UNROLL.value)
+        if _PARTS.value and variant == "plain":
+            measures.update(hogwild_parts(agent, replica, one_task))
         start = time.perf_counter()
         for fn, _ in measures.values():
             fn()  # traces and compiles
