@@ -136,7 +136,7 @@ def test_xla_compiled_acting_and_gradients_equal_the_plain_ones():
     compiled, plain = _agent("kl_2col", jit_compile=True), _agent("kl_2col")
     rollout = _batch(1, 3, seed=7, episode_starts=True)
     for agent, xla in ((compiled, True), (plain, False)):
-        for fn in (agent._functions.rollout_gradients(1), agent._functions.act):
+        for fn in (agent._functions.rollout_gradients_function(), agent._functions.act):
             assert fn.function_def.attr["_XlaMustCompile"].b == xla
     _, g_xla, n_xla = compiled._functions.rollout_gradients(1)(rollout)
     _, g_plain, n_plain = plain._functions.rollout_gradients(1)(rollout)

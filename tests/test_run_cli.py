@@ -230,7 +230,8 @@ PROGRAMS = {
     "distral_tf.experiments.transfer": ["--out=out"],
     "distral_tf.preview": ["--out=out"],
 }
-SCRIPTS = ["benchmarks/checkpoint_cost.py", "benchmarks/env_throughput.py", "benchmarks/staleness.py",
+SCRIPTS = ["benchmarks/checkpoint_cost.py", "benchmarks/env_throughput.py", "benchmarks/learning_check.py",
+           "benchmarks/staleness.py", "benchmarks/tf_step_cost.py",
            "benchmarks/sweep_backends.py", "benchmarks/throughput.py", "drills/bad_inputs.py", "drills/env_crashes.py",
            "drills/kill_resume.py"]
 

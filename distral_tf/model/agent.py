@@ -18,6 +18,7 @@ import random
 import threading
 from typing import NamedTuple
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -121,6 +122,11 @@ def check_device(device: str) -> str:
 
 # Loss terms that are sums over a batch's rollouts (the others are means).
 _SUMMED_TERMS = LOSS_TERM_NAMES
+
+
+def _column_parameters(column: Column) -> list:
+    """The variables a column's unroll reads: its trainable ones, then its observation statistics."""
+    return [*column.trainable_variables, *column.observation_statistics]
 
 
 def _drop_value(step_output):
@@ -371,20 +377,37 @@ class _Functions:
         return train_step.get_concrete_function()
 
     def rollout_gradients(self, task: int):
-        """Traced: a batch of rollouts of task ``task`` -> (loss terms, per-rollout gradients ``[B, *shape]`` of
-        the variables task ``task`` trains, in ``trainable`` order, each rollout's global norm ``[B]``);
-        nothing is applied."""
+        """A batch of rollouts of task ``task`` -> (loss terms, per-rollout gradients ``[B, *shape]`` of the
+        variables task ``task`` trains, in ``trainable`` order, each rollout's global norm ``[B]``); nothing is
+        applied. The task's column enters by value (:meth:`rollout_gradients_function`), read at each call."""
+        function = self.rollout_gradients_function()
+        parameters = _column_parameters(self.network.task_columns[task])
+        return lambda rollout: function(rollout, [tf.convert_to_tensor(v) for v in parameters])
+
+    def rollout_gradients_function(self):
+        """Traced once for every task: ``(rollout, values of a task column's parameters)`` -> what
+        :meth:`rollout_gradients` returns for that task.
+
+        Task 0's column stands for the task's (``keras.StatelessScope`` maps its variables to the values
+        given; the columns have the same structure), so one function, and one copy of its graph and
+        runtime state (about 50 MB for kl_2col on 84x84 frames), serves all the tasks instead of one each.
+        """
+        template = _column_parameters(self.network.task_columns[0])
+
         def trace():
+            specs = [tf.TensorSpec(v.shape, v.dtype) for v in template]
+
             @tf.function(autograph=False, jit_compile=self._agent.jit_compile,
-                         input_signature=[self._agent.rollout_spec])
-            def gradients(rollout):
-                terms, grads = self._rollout_gradients(task, rollout)
+                         input_signature=[self._agent.rollout_spec, specs])
+            def gradients(rollout, values):
+                with keras.StatelessScope(state_mapping=list(zip(template, values, strict=True))):
+                    terms, grads = self._rollout_gradients(0, rollout, watch=values)
                 squares = [tf.reduce_sum(tf.square(g), axis=tf.range(1, tf.rank(g))) for g in grads]
                 return terms, grads, tf.sqrt(tf.add_n(squares))
 
             return gradients.get_concrete_function()
 
-        return self._cache.get(("rollout_gradients", task), trace)
+        return self._cache.get(("rollout_gradients",), trace)
 
     def _task_variables(self, task: int):
         """(replica's variables, shared targets, shared-by-every-task flags) that an update of ``task`` trains."""
@@ -393,7 +416,8 @@ class _Functions:
         return (pick(self.network.trainable), pick(self._agent.trainable),
                 pick([t is None for t in self._variable_task]))
 
-    def _rollout_gradients(self, task: int, rollout: Rollout):
+    def _rollout_gradients(self, task: int, rollout: Rollout, watch=()):
+        """``watch``: tensors standing for variables (a tape records only what depends on a watched tensor)."""
         network = self.network
         sources = self._task_variables(task)[0]
         column = network.task_columns[task]
@@ -402,6 +426,7 @@ class _Functions:
             id(v) in trained for v in network.distilled.trainable_variables) else None
         taps = {"task": {}, "distilled": {}}
         with tf.GradientTape() as tape:
+            tape.watch(watch)
             terms = network.loss_terms(rollout, task=task, taps=taps)
         tapped = [(column, taps["task"])] + ([(distilled, taps["distilled"])] if distilled is not None else [])
         outputs = [per_rollout.tap_outputs(t) for _, t in tapped]
