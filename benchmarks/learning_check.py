@@ -36,9 +36,9 @@ _MIN_RATIO = flags.DEFINE_float("min_ratio", 0.8, "Final return the last algorit
 def train(algos: list[str]) -> None:
     """Runs (or resumes) each algorithm's run; fails with its log's path if one fails."""
     procs = []
+    os.makedirs(_OUT.value, exist_ok=True)
     for algo in algos:
         logdir = os.path.join(_OUT.value, algo)
-        os.makedirs(_OUT.value, exist_ok=True)
         log = open(os.path.join(_OUT.value, f"{algo}.log"), "a")  # noqa: SIM115 (closed below)
         cmd = [sys.executable, "-m", "distral_tf.run", f"--preset={_PRESET.value}", f"--algo={algo}",
                f"--logdir={logdir}"]

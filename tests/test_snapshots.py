@@ -41,12 +41,15 @@ def _rmsprop_step(agent, params, mean_squares, grads, learning_rate):
 
 
 @pytest.mark.parametrize("name", ["a3c", "kl_2col"])
-def test_update_uses_the_snapshot_gradient_not_the_newer_parameters(name):
+@pytest.mark.parametrize("my_tasks", [[0, 0], [0, 1]])
+def test_update_uses_the_snapshot_gradient_not_the_newer_parameters(name, my_tasks):
+    """With tasks [0, 1] the snapshot's update runs the function the agent's own update traced (the parameters
+    enter by value), so this also checks that it differentiates at the snapshot's values, not the tracer's."""
     agent = _agent(name)
     replica = agent.make_replica()
     for local, shared in zip(replica.variables, agent.trainable, strict=True):
         np.testing.assert_array_equal(local.numpy(), shared.numpy())
-    mine, other = _rollout([0, 0], seed=1), _rollout([0, 1], seed=2)
+    mine, other = _rollout(my_tasks, seed=1), _rollout([0, 1], seed=2)
     at_snapshot = _gradient(agent, mine)
 
     agent.train_step(other)  # another group's update lands after the snapshot
@@ -59,6 +62,9 @@ def test_update_uses_the_snapshot_gradient_not_the_newer_parameters(name):
 
     terms = replica.train_step(mine)
     assert terms["staleness"] == 1.0
+    # One traced update per batch kind, kept by the agent for itself and its snapshots.
+    assert set(agent._by_value._functions) == {("train", None)} | ({("train", 0)} if my_tasks == [0, 0] else set())
+    assert not [key for key in replica._functions._cache._functions if key[0] == "train"]
     applied = [v.numpy() for v in agent.trainable]
     expected = _rmsprop_step(agent, params, mean_squares, at_snapshot, lr)
     wrong = _rmsprop_step(agent, params, mean_squares, at_newer, lr)

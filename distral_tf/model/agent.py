@@ -124,6 +124,17 @@ def check_device(device: str) -> str:
 _SUMMED_TERMS = LOSS_TERM_NAMES
 
 
+def _with_values(function, variables):
+    """``function(rollout, values)`` as a function of the rollout, ``variables``' values read at each call."""
+    return lambda rollout: function(rollout, [tf.convert_to_tensor(v) for v in variables])
+
+
+def _standing_for(template, values):
+    """Scope in which ``template``'s variables read as ``values`` (a function traced with one network's
+    parameters serves any network of the same structure, its parameters passed by value)."""
+    return keras.StatelessScope(state_mapping=list(zip(template, values, strict=True)))
+
+
 def _column_parameters(column: Column) -> list:
     """The variables a column's unroll reads: its trainable ones, then its observation statistics."""
     return [*column.trainable_variables, *column.observation_statistics]
@@ -281,8 +292,7 @@ class _Functions:
         ``keras.StatelessScope``; they have the same structure), instead of one each (about 400 MB per
         snapshot for kl_2col's batched update on 84x84 frames)."""
         function = self._agent._by_value.get(("train", task), lambda: self._trace_train(task))
-        parameters = self.network.trainable
-        return lambda rollout: function(rollout, [tf.convert_to_tensor(v) for v in parameters])
+        return _with_values(function, self.network.trainable)
 
     def train_each(self, task: int, rollout: Rollout) -> dict:
         """The Hogwild updates of a batch of rollouts of task ``task``: one RMSProp step per rollout, in order,
@@ -355,7 +365,7 @@ class _Functions:
 
         @tf.function(autograph=False, input_signature=[agent.rollout_spec, specs])
         def train_step(rollout, values):
-            with keras.StatelessScope(state_mapping=list(zip(template, values, strict=True))):
+            with _standing_for(template, values):
                 with tf.GradientTape() as tape:
                     tape.watch(values)
                     terms = network.loss_terms(rollout, task)
@@ -391,9 +401,7 @@ class _Functions:
         """A batch of rollouts of task ``task`` -> (loss terms, per-rollout gradients ``[B, *shape]`` of the
         variables task ``task`` trains, in ``trainable`` order, each rollout's global norm ``[B]``); nothing is
         applied. The task's column enters by value (:meth:`rollout_gradients_function`), read at each call."""
-        function = self.rollout_gradients_function()
-        parameters = _column_parameters(self.network.task_columns[task])
-        return lambda rollout: function(rollout, [tf.convert_to_tensor(v) for v in parameters])
+        return _with_values(self.rollout_gradients_function(), _column_parameters(self.network.task_columns[task]))
 
     def rollout_gradients_function(self):
         """Traced once for every task: ``(rollout, values of a task column's parameters)`` -> what
@@ -411,7 +419,7 @@ class _Functions:
             @tf.function(autograph=False, jit_compile=self._agent.jit_compile,
                          input_signature=[self._agent.rollout_spec, specs])
             def gradients(rollout, values):
-                with keras.StatelessScope(state_mapping=list(zip(template, values, strict=True))):
+                with _standing_for(template, values):
                     terms, grads = self._rollout_gradients(0, rollout, watch=values)
                 squares = [tf.reduce_sum(tf.square(g), axis=tf.range(1, tf.rank(g))) for g in grads]
                 return terms, grads, tf.sqrt(tf.add_n(squares))
