@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from distral_tf import algorithms
 from distral_tf.model.agent import Agent, Rollout
-from distral_tf.model.per_rollout import conv_gradients, dense_gradients
+from distral_tf.model.per_rollout import conv_gradients, dense_gradients, dense_squared_norms
 from distral_tf.training.actors import select_rollouts
 
 OBS, T, NUM_ACTIONS, TASKS = (36, 36, 3), 4, 3, 2
@@ -52,6 +52,8 @@ def test_dense_and_conv_gradients_are_the_sums_over_each_rollouts_own_steps():
     for b in range(batch):
         np.testing.assert_allclose(kernel[b], xs[:, b].T @ ds[:, b], rtol=1e-5)
         np.testing.assert_allclose(bias[b], ds[:, b].sum(0), rtol=1e-5)
+    # Each rollout's squared norm from its steps' Gram matrices, without the gradient: the gradient's own.
+    np.testing.assert_allclose(dense_squared_norms(x, dz, time, batch), np.sum(np.square(kernel), (1, 2)), rtol=1e-5)
     images = tf.constant(rng.normal(size=(time * batch, 10, 10, 2)), tf.float32)
     w = tf.constant(rng.normal(size=(4, 4, 2, 3)), tf.float32)
     out_grad = tf.constant(rng.normal(size=(time * batch, 4, 4, 3)), tf.float32)

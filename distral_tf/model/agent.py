@@ -420,8 +420,7 @@ class _Functions:
                          input_signature=[self._agent.rollout_spec, specs])
             def gradients(rollout, values):
                 with _standing_for(template, values):
-                    terms, grads = self._rollout_gradients(0, rollout, watch=values)
-                squares = [tf.reduce_sum(tf.square(g), axis=tf.range(1, tf.rank(g))) for g in grads]
+                    terms, grads, squares = self._rollout_gradients(0, rollout, watch=values)
                 return terms, grads, tf.sqrt(tf.add_n(squares))
 
             return gradients.get_concrete_function()
@@ -436,7 +435,9 @@ class _Functions:
                 pick([t is None for t in self._variable_task]))
 
     def _rollout_gradients(self, task: int, rollout: Rollout, watch=()):
-        """``watch``: tensors standing for variables (a tape records only what depends on a watched tensor)."""
+        """(loss terms, per-rollout gradients ``[B, *shape]`` and their squared norms ``[B]``, of each variable
+        task ``task`` trains). ``watch``: tensors standing for variables (a tape records only what depends on a
+        watched tensor)."""
         network = self.network
         sources = self._task_variables(task)[0]
         column = network.task_columns[task]
@@ -451,10 +452,12 @@ class _Functions:
         outputs = [per_rollout.tap_outputs(t) for _, t in tapped]
         d_outputs = tape.gradient(terms["total"], outputs, unconnected_gradients=tf.UnconnectedGradients.ZERO)
         time, batch = tf.shape(rollout.observations)[0], tf.shape(rollout.observations)[1]
-        grads = {}
+        grads, squares = {}, {}
         for (col, t), d in zip(tapped, d_outputs, strict=True):
-            grads.update(per_rollout.column_gradients(col, t, d, time, batch))
-        return terms, [grads[id(v)] for v in sources]
+            column_grads, column_squares = per_rollout.column_gradients(col, t, d, time, batch)
+            grads.update(column_grads)
+            squares.update(column_squares)
+        return terms, [grads[id(v)] for v in sources], [squares[id(v)] for v in sources]
 
     def warm_up(self, single_task_updates: bool, batched_updates: bool, update_batch: int = 1):
         """Runs the acting and update functions once on dummy data (the caller restores all state);

@@ -12,6 +12,11 @@ the sum over its own steps (and, for a convolution, its positions) of ``x`` time
 Columns record ``(x, z)`` pairs in ``taps`` (:meth:`distral_tf.model.networks.Column.unroll`):
 the convolutions and the fc layer on ``[T*B, ...]`` (time-major), the LSTM's input
 projection and recurrence on ``[T, B, ...]``, the heads on ``[T, B, ...]``.
+
+Each rollout's gradient norm (for its clipping) is taken without reading its gradients
+again where they are large: the squared norm of a linear map's weight gradient
+``X_b^T dZ_b`` is ``sum_{t,s} (x_t . x_s)(dz_t . dz_s)``, the inner product of two
+``T x T`` Gram matrices of rollout ``b``'s own steps.
 """
 
 from __future__ import annotations
@@ -24,6 +29,21 @@ def dense_gradients(x, dz, time, batch):
     x = tf.reshape(tf.cast(x, tf.float32), [time, batch, -1])
     dz = tf.reshape(tf.cast(dz, tf.float32), [time, batch, -1])
     return tf.einsum("tbi,tbo->bio", x, dz), tf.reduce_sum(dz, 0)
+
+
+def _grams(x, time, batch):
+    """``[B, T, T]``: each rollout's Gram matrix of its steps' rows of ``x [T*B or T, B, n]``."""
+    x = tf.reshape(tf.cast(x, tf.float32), [time, batch, -1])
+    return tf.einsum("tbi,sbi->bts", x, x)
+
+
+def dense_squared_norms(x, dz, time, batch):
+    """Each rollout's squared norm ``[B]`` of its kernel gradient (:func:`dense_gradients`), without forming it."""
+    return tf.reduce_sum(_grams(x, time, batch) * _grams(dz, time, batch), [1, 2])
+
+
+def _squared_norms(g):
+    return tf.reduce_sum(tf.square(g), axis=tf.range(1, tf.rank(g)))
 
 
 def conv_gradients(x, dz, kernel_shape, strides, time, batch):
@@ -46,13 +66,15 @@ def conv_gradients(x, dz, kernel_shape, strides, time, batch):
     return kernels, tf.reduce_sum(dzs, [1, 2, 3])
 
 
-def column_gradients(column, taps: dict, d_outputs: dict, time, batch) -> dict[int, tf.Tensor]:
-    """Per-rollout gradients ``[B, *shape]`` of ``column``'s variables, keyed by ``id(variable)``.
+def column_gradients(column, taps: dict, d_outputs: dict, time, batch) -> tuple[dict, dict]:
+    """Per-rollout gradients ``[B, *shape]`` of ``column``'s variables and their squared norms ``[B]``, each
+    keyed by ``id(variable)``.
 
     ``taps``: what ``column.unroll(..., taps=taps)`` recorded; ``d_outputs``: per layer
-    name, the loss's gradient with respect to that layer's recorded output.
+    name, the loss's gradient with respect to that layer's recorded output. The squared
+    norms of the dense and LSTM kernels come from Gram matrices (:func:`dense_squared_norms`).
     """
-    out = {}
+    out, norms = {}, {}
     for layer in (column.conv1, column.conv2):
         x, _ = taps[layer.name]
         kernel, bias = conv_gradients(x, d_outputs[layer.name], tuple(layer.kernel.shape), tuple(layer.strides),
@@ -61,13 +83,21 @@ def column_gradients(column, taps: dict, d_outputs: dict, time, batch) -> dict[i
     heads = [column.fc, column.policy_head] + ([column.value_head] if column.value_head is not None else [])
     for layer in heads:
         x, _ = taps[layer.name]
-        out[id(layer.kernel)], out[id(layer.bias)] = dense_gradients(x, d_outputs[layer.name], time, batch)
+        dz = d_outputs[layer.name]
+        out[id(layer.kernel)], out[id(layer.bias)] = dense_gradients(x, dz, time, batch)
+        norms[id(layer.kernel)] = dense_squared_norms(x, dz, time, batch)
     lstm = column.lstm
     features, previous, _ = taps[lstm.name]
     d_gates = d_outputs[lstm.name]
     out[id(lstm.kernel)], out[id(lstm.bias)] = dense_gradients(features, d_gates, time, batch)
     out[id(lstm.recurrent_kernel)], _ = dense_gradients(previous, d_gates, time, batch)
-    return out
+    gates_gram = _grams(d_gates, time, batch)
+    norms[id(lstm.kernel)] = tf.reduce_sum(_grams(features, time, batch) * gates_gram, [1, 2])
+    norms[id(lstm.recurrent_kernel)] = tf.reduce_sum(_grams(previous, time, batch) * gates_gram, [1, 2])
+    for key, g in out.items():  # the small ones: convolution kernels and biases
+        if key not in norms:
+            norms[key] = _squared_norms(g)
+    return out, norms
 
 
 def tap_outputs(taps: dict) -> dict:

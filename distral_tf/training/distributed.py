@@ -180,12 +180,15 @@ class SharedParameters:
     """The variables of ``agent`` every task uses, their shared RMSProp statistics and a version counter
     (held by a Ray actor, :class:`SharedParametersActor`)."""
 
-    def __init__(self, agent):
+    def __init__(self, agent, gradients_per_push: int = 8):
         import tensorflow as tf
 
         from distral_tf.model.optim import linear_annealing
 
         self.agent = agent
+        # Pushes of this many gradients (the learners' usual ones) are applied by one compiled program
+        # (SharedRMSProp.apply_sequence, compiled at the first such push); others one traced step each.
+        self.gradients_per_push = int(gradients_per_push)
         self.indices = shared_indices(agent)
         self.variables = [agent.trainable[i] for i in self.indices]
         self.version = 0
@@ -214,11 +217,19 @@ class SharedParameters:
         RMSProp step each, in order; returns ``(version, agent steps, lag)``, the lag being the versions
         applied between the last gradient's version and itself."""
         lag = 0
+        steps = {agent_steps for _, agent_steps, _ in batch}
+        together = self._apply is not None and len(batch) == self.gradients_per_push > 1 and len(steps) == 1
+        if together:  # learners push finite gradients only (they skip the others), clipped already: norms 0
+            agent = self.agent
+            stacked = [np.stack(g) for g in zip(*(grads for grads, _, _ in batch), strict=True)]
+            agent.optimizer.apply_sequence(stacked, self.variables, np.zeros(len(batch), np.float32),
+                                           agent.env_steps, steps.pop(), agent.learning_rate, agent.total_env_steps)
         for grads, agent_steps, version in batch:
             lag = self.version - version
-            if self._apply is not None:
-                self._apply(grads)
-            self.agent.env_steps.assign_add(agent_steps)
+            if not together:
+                if self._apply is not None:
+                    self._apply(grads)
+                self.agent.env_steps.assign_add(agent_steps)
             self.version += 1
         return self.version, int(self.agent.env_steps.numpy()), lag
 
@@ -234,7 +245,8 @@ class SharedParametersActor(SharedParameters):
     """Ray actor: :class:`SharedParameters` of a new agent of the run's configuration."""
 
     def __init__(self, config: dict, spaces: EnvSpaces):
-        super().__init__(_new_agent(_configured(config), spaces))
+        configured = _configured(config)
+        super().__init__(_new_agent(configured, spaces), configured.gradients_per_push)
 
 
 class RecordingMonitor:
