@@ -1,6 +1,6 @@
 """The normalised runs' curves in this directory's README, from the records in runs_normalised.tar.gz.
 
-    python docs/results/vizdoom_reference/curves.py [RUNS_TAR] [--stretch=AGENT_STEPS]
+    python docs/results/vizdoom_reference/curves.py [RUNS_TAR] [--stretch=AGENT_STEPS] [--decimals=N]
 
 Per run and per stretch of agent steps (50,000 by default: 200,000 frames): the task policy's mean return
 (raw rewards) over the episodes that ended in it, and the share of those episodes that ended before the
@@ -27,6 +27,7 @@ def runs(path):
 
 def main(argv):
     stretch = next((int(a.split("=", 1)[1]) for a in argv if a.startswith("--stretch=")), 50_000)
+    decimals = next((int(a.split("=", 1)[1]) for a in argv if a.startswith("--decimals=")), 1)
     paths = [a for a in argv if not a.startswith("--")] or [HERE / "runs_normalised.tar.gz"]
     for path in paths:
         for name, config, episodes in runs(path):
@@ -43,7 +44,7 @@ def main(argv):
                     mean = sum(e["return"] for e in chosen) / len(chosen)
                     early = sum(e["length"] < timeout for e in chosen) / len(chosen)
                     print(f"| {lo:,}-{lo + stretch:,} | {4 * lo / 1e6:.1f}-{4 * (lo + stretch) / 1e6:.1f}M | "
-                          f"{len(chosen)} | {mean:.1f} | {100 * early:.0f}% |")
+                          f"{len(chosen)} | {mean:.{decimals}f} | {100 * early:.0f}% |")
 
 
 if __name__ == "__main__":
