@@ -2,6 +2,7 @@
 
 import collections
 import dataclasses
+import functools
 import json
 import os
 import re
@@ -94,11 +95,13 @@ def test_a_push_of_several_gradients_applies_each_as_its_own_step(gradients_per_
     assert together.push(batch) == (version, env_steps, 2)
     opt_a, opt_b = one_by_one.agent.optimizer, together.agent.optimizer
     assert int(opt_a.num_updates.numpy()) == int(opt_b.num_updates.numpy()) == 3
+    # A step per gradient is the same computation: equal exactly. The compiled sequence rounds differently.
+    close = np.testing.assert_array_equal if gradients_per_push == 8 else functools.partial(
+        np.testing.assert_allclose, rtol=1e-5, atol=1e-7)
     for i, (a, b) in enumerate(zip(one_by_one.variables, together.variables, strict=True)):
-        np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-5, atol=1e-7, err_msg=a.name)
+        close(b.numpy(), a.numpy(), err_msg=a.name)
         k = one_by_one.indices[i]
-        np.testing.assert_allclose(opt_b.mean_squares[k].numpy(), opt_a.mean_squares[k].numpy(), rtol=1e-5,
-                                   err_msg=a.name)
+        close(opt_b.mean_squares[k].numpy(), opt_a.mean_squares[k].numpy(), err_msg=a.name)
     # What it is not: one step with the summed gradient.
     summed = distributed.SharedParameters(_agent("kl_2col"))
     summed.push([([sum(g) for g in zip(*(grads for grads, _, _ in batch), strict=True)], 12000, 0)])

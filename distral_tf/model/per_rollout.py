@@ -91,9 +91,8 @@ def column_gradients(column, taps: dict, d_outputs: dict, time, batch) -> tuple[
     d_gates = d_outputs[lstm.name]
     out[id(lstm.kernel)], out[id(lstm.bias)] = dense_gradients(features, d_gates, time, batch)
     out[id(lstm.recurrent_kernel)], _ = dense_gradients(previous, d_gates, time, batch)
-    gates_gram = _grams(d_gates, time, batch)
-    norms[id(lstm.kernel)] = tf.reduce_sum(_grams(features, time, batch) * gates_gram, [1, 2])
-    norms[id(lstm.recurrent_kernel)] = tf.reduce_sum(_grams(previous, time, batch) * gates_gram, [1, 2])
+    norms[id(lstm.kernel)] = dense_squared_norms(features, d_gates, time, batch)
+    norms[id(lstm.recurrent_kernel)] = dense_squared_norms(previous, d_gates, time, batch)
     for key, g in out.items():  # the small ones: convolution kernels and biases
         if key not in norms:
             norms[key] = _squared_norms(g)

@@ -5,7 +5,8 @@
 Per run: the task policies' mean return (raw rewards: +1 an apple, +10 the goal) over the episodes that
 ended in each stretch of agent steps per task (50,000 by default), averaged over the 8 tasks, with its
 multiple of the random policy's mean return (``random_policy.json``); then each task's mean return
-over the run's last stretch, with its multiple of the random policy's return on that task.
+over the run's last stretch, with its multiple of the random policy's return on that task; and, from
+``status.json``, the final evaluation of pi_0 and the run's env frames/s.
 """
 
 import json
@@ -60,6 +61,12 @@ def main(argv):
                     final = {t: sum(r) / len(r) for t, r in per_task.items()}
             print("last stretch per task (x random): " + ", ".join(
                 f"{t.rsplit('_', 1)[-1]} {r:.1f} ({r / random_per_task[t]:.1f})" for t, r in final.items()))
+            distilled = status.get("final_distilled_return_per_task")
+            if distilled:
+                print(f"final evaluation of pi_0 ({status.get('final_distilled_episodes')} episodes per task): "
+                      f"{sum(distilled) / len(distilled):.2f} on average ("
+                      + ", ".join(f"{r:.1f}" for r in distilled) + ")")
+            print(f"env frames/s over the running time: {status.get('env_frames_per_second', 0):,.0f}")
 
 
 if __name__ == "__main__":
