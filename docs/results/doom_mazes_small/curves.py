@@ -6,7 +6,10 @@ Per run: the task policies' mean return (raw rewards: +1 an apple, +10 the goal)
 ended in each stretch of agent steps per task (50,000 by default), averaged over the 8 tasks, with its
 multiple of the random policy's mean return (``random_policy.json``); then each task's mean return
 over the run's last stretch, with its multiple of the random policy's return on that task; and, from
-``status.json``, the final evaluation of pi_0 and the run's env frames/s.
+``status.json``, the final evaluation of pi_0 and the run's env frames/s. Last, one table of every run's
+last stretch: the mean return over the tasks, the mean and median over the tasks of the per-task multiple
+of random (each maze weighted equally, so that one maze with a large return does not dominate), and
+pi_0's final evaluation.
 """
 
 import json
@@ -41,6 +44,7 @@ def main(argv):
     random_per_task = random_returns()
     random = sum(random_per_task.values()) / len(random_per_task)
     print(f"random policy: {random:.2f} per episode (mean over the tasks)")
+    rows = []
     for path in paths:
         for name, config, status, episodes in runs(path):
             tasks = sorted({e["task"] for e in episodes})
@@ -67,6 +71,16 @@ def main(argv):
                       f"{sum(distilled) / len(distilled):.2f} on average ("
                       + ", ".join(f"{r:.1f}" for r in distilled) + ")")
             print(f"env frames/s over the running time: {status.get('env_frames_per_second', 0):,.0f}")
+            multiples = sorted(r / random_per_task[t] for t, r in final.items())
+            half = len(multiples) // 2
+            median = multiples[half] if len(multiples) % 2 else (multiples[half - 1] + multiples[half]) / 2
+            rows.append((name, sum(final.values()) / len(final), sum(multiples) / len(multiples), median,
+                         sum(distilled) / len(distilled) if distilled else None))
+    print("\n| run | last stretch: mean return | mean of the per-task x random | median x random | pi_0 final |")
+    print("|---|---|---|---|---|")
+    for name, mean, normalised, median, distilled in rows:
+        pi0 = f"{distilled:.2f}" if distilled is not None else ""
+        print(f"| {name} | {mean:.2f} | {normalised:.2f} | {median:.2f} | {pi0} |")
 
 
 if __name__ == "__main__":
