@@ -13,6 +13,7 @@ pi_0's final evaluation.
 """
 
 import json
+import statistics
 import sys
 import tarfile
 from pathlib import Path
@@ -66,16 +67,14 @@ def main(argv):
             print("last stretch per task (x random): " + ", ".join(
                 f"{t.rsplit('_', 1)[-1]} {r:.1f} ({r / random_per_task[t]:.1f})" for t, r in final.items()))
             distilled = status.get("final_distilled_return_per_task")
+            pi0 = sum(distilled) / len(distilled) if distilled else None
             if distilled:
                 print(f"final evaluation of pi_0 ({status.get('final_distilled_episodes')} episodes per task): "
-                      f"{sum(distilled) / len(distilled):.2f} on average ("
-                      + ", ".join(f"{r:.1f}" for r in distilled) + ")")
+                      f"{pi0:.2f} on average (" + ", ".join(f"{r:.1f}" for r in distilled) + ")")
             print(f"env frames/s over the running time: {status.get('env_frames_per_second', 0):,.0f}")
-            multiples = sorted(r / random_per_task[t] for t, r in final.items())
-            half = len(multiples) // 2
-            median = multiples[half] if len(multiples) % 2 else (multiples[half - 1] + multiples[half]) / 2
-            rows.append((name, sum(final.values()) / len(final), sum(multiples) / len(multiples), median,
-                         sum(distilled) / len(distilled) if distilled else None))
+            multiples = [r / random_per_task[t] for t, r in final.items()]
+            rows.append((name, statistics.fmean(final.values()), statistics.fmean(multiples),
+                         statistics.median(multiples), pi0))
     print("\n| run | last stretch: mean return | mean of the per-task x random | median x random | pi_0 final |")
     print("|---|---|---|---|---|")
     for name, mean, normalised, median, distilled in rows:
