@@ -1,4 +1,4 @@
-"""The README's entropy tables: the policies' entropy per task over a run, from the seed-0 runs' TensorBoard events.
+"""The README's entropy tables: the policies' entropy per task over a run, from the finished runs' TensorBoard events.
 
     python docs/results/doom_mazes_small/entropy.py [EVENTS_TAR]
 
@@ -30,7 +30,7 @@ def scalars(run_dir):
 
 
 def main(argv):
-    path = argv[0] if argv else HERE / "events_seed0.tar.gz"
+    path = argv[0] if argv else HERE / "events.tar.gz"
     with tempfile.TemporaryDirectory() as tmp:
         with tarfile.open(path) as tar:
             tar.extractall(tmp, filter="data")
