@@ -17,6 +17,8 @@ setup(
     long_description=Path(__file__).with_name("README.md").read_text(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["distral_tf", "distral_tf.*", "baselines", "baselines.*", "flags", "flags.*"]),
+    # The C++ source of the RMSProp op, compiled at first use (distral_tf/model/kernels).
+    package_data={"distral_tf.model.kernels": ["*.cc"]},
     python_requires=">=3.10",
     install_requires=[
         "tensorflow-cpu>=2.16; platform_machine=='x86_64' or platform_machine=='AMD64'",

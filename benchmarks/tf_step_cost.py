@@ -20,13 +20,15 @@ recorded layer output, without the per-rollout products), ``forward`` and, for c
 
 Every variant in ``--variants`` (``plain``: the traced functions as the trainer runs them;
 ``xla``: acting and the per-rollout gradients compiled with XLA, ``jit_compile=True``; ``bf16``:
-``--torso_dtype=bfloat16``) gets its
+``--torso_dtype=bfloat16``; ``rmsprop_xla`` and ``rmsprop_cpp``: the Hogwild calls' RMSProp steps by
+the XLA program or the C++ op, ``--rmsprop_kernel``) gets its
 own agent; the variants are measured alternately, ``--rounds`` times, and the script prints each
 variant's median per measurement and its ratio to the first variant (below 1: cheaper).
 
     python benchmarks/tf_step_cost.py --algo=a3c
     python benchmarks/tf_step_cost.py --algo=kl_2col --rounds=5 --batched
     python benchmarks/tf_step_cost.py --algo=kl_2col --variants=plain --batched --hogwild_parts
+    python benchmarks/tf_step_cost.py --algo=kl_2col --variants=rmsprop_xla,rmsprop_cpp --rounds=5
 """
 
 from __future__ import annotations
@@ -45,7 +47,8 @@ _TASKS = flags.DEFINE_integer("tasks", 8, "Tasks (task columns).")
 _GROUP = flags.DEFINE_integer("group", 128, "Workers of one actor group (acting batch; batched update's rollouts).")
 _ROLLOUTS = flags.DEFINE_integer("rollouts_per_call", 16, "Rollouts of one task per Hogwild call.")
 _UNROLL = flags.DEFINE_integer("unroll_length", 20, "Rollout length.")
-_VARIANTS = flags.DEFINE_list("variants", ["plain", "xla"], "Variants to compare: plain, xla, bf16.")
+_VARIANTS = flags.DEFINE_list("variants", ["plain", "xla"],
+                              "Variants to compare: plain, xla, bf16, rmsprop_xla, rmsprop_cpp.")
 _ROUNDS = flags.DEFINE_integer("rounds", 3, "Alternating rounds.")
 _CALLS = flags.DEFINE_integer("calls", 10, "Calls per measurement.")
 _BATCHED = flags.DEFINE_bool("batched", False, "Also time the batched update (plain functions only).")
@@ -53,7 +56,8 @@ _PARTS = flags.DEFINE_bool("hogwild_parts", False, "Also time the parts of the H
 _OUT = flags.DEFINE_string("out", None, "JSON file for the medians.")
 
 SHAPE, NUM_ACTIONS = (84, 84, 3), 9  # the Doom suites' frames and actions
-VARIANTS = {"plain": {}, "xla": {"jit_compile": True}, "bf16": {"torso_dtype": "bfloat16"}}
+VARIANTS = {"plain": {}, "xla": {"jit_compile": True}, "bf16": {"torso_dtype": "bfloat16"},
+            "rmsprop_xla": {"rmsprop_kernel": "xla"}, "rmsprop_cpp": {"rmsprop_kernel": "cpp"}}
 
 
 def build(algo: str, variant: str):
@@ -156,7 +160,7 @@ def main(argv):
         if _BATCHED.value and variant == "plain":
             mixed = rollout(agent, group, None, rng)
             measures["batched"] = (lambda r=replica, x=mixed: r.train_step(x), group * _UNROLL.value)
-        if _PARTS.value and variant == "plain":
+        if _PARTS.value and variant in ("plain", "rmsprop_xla", "rmsprop_cpp"):
             measures.update(hogwild_parts(agent, replica, one_task))
         start = time.perf_counter()
         for fn, _ in measures.values():

@@ -540,7 +540,9 @@ class Agent(tf.Module):
     summed over tasks and workers (one agent step may be several environment frames).
     ``total_env_steps`` is the horizon of the learning rate's linear annealing. ``seed``
     alone sets the initial parameters and the action sampling: building an agent reads
-    and changes no global random state or TensorFlow setting.
+    and changes no global random state or TensorFlow setting. ``rmsprop_kernel`` is how the Hogwild
+    calls' RMSProp steps run (:class:`SharedRMSProp`'s ``sequence_kernel``; ``auto`` means XLA where
+    ``device`` is not a CPU).
     """
 
     def __init__(self, algorithm: Algorithm, coeffs: Coefficients, num_tasks: int,
@@ -549,7 +551,7 @@ class Agent(tf.Module):
                  rmsprop_epsilon: float = 0.1, max_grad_norm: float = 40.0, seed: int = 0,
                  torso_dtype: str = "float32", two_column_scaling: str = "unit", train_distilled: bool = True,
                  rmsprop_initial_mean_square: float = 0.0, device: str = "", normalize_observations: bool = False,
-                 jit_compile: bool = False):
+                 jit_compile: bool = False, rmsprop_kernel: str = "auto"):
         super().__init__(name="agent")
         self.jit_compile = bool(jit_compile)  # XLA-compile acting and the updates' gradients
         self.normalize_observations = bool(normalize_observations)
@@ -576,8 +578,11 @@ class Agent(tf.Module):
         self._synced = network.synced
         # Every column's variables, tracked explicitly for checkpoints (a3c's untrained pi_0 included).
         self.parameters = [v for column in self.columns for v in column.variables]
+        if rmsprop_kernel == "auto" and tf.DeviceSpec.from_string(self.device).device_type not in (None, "CPU"):
+            rmsprop_kernel = "xla"  # the C++ op has a CPU kernel only
         self.optimizer = SharedRMSProp(self.trainable, decay=rmsprop_decay, epsilon=rmsprop_epsilon,
-                                       clip_norm=max_grad_norm, initial_mean_square=rmsprop_initial_mean_square)
+                                       clip_norm=max_grad_norm, initial_mean_square=rmsprop_initial_mean_square,
+                                       sequence_kernel=rmsprop_kernel)
         self.env_steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="env_steps")
         self.rng = tf.random.Generator.from_seed(seed)
         self.obs_spec = tf.TensorSpec([None, *self.observation_shape], tf.uint8)

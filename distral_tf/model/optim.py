@@ -12,6 +12,10 @@ from types import SimpleNamespace
 
 import numpy as np
 import tensorflow as tf
+from absl import logging
+
+from distral_tf.model import kernels
+from distral_tf.model.options import RMSPROP_KERNELS
 
 
 def linear_annealing(initial_learning_rate: float, step, total_steps: int):
@@ -25,14 +29,21 @@ class SharedRMSProp(tf.Module):
 
     Updates whose gradient norm is not finite are skipped and counted
     (``num_skipped``), and so are consecutive skips (``consecutive_skipped``).
+    ``sequence_kernel`` is how :meth:`apply_sequence` applies its steps: ``cpp``, the C++ op of
+    ``distral_tf/model/kernels`` (compiled at first use); ``xla``, one XLA program; ``auto``, the C++
+    op where it builds and loads, else XLA (with a warning). Both give the same values to float rounding.
     """
 
     def __init__(self, variables, decay: float = 0.99, epsilon: float = 0.1, clip_norm: float = 40.0,
-                 initial_mean_square: float = 0.0, name: str = "shared_rmsprop"):
+                 initial_mean_square: float = 0.0, sequence_kernel: str = "auto", name: str = "shared_rmsprop"):
         super().__init__(name=name)
+        if sequence_kernel not in RMSPROP_KERNELS:
+            raise ValueError(f"sequence_kernel={sequence_kernel!r}; choose from {', '.join(RMSPROP_KERNELS)}")
         self.decay = decay
         self.epsilon = epsilon
         self.clip_norm = clip_norm
+        self.sequence_kernel = sequence_kernel
+        self._kernel = None  # the C++ op, once loaded
         self._variables = list(variables)
         self._index = {id(v): i for i, v in enumerate(self._variables)}
         with self.name_scope:
@@ -111,25 +122,73 @@ class SharedRMSProp(tf.Module):
         parameters had just before it.
         """
         mean_squares = [self.mean_squares[self._index[id(v)]].handle for v in variables]
-        return self._sequence(list(grads), [v.handle for v in variables], mean_squares, norms, steps_counter.handle,
-                              tf.constant(steps_per_update, tf.int64), tf.constant(initial_learning_rate, tf.float32),
-                              tf.constant(float(max(total_steps, 1)), tf.float32),
-                              guarded=not bool(np.all(np.isfinite(norms))))
+        args = (list(grads), [v.handle for v in variables], mean_squares, norms, steps_counter.handle,
+                tf.constant(steps_per_update, tf.int64), tf.constant(initial_learning_rate, tf.float32),
+                tf.constant(float(max(total_steps, 1)), tf.float32))
+        if self._load_kernel():
+            return self._sequence_cpp(*args)
+        return self._sequence(*args, guarded=not bool(np.all(np.isfinite(norms))))
+
+    def _load_kernel(self) -> bool:
+        """Whether :meth:`apply_sequence` uses the C++ op (loaded at its first call)."""
+        if self._kernel is None and self.sequence_kernel != "xla":
+            try:
+                self._kernel = kernels.rmsprop_sequence()
+            except kernels.KernelUnavailable as e:
+                if self.sequence_kernel == "cpp":
+                    raise
+                logging.warning("The RMSProp steps of Hogwild calls run as an XLA program: the C++ op is "
+                                "unavailable (%s)", e)
+                self.sequence_kernel = "xla"
+        return self._kernel is not None and self.sequence_kernel != "xla"
+
+    def _schedule(self, norms, steps_counter, steps_per_update, initial_learning_rate, total_steps):
+        """Per update of a sequence: whether it is applied (finite norm), its clipping factor (0 if not) and
+        its learning rate, annealed to the agent steps before it."""
+        count = norms.shape[0]  # static: one traced function per number of updates (and shapes)
+        finite = tf.math.is_finite(norms)
+        scales = tf.where(finite, tf.minimum(1.0, self.clip_norm / tf.maximum(norms, 1e-30)), 0.0)
+        steps0 = tf.cast(tf.raw_ops.ReadVariableOp(resource=steps_counter, dtype=tf.int64), tf.float32)
+        done = steps0 + tf.range(count, dtype=tf.float32) * tf.cast(steps_per_update, tf.float32)
+        rates = initial_learning_rate * tf.maximum(1.0 - done / total_steps, 0.0)
+        return finite, scales, rates
+
+    def _count(self, finite, scales, steps_counter, steps_per_update):
+        """Advances the counters past a sequence; returns ``(scales, updates_before)``."""
+        count = finite.shape[0]
+        applied = tf.cast(finite, tf.float32)
+        before = tf.cast(self.num_updates, tf.float32) + tf.cumsum(applied, exclusive=True)
+        done = tf.cast(tf.reduce_sum(applied), tf.int64)
+        self.num_updates.assign_add(done)
+        self.num_skipped.assign_add(count - done)
+        # Skips since the last applied update (all of them, and those before, if none was applied).
+        applied_at = tf.where(finite, tf.range(count), -1)
+        trailing = tf.cast(count - 1 - tf.reduce_max(applied_at), tf.int64)
+        self.consecutive_skipped.assign(tf.where(done > 0, trailing, self.consecutive_skipped + count))
+        tf.raw_ops.AssignAddVariableOp(resource=steps_counter, value=tf.cast(count, tf.int64) * steps_per_update)
+        return scales, before
+
+    @tf.function(reduce_retracing=False, autograph=False)
+    def _sequence_cpp(self, grads, variables, mean_squares, norms, steps_counter, steps_per_update,
+                      initial_learning_rate, total_steps):
+        """The steps by the C++ op, one call per variable (a step with scale 0 is skipped there)."""
+        finite, scales, rates = self._schedule(norms, steps_counter, steps_per_update, initial_learning_rate,
+                                               total_steps)
+        for g, v, ms in zip(grads, variables, mean_squares, strict=True):  # resource handles
+            self._kernel(v, ms, g, scales, rates, decay=self.decay, epsilon=self.epsilon)
+        return self._count(finite, scales, steps_counter, steps_per_update)
 
     @tf.function(jit_compile=True, reduce_retracing=False, autograph=False)
     def _sequence(self, grads, variables, mean_squares, norms, steps_counter, steps_per_update, initial_learning_rate,
                   total_steps, guarded: bool):
-        """``guarded``: with the per-element selects that skip non-finite updates (about a quarter of the
-        program's time), compiled only when a norm is not finite (a finite norm means finite gradients)."""
+        """The steps as one XLA program. ``guarded``: with the per-element selects that skip non-finite
+        updates (about a quarter of the program's time), compiled only when a norm is not finite (a finite
+        norm means finite gradients)."""
         count = norms.shape[0]  # static: one compiled program per number of updates (and shapes)
-        decay, epsilon, clip_norm = self.decay, self.epsilon, self.clip_norm
-        finite = tf.math.is_finite(norms)
-        scales = tf.where(finite, tf.minimum(1.0, clip_norm / tf.maximum(norms, 1e-30)), 0.0)
+        decay, epsilon = self.decay, self.epsilon
+        finite, scales, rates = self._schedule(norms, steps_counter, steps_per_update, initial_learning_rate,
+                                               total_steps)
         applied = tf.cast(finite, tf.float32)
-        steps0 = tf.cast(tf.raw_ops.ReadVariableOp(resource=steps_counter, dtype=tf.int64), tf.float32)
-        per_update = tf.cast(steps_per_update, tf.float32)
-        rates = [initial_learning_rate * tf.maximum(1.0 - (steps0 + k * per_update) / total_steps, 0.0)
-                 for k in range(count)]
         for g, v, ms in zip(grads, variables, mean_squares, strict=True):  # resource handles
             value = tf.raw_ops.ReadVariableOp(resource=v, dtype=tf.float32)
             square = tf.raw_ops.ReadVariableOp(resource=ms, dtype=tf.float32)
@@ -142,16 +201,7 @@ class SharedRMSProp(tf.Module):
                 value = value - (applied[k] * rates[k] if guarded else rates[k]) * d * tf.math.rsqrt(square + epsilon)
             tf.raw_ops.AssignVariableOp(resource=v, value=value)
             tf.raw_ops.AssignVariableOp(resource=ms, value=square)
-        before = tf.cast(self.num_updates, tf.float32) + tf.cumsum(applied, exclusive=True)
-        done = tf.cast(tf.reduce_sum(applied), tf.int64)
-        self.num_updates.assign_add(done)
-        self.num_skipped.assign_add(count - done)
-        # Skips since the last applied update (all of them, and those before, if none was applied).
-        applied_at = tf.where(finite, tf.range(count), -1)
-        trailing = tf.cast(count - 1 - tf.reduce_max(applied_at), tf.int64)
-        self.consecutive_skipped.assign(tf.where(done > 0, trailing, self.consecutive_skipped + count))
-        tf.raw_ops.AssignAddVariableOp(resource=steps_counter, value=tf.cast(count, tf.int64) * steps_per_update)
-        return scales, before
+        return self._count(finite, scales, steps_counter, steps_per_update)
 
     def _update(self, g, v, ms, learning_rate):
         # One fused kernel per variable (about ten separate ops otherwise). The step slot is

@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from distral_tf.model.options import TORSO_DTYPES, TWO_COLUMN_SCALINGS
+from distral_tf.model.options import RMSPROP_KERNELS, TORSO_DTYPES, TWO_COLUMN_SCALINGS
 
 REWARD_CLIPPING = ("none", "abs_one", "soft_asymmetric")
 UPDATE_MODES = ("hogwild", "batched")
@@ -191,6 +191,11 @@ class TrainConfig:
     device: str = setting(
         "", "TensorFlow device of acting and the updates, e.g. /GPU:0 (the shared parameters stay in host memory); "
         "empty: TensorFlow's placement (on a CPU-only machine, the CPU).")
+    rmsprop_kernel: str = setting(
+        "auto", "How the RMSProp steps of --update_mode=hogwild are applied (the same values either way): cpp, a "
+        "C++ TensorFlow op compiled at first use with g++ (about 20 s, cached in ~/.cache/distral_tf/kernels); "
+        "xla, an XLA program; auto: cpp where it builds and the updates run on the CPU, else xla. See "
+        "docs/throughput.md.", choices=RMSPROP_KERNELS)
     torso_dtype: str = setting(
         "float32", "Compute dtype of the convolutional torso (variables stay float32; LSTM, heads and losses run in "
         "float32). bfloat16 is faster on CPUs with bfloat16 instructions.", choices=TORSO_DTYPES)

@@ -138,6 +138,7 @@ def build_agent(config: TrainConfig, spaces: Spaces, suite=None):
                   torso_dtype=config.torso_dtype, two_column_scaling=config.two_column_scaling,
                   train_distilled=not config.freeze_distilled,
                   rmsprop_initial_mean_square=config.rmsprop_initial_mean_square, device=config.device,
+                  rmsprop_kernel=config.rmsprop_kernel,
                   normalize_observations=normalization_of(config, suite) == "per_pixel")
     return Agent(algorithm, coeffs, spaces.num_tasks, spaces.observation_shape, spaces.num_actions, **kwargs)
 
