@@ -37,7 +37,7 @@ if __name__ == "__main__":
         "suite", "doom_mazes", "Task suite, or vizdoom_my_way_home: 8 copies of ViZDoom's my_way_home maze (160x120 "
         "RGB24 resized to 84x84, action repeat 4), a stand-in when the Doom suites are not installed.")
     _ALGO = flags.DEFINE_string("algo", "a3c", "Algorithm.")
-    from distral_tf.training.config import TORSO_DTYPES, UPDATE_MODES, TrainConfig
+    from distral_tf.training.config import RMSPROP_KERNELS, TORSO_DTYPES, UPDATE_MODES, TrainConfig
 
     _D = TrainConfig()  # the trainer's defaults, except batched updates
     _MODE = flags.DEFINE_enum("update_mode", "batched", UPDATE_MODES, "Update mode.")
@@ -52,6 +52,8 @@ if __name__ == "__main__":
                                   "TensorFlow inter-op threads (0: TensorFlow's default).")
     _INTRA = flags.DEFINE_integer("tf_intra_op_threads", _D.tf_intra_op_threads,
                                   "TensorFlow intra-op threads (0: TensorFlow's default).")
+    _RMSPROP_KERNEL = flags.DEFINE_enum("rmsprop_kernel", _D.rmsprop_kernel, RMSPROP_KERNELS,
+                                        "How Hogwild's RMSProp steps run (distral_tf.run --rmsprop_kernel).")
     _TORSO_DTYPE = flags.DEFINE_enum("torso_dtype", _D.torso_dtype, TORSO_DTYPES,
                                      "Compute dtype of the convolutional torso.")
     _SECONDS = flags.DEFINE_float("seconds", 60.0, "Measured training time (after the warm-up).")
@@ -364,7 +366,7 @@ def main(argv):
         actor_threads=_ACTORS.value, learner_threads=_LEARNERS.value, rollouts_per_call=_PER_CALL.value,
         tf_inter_op_threads=_INTER.value,
         tf_intra_op_threads=_INTRA.value,
-        torso_dtype=_TORSO_DTYPE.value,
+        torso_dtype=_TORSO_DTYPE.value, rmsprop_kernel=_RMSPROP_KERNEL.value,
         entropy_cost=0.01, eval_episodes=0, checkpoint_every_secs=10**6, log_every_secs=10**6,
         summary_every_updates=20, seed=_SEED.value)
     from distral_tf.envs.pool import resolve_num_processes
@@ -377,7 +379,8 @@ def main(argv):
     print(f"suite={suite.name} algo={config.algo} update_mode={config.update_mode} "
           f"workers={suite.num_tasks}x{config.workers_per_task} env_processes={processes} "
           f"actor_threads={config.actor_threads} tf_threads(inter,intra)=({config.tf_inter_op_threads},"
-          f"{config.tf_intra_op_threads}) torso_dtype={config.torso_dtype} action_repeat={suite.frames_per_step} "
+          f"{config.tf_intra_op_threads}) torso_dtype={config.torso_dtype} rmsprop_kernel={config.rmsprop_kernel} "
+          f"action_repeat={suite.frames_per_step} "
           f"cores={os.cpu_count()}",
           flush=True)
     memory = MemorySampler()
