@@ -130,6 +130,14 @@ def test_a_failed_build_names_the_compiler_error(tmp_path, monkeypatch):
     assert not list(tmp_path.glob("*.so"))  # no partial library left behind
 
 
+def test_an_unwritable_cache_says_which_directory(tmp_path, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("DISTRAL_TF_KERNEL_CACHE", str(blocker / "kernels"))
+    with pytest.raises(kernels.KernelUnavailable, match="cannot write the kernel cache .*DISTRAL_TF_KERNEL_CACHE"):
+        kernels.build()
+
+
 def test_an_unknown_kernel_is_refused():
     with pytest.raises(ValueError, match="choose from auto, cpp, xla"):
         SharedRMSProp([tf.Variable(1.0)], sequence_kernel="fast")

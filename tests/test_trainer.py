@@ -170,3 +170,21 @@ def test_resume_with_a_different_model_configuration_is_refused(tmp_path):
     forced = small_config(tmp_path, "a3c", total_env_steps=3 * 40, workers_per_task=1, eval_episodes=0,
                           learning_rate=1e-2, force=True)
     assert Trainer(forced, suite).run()["state"] == "finished"
+
+
+def test_a_c_plus_plus_rmsprop_kernel_that_cannot_be_built_stops_the_run_before_it_writes(tmp_path, monkeypatch):
+    from distral_tf.model import kernels
+
+    monkeypatch.setenv("DISTRAL_TF_KERNEL_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
+    kernels.rmsprop_sequence.cache_clear()
+    try:
+        cfg = small_config(tmp_path / "run", "a3c", total_env_steps=3 * 20, workers_per_task=1, eval_episodes=0,
+                           rmsprop_kernel="cpp")
+        with pytest.raises(TrainingError, match="--rmsprop_kernel=cpp: running the compiler .*falls back to XLA"):
+            Trainer(cfg, make_suite(SUITE)).run()
+        assert not (tmp_path / "run").exists()
+        auto = dataclasses.replace(cfg, rmsprop_kernel="auto")  # the same machine: XLA, with a warning
+        assert Trainer(auto, make_suite(SUITE)).run()["state"] == "finished"
+    finally:
+        kernels.rmsprop_sequence.cache_clear()

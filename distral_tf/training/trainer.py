@@ -25,6 +25,7 @@ import numpy as np
 from absl import logging
 
 from distral_tf.envs.suites import Suite
+from distral_tf.model import kernels
 from distral_tf.model.agent import check_device
 from distral_tf.training import budgets, tensorflow_setup, warm_start
 from distral_tf.training.backends import BackendFactory, LocalBackend, WorkerBackend, WorkerContext
@@ -151,6 +152,12 @@ class Trainer:
                 check_device(self.config.device)
             except ValueError as e:
                 raise TrainingError(str(e)) from None
+            if self.config.rmsprop_kernel == "cpp":  # compiled (or read from the cache) before anything starts
+                try:
+                    kernels.rmsprop_sequence()
+                except kernels.KernelUnavailable as e:
+                    raise TrainingError(f"--rmsprop_kernel=cpp: {e} (--rmsprop_kernel=auto falls back to XLA)") \
+                        from None
             # Before anything is written: a missing engine, or a source run that cannot start this one,
             # leaves no run directory.
             self.spaces = probe_environment(self.suite)

@@ -55,9 +55,13 @@ def build(source: Path = _SOURCE) -> Path:
     library = cache_directory() / f"{source.stem}-{key}.so"
     if library.exists():
         return library
-    library.parent.mkdir(parents=True, exist_ok=True)
     logging.info("Compiling %s for TensorFlow %s into %s (once per machine)", source.name, tf.__version__, library)
-    handle, partial = tempfile.mkstemp(suffix=".so", dir=library.parent)
+    try:
+        library.parent.mkdir(parents=True, exist_ok=True)
+        handle, partial = tempfile.mkstemp(suffix=".so", dir=library.parent)
+    except OSError as e:
+        raise KernelUnavailable(f"cannot write the kernel cache {library.parent} ({e}); set "
+                                "$DISTRAL_TF_KERNEL_CACHE to a writable directory") from None
     os.close(handle)
     try:
         try:
