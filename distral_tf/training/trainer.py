@@ -43,6 +43,17 @@ from distral_tf.training.worker_threads import Timings
 __all__ = ["CLIP_STEPS", "Timings", "Trainer", "TrainingError"]
 
 
+def check_rmsprop_kernel(choice: str) -> None:
+    """With ``--rmsprop_kernel=cpp``, compiles (or reads from the cache) the op before anything starts; raises
+    TrainingError with the reason where it cannot."""
+    if choice != "cpp":
+        return
+    try:
+        kernels.rmsprop_sequence()
+    except kernels.KernelUnavailable as e:
+        raise TrainingError(f"--rmsprop_kernel=cpp: {e} (--rmsprop_kernel=auto falls back to XLA)") from None
+
+
 class Trainer:
     """Trains one algorithm on one suite as configured; ``run()`` returns when the budget is spent or on stop.
 
@@ -152,12 +163,7 @@ class Trainer:
                 check_device(self.config.device)
             except ValueError as e:
                 raise TrainingError(str(e)) from None
-            if self.config.rmsprop_kernel == "cpp":  # compiled (or read from the cache) before anything starts
-                try:
-                    kernels.rmsprop_sequence()
-                except kernels.KernelUnavailable as e:
-                    raise TrainingError(f"--rmsprop_kernel=cpp: {e} (--rmsprop_kernel=auto falls back to XLA)") \
-                        from None
+            check_rmsprop_kernel(self.config.rmsprop_kernel)
             # Before anything is written: a missing engine, or a source run that cannot start this one,
             # leaves no run directory.
             self.spaces = probe_environment(self.suite)
