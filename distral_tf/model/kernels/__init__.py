@@ -17,11 +17,13 @@ import platform
 import shutil
 import subprocess
 import tempfile
+import threading
 from pathlib import Path
 
 from absl import logging
 
 _SOURCE = Path(__file__).with_name("rmsprop_sequence.cc")
+_LOADING = threading.Lock()  # learner threads that reach the op at once load it once
 _OPTIONS = ["-O3", "-fno-math-errno", "-shared", "-fPIC", "-Wno-deprecated-declarations"]
 
 
@@ -87,8 +89,9 @@ def rmsprop_sequence():
     """
     import tensorflow as tf
 
-    library = build()
-    try:
-        return tf.load_op_library(str(library)).rmsprop_sequence
-    except (tf.errors.NotFoundError, OSError) as e:
-        raise KernelUnavailable(f"loading {library} failed: {e}") from None
+    with _LOADING:
+        library = build()
+        try:
+            return tf.load_op_library(str(library)).rmsprop_sequence
+        except (tf.errors.NotFoundError, OSError) as e:
+            raise KernelUnavailable(f"loading {library} failed: {e}") from None
