@@ -1,8 +1,5 @@
 """The RMSProp steps of a Hogwild call: the C++ op and the XLA program against the formula, step by step."""
 
-import os
-import shutil
-
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -11,8 +8,7 @@ from distral_tf.model import kernels
 from distral_tf.model.optim import SharedRMSProp
 
 # The C++ op is compiled at first use; without a compiler only its fallback can be tested.
-needs_compiler = pytest.mark.skipif(not (os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")),
-                                    reason="no C++ compiler to build the op")
+needs_compiler = pytest.mark.skipif(kernels.find_compiler() is None, reason="no C++ compiler to build the op")
 SHAPES = [(3, 5), (7,), (2, 3, 4), (1,)]
 DECAY, EPSILON, CLIP, LR, TOTAL, PER_UPDATE = 0.9, 0.1, 1.5, 0.05, 1000, 20
 

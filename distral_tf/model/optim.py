@@ -140,7 +140,7 @@ class SharedRMSProp(tf.Module):
                 logging.warning("The RMSProp steps of Hogwild calls run as an XLA program: the C++ op is "
                                 "unavailable (%s)", e)
                 self.sequence_kernel = "xla"
-        return self._kernel is not None and self.sequence_kernel != "xla"
+        return self._kernel is not None
 
     def _schedule(self, norms, steps_counter, steps_per_update, initial_learning_rate, total_steps):
         """Per update of a sequence: whether it is applied (finite norm), its clipping factor (0 if not) and

@@ -38,8 +38,13 @@ def cache_directory() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "distral_tf" / "kernels"
 
 
+def find_compiler() -> str | None:
+    """The C++ compiler the op is built with: ``$CXX``, else ``g++`` or ``c++`` on the PATH; None if none."""
+    return os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
+
+
 def _compiler() -> str:
-    compiler = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
+    compiler = find_compiler()
     if not compiler:
         raise KernelUnavailable("no C++ compiler found (set $CXX or install g++)")
     return compiler
