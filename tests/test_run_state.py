@@ -50,3 +50,42 @@ def test_a_new_attempt_drops_the_reservations_of_the_previous_one():
     state.reserve([0, 0])
     state.start_attempt()  # the attempt holding them is gone
     np.testing.assert_array_equal(state.reserve([0, 0]), [True, True])
+
+
+def test_episodes_are_logged_in_the_order_of_their_task_steps_whatever_the_threads_do():
+    import random
+    import threading
+    import time
+    from types import SimpleNamespace
+
+    from distral_tf.training.backends import RolloutRecorder
+
+    class SlowToReturn(RunState):
+        def complete(self, task_ids, episode_tasks=()):
+            steps = super().complete(task_ids, episode_tasks)
+            time.sleep(random.uniform(0.0, 0.002))  # the thread is descheduled after counting
+            return steps
+
+    class Rows:
+        def __init__(self):
+            self.rows = []
+
+        def episode(self, task_index, env_steps, episode_return, length):
+            self.rows.append((task_index, env_steps))
+
+    state, monitor = SlowToReturn(num_tasks=2, steps_per_task=10**6, unroll_length=20), Rows()
+    recorder = RolloutRecorder(state, monitor)
+
+    def worker(task):
+        for _ in range(40):
+            state.reserve([task])
+            recorder.record([task], [SimpleNamespace(task_index=task, episode_return=1.0, length=20)])
+
+    threads = [threading.Thread(target=worker, args=(k % 2,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for task in (0, 1):
+        steps = [s for k, s in monitor.rows if k == task]
+        assert steps == list(range(20, 20 * 160 + 1, 20))  # every rollout once, never backwards

@@ -131,6 +131,25 @@ class WorkerBackend(Protocol):
 BackendFactory = Callable[[WorkerContext], WorkerBackend]
 
 
+class RolloutRecorder:
+    """Counts finished rollouts and logs the episodes they finished in one step, so that each task's
+    episodes reach ``metrics.jsonl`` and TensorBoard in the order of the task steps they are logged at
+    (a worker that completed its rollout first also logs first)."""
+
+    def __init__(self, state: RunState, monitor):
+        self.state = state
+        self.monitor = monitor
+        self._lock = threading.Lock()
+
+    def record(self, task_ids, episodes) -> np.ndarray:
+        """Records the rollouts of ``task_ids`` and their finished ``episodes``; returns the new task steps."""
+        with self._lock:
+            steps = self.state.complete(task_ids, [ep.task_index for ep in episodes])
+            for ep in episodes:
+                self.monitor.episode(ep.task_index, int(steps[ep.task_index]), ep.episode_return, ep.length)
+        return steps
+
+
 class LocalBackend:
     """The workers of ``context.worker_tasks`` in this process: actor groups in threads of their own, their
     learner, and a pause gate (see the module's docstring)."""
@@ -138,6 +157,7 @@ class LocalBackend:
     def __init__(self, context: WorkerContext):
         self.context = context
         self.summaries = RunSummaries(context.config, context.monitor)
+        self.recorder = RolloutRecorder(context.state, context.monitor)
         self.timings = Timings()
         self.gate = PauseGate()
         self.threads = WorkerThreads(context.stop, self.gate)
@@ -201,10 +221,8 @@ class LocalBackend:
                          waiting=(collect_start - start) + (learn_start - collect_start)
                          - (group.env_seconds - env_s) - (group.inference_seconds - inference_s))
         task_ids = rollout.task_ids
-        steps = ctx.state.complete(task_ids, [ep.task_index for ep in episodes])
+        steps = self.recorder.record(task_ids, episodes)
         ctx.started()
-        for ep in episodes:
-            ctx.monitor.episode(ep.task_index, int(steps[ep.task_index]), ep.episode_return, ep.length)
         if self.summaries.due(rounds):
             self.summaries.update(task_ids, per_rollout, steps)
         if ctx.agent.optimizer.consecutive_skipped.numpy() >= cfg.max_consecutive_nonfinite:
