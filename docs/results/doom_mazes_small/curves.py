@@ -56,7 +56,7 @@ def main(argv):
                   f"{status.get('state')}, {status.get('env_steps', 0):,} agent steps)")
             print("| agent steps per task | episodes | mean return over the tasks | x random |")
             print("|---|---|---|---|")
-            final = {}
+            final, stretch_means = {}, []
             for lo in range(0, last + 1, stretch):
                 chosen = [e for e in episodes if lo <= e["env_steps"] < lo + stretch]
                 per_task = {t: [e["return"] for e in chosen if e["task"] == t] for t in tasks}
@@ -64,6 +64,7 @@ def main(argv):
                     mean = sum(sum(r) / len(r) for r in per_task.values()) / len(tasks)
                     print(f"| {lo:,}-{lo + stretch:,} | {len(chosen)} | {mean:.2f} | {mean / random:.1f} |")
                     final = {t: sum(r) / len(r) for t, r in per_task.items()}
+                    stretch_means.append(mean)
             print("last stretch per task (x random): " + ", ".join(
                 f"{t.rsplit('_', 1)[-1]} {r:.1f} ({r / random_per_task[t]:.1f})" for t, r in final.items()))
             distilled = status.get("final_distilled_return_per_task")
@@ -73,13 +74,36 @@ def main(argv):
                       f"{pi0:.2f} on average (" + ", ".join(f"{r:.1f}" for r in distilled) + ")")
             print(f"env frames/s over the running time: {status.get('env_frames_per_second', 0):,.0f}")
             multiples = [r / random_per_task[t] for t, r in final.items()]
-            rows.append((name, statistics.fmean(final.values()), statistics.fmean(multiples),
-                         statistics.median(multiples), pi0))
+            rows.append((name, config["algo"], statistics.fmean(final.values()), statistics.fmean(multiples),
+                         statistics.median(multiples), pi0, statistics.fmean(stretch_means)))
     print("\n| run | last stretch: mean return | mean of the per-task x random | median x random | pi_0 final |")
     print("|---|---|---|---|---|")
-    for name, mean, normalised, median, distilled in rows:
+    for name, _, mean, normalised, median, distilled, _ in rows:
         pi0 = f"{distilled:.2f}" if distilled is not None else ""
         print(f"| {name} | {mean:.2f} | {normalised:.2f} | {median:.2f} | {pi0} |")
+    print_per_algorithm(rows)
+
+
+def print_per_algorithm(rows):
+    """Per algorithm, the mean over its seeds (each seed in brackets) of the last stretch's mean return,
+    of the per-task multiple of random, and of the area under the curve (the mean of the stretches'
+    mean returns: the whole run, as the paper's AUC)."""
+    print("\n| algorithm | seeds | last stretch: mean return | mean of the per-task x random | "
+          "area under the curve (mean over the stretches) | pi_0 final |")
+    print("|---|---|---|---|---|---|")
+    by_algo = {}
+    for row in rows:
+        by_algo.setdefault(row[1], []).append(row)
+    order = sorted(by_algo, key=lambda a: -statistics.fmean(r[2] for r in by_algo[a]))
+    for algo in order:
+        runs_ = by_algo[algo]
+
+        def cell(column, runs_=runs_):
+            values = [r[column] for r in runs_]
+            return f"{statistics.fmean(values):.2f} (" + ", ".join(f"{v:.2f}" for v in values) + ")"
+
+        pi0 = cell(5) if all(r[5] is not None for r in runs_) else ""
+        print(f"| {algo} | {len(runs_)} | {cell(2)} | {cell(3)} | {cell(6)} | {pi0} |")
 
 
 if __name__ == "__main__":
