@@ -39,9 +39,9 @@ def test_split_update_equals_the_local_update(name, max_grad_norm):
     shared = distributed.SharedParameters(holder)
     pushed = []
 
-    def sink(grads, agent_steps, version):
-        pushed.append(agent_steps)
-        _, _, lag = shared.push([(grads, agent_steps, version)])
+    def sink(grads, count, agent_steps, version):
+        pushed.append((count, agent_steps))
+        _, _, lag = shared.push([(grads, count, agent_steps, version)])
         learner.shared_version, values, _ = shared.pull()
         for i, value in zip(shared.indices, values, strict=True):
             learner.trainable[i].assign(value)
@@ -54,7 +54,7 @@ def test_split_update_equals_the_local_update(name, max_grad_norm):
         split_terms = learner.train_step(rollout)
         np.testing.assert_allclose(split_terms["grad_norm"], local_terms["grad_norm"], rtol=1e-5)
         assert split_terms["shared_lag"] == 0
-    assert pushed == [2 * SMALL_AGENT["unroll_length"], SMALL_AGENT["unroll_length"]]
+    assert pushed == [(1, 2 * SMALL_AGENT["unroll_length"]), (1, SMALL_AGENT["unroll_length"])]
     assert shared.version == 2 and int(holder.env_steps.numpy()) == int(local.env_steps.numpy())
     # Which variables the holder keeps: every shared one (all for a3c_multitask, none for a3c).
     kinds = local.variable_tasks
@@ -71,27 +71,34 @@ def test_split_update_equals_the_local_update(name, max_grad_norm):
 def test_shared_parameters_count_versions_and_the_lag_of_a_gradient():
     holder = _agent("kl_2col")
     shared = distributed.SharedParameters(holder)
-    zeros = [np.zeros(holder.trainable[i].shape, np.float32) for i in shared.indices]
-    assert shared.push([(zeros, 6, 0)])[0] == 1
-    assert shared.push([(zeros, 6, 0)])[2] == 1  # computed at version 0, applied after version 1
-    assert shared.push([(zeros, 6, 2)]) == (3, 18, 0)
-    assert shared.push([(zeros, 6, 0), (zeros, 6, 3)]) == (5, 30, 1)  # the lag of the push's last gradient
+    zeros = [np.zeros((1, *holder.trainable[i].shape), np.float32) for i in shared.indices]
+    assert shared.push([(zeros, 1, 6, 0)])[0] == 1
+    assert shared.push([(zeros, 1, 6, 0)])[2] == 1  # computed at version 0, applied after version 1
+    assert shared.push([(zeros, 1, 6, 2)]) == (3, 18, 0)
+    assert shared.push([(zeros, 1, 6, 0), (zeros, 1, 6, 3)]) == (5, 30, 1)  # the lag of the push's last gradient
+    two = [np.concatenate([z, z]) for z in zeros]
+    assert shared.push([(two, 2, 6, 4)]) == (7, 42, 2)  # a chunk of two updates: two versions, two steps' worth
     version, values, env_steps = shared.pull()
-    assert (version, env_steps) == (5, 30) and len(values) == len(shared.indices)
+    assert (version, env_steps) == (7, 42) and len(values) == len(shared.indices)
 
 
-@pytest.mark.parametrize("gradients_per_push", [3, 8])
-def test_a_push_of_several_gradients_applies_each_as_its_own_step(gradients_per_push):
+@pytest.mark.parametrize("gradients_per_push,chunks", [(3, [3]), (3, [1, 2]), (8, [3])])
+def test_a_push_of_several_gradients_applies_each_as_its_own_step(gradients_per_push, chunks):
     """Gradients sent together are applied one RMSProp step each, in order, with the learning rate
     annealed between them: the parameters and statistics are those of one push per gradient, whether
-    the push is one compiled sequence (3 gradients, the usual size) or a step per gradient (8)."""
+    the push is one compiled sequence (3 gradients, the usual size, in one chunk or two) or a step per
+    gradient (8)."""
     rng = np.random.default_rng(0)
     one_by_one, together = (distributed.SharedParameters(_agent("kl_2col"), gradients_per_push) for _ in range(2))
-    batch = [([rng.normal(size=v.shape).astype(np.float32) for v in one_by_one.variables], 4000, 0)
-             for _ in range(3)]
-    for item in batch:
-        one_by_one.push([item])
+    gradients = [[rng.normal(size=v.shape).astype(np.float32) for v in one_by_one.variables] for _ in range(3)]
+    for grads in gradients:
+        one_by_one.push([([g[None] for g in grads], 1, 4000, 0)])
     version, _, env_steps = one_by_one.pull()
+    batch, start = [], 0
+    for count in chunks:
+        part = gradients[start:start + count]
+        batch.append(distributed.GradientChunk([np.stack(g) for g in zip(*part, strict=True)], count, 4000, 0))
+        start += count
     assert together.push(batch) == (version, env_steps, 2)
     opt_a, opt_b = one_by_one.agent.optimizer, together.agent.optimizer
     assert int(opt_a.num_updates.numpy()) == int(opt_b.num_updates.numpy()) == 3
@@ -104,8 +111,48 @@ def test_a_push_of_several_gradients_applies_each_as_its_own_step(gradients_per_
         close(opt_b.mean_squares[k].numpy(), opt_a.mean_squares[k].numpy(), err_msg=a.name)
     # What it is not: one step with the summed gradient.
     summed = distributed.SharedParameters(_agent("kl_2col"))
-    summed.push([([sum(g) for g in zip(*(grads for grads, _, _ in batch), strict=True)], 12000, 0)])
+    summed.push([([sum(g)[None] for g in zip(*gradients, strict=True)], 1, 12000, 0)])
     assert not np.allclose(summed.variables[0].numpy(), together.variables[0].numpy())
+
+
+def test_a_learner_pushes_its_updates_in_order_in_pushes_of_gradients_per_push():
+    """The learner queues each call's stacked gradients and sends pushes of exactly
+    ``gradients_per_push`` gradients (splitting a call's stack where needed) in the order of the
+    updates; a non-finite update is dropped and counted as skipped; what is left goes with the next pull."""
+    import threading
+    from types import SimpleNamespace
+
+    pushes = []
+    learner = distributed.TaskLearner.__new__(distributed.TaskLearner)
+    learner.config = dataclasses.replace(TrainConfig(), gradients_per_push=8)
+    learner.agent = _agent("kl_2col")
+    learner._own_indices = []
+    learner._lock = threading.Lock()
+    learner._outbox, learner._outbox_count, learner._pending = [], 0, []
+    learner._traffic = dict.fromkeys(distributed.TRAFFIC_FIELDS, 0.0)
+    learner._shared = SimpleNamespace(push=SimpleNamespace(remote=lambda batch: pushes.append(batch) or len(pushes)))
+    learner._collect = lambda limit: 0
+
+    def call(first, count, version):  # gradients numbered first, first + 1, ... in two shared variables
+        ids = np.arange(first, first + count, dtype=np.float32)
+        return [ids[:, None] * np.ones((count, 3), np.float32), ids[:, None, None] * np.ones((count, 2, 2), np.float32)]
+
+    learner._push(call(0, 16, 0), 16, 20, 0)
+    broken = call(16, 4, 1)
+    broken[1][2, 0, 0] = np.nan  # update 18
+    learner._push(broken, 4, 20, 1)
+    learner._push(call(20, 7, 2), 7, 20, 2)
+    learner._send()
+    sent = [[(int(g[0]), chunk.version) for chunk in batch for g in chunk.grads[0]] for batch in pushes]
+    ids = [[i for i, _ in push] for push in sent]
+    assert ids == [list(range(0, 8)), list(range(8, 16)), [16, 17, 19, 20, 21, 22, 23, 24], [25, 26]]
+    assert [v for _, v in sent[2]] == [1, 1, 1, 2, 2, 2, 2, 2]
+    for batch in pushes:  # both variables of a chunk hold the same updates
+        for chunk in batch:
+            assert chunk.count == len(chunk.grads[0]) == len(chunk.grads[1])
+            np.testing.assert_array_equal(chunk.grads[1][:, 0, 0], chunk.grads[0][:, 0])
+    assert int(learner.agent.optimizer.num_skipped.numpy()) == 1
+    assert learner._traffic["pushes"] == 4 and learner._traffic["gradients"] == 26
 
 
 def test_a_snapshot_pulls_the_newest_shared_parameters_first():

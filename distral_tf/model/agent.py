@@ -495,7 +495,7 @@ class _Functions:
         terms = {k: float(v) for k, v in out.items()}
         if shared_grads is not None:
             terms["shared_lag"] = float(self._agent.shared_sink(
-                [g.numpy() for g in shared_grads], int(np.size(rollout.actions)), shared_version))
+                [g.numpy()[None] for g in shared_grads], 1, int(np.size(rollout.actions)), shared_version))
         return terms
 
 
@@ -510,19 +510,15 @@ def train_each_step(functions: _Functions, rollout: Rollout, version: int,
             raise ValueError(f"Updates computed together need rollouts of one task, got tasks {set(rollout.task_ids)}.")
     out = functions.train_each(task, rollout)
     shared_grads = out.pop("shared_grads", None)
-    if shared_grads is not None:
-        shared_grads = [g.numpy() for g in shared_grads]
     norms, before = out.pop("grad_norm").numpy(), out.pop("updates_before").numpy()
+    staleness = before.astype(np.float64) - version
+    if shared_grads is not None:
+        # Spread over machines, the lag that matters is that of the shared columns' versions: the
+        # rollouts' gradients go to the sink as they are, stacked, one per rollout in order.
+        staleness[:] = float(functions._agent.shared_sink(
+            [g.numpy() for g in shared_grads], len(norms), int(rollout.actions.shape[0]), shared_version))
     common = {k: float(v) for k, v in out.items()}
-    terms = []
-    for k in range(len(norms)):
-        entry = {**common, "grad_norm": float(norms[k]), "staleness": float(before[k]) - version}
-        if shared_grads is not None:
-            # Spread over machines, the lag that matters is that of the shared columns' versions.
-            entry["staleness"] = float(functions._agent.shared_sink(
-                [g[k] for g in shared_grads], int(rollout.actions.shape[0]), shared_version))
-        terms.append(entry)
-    return terms
+    return [{**common, "grad_norm": float(norms[k]), "staleness": float(staleness[k])} for k in range(len(norms))]
 
 
 def _act_numpy(functions: _Functions, task_ids, observations, first, distilled_state, task_state) -> ActResult:
@@ -589,7 +585,8 @@ class Agent(tf.Module):
         self.state_spec = tf.TensorSpec([None, LSTM_SIZE], tf.float32)
         self.rollout_spec = Rollout.signature(self.unroll_length, self.observation_shape)
         # A run spread over machines sets a sink for the gradients of the variables every task uses
-        # (``shared_sink(grads, agent_steps, version) -> lag``), before any update function is traced,
+        # (``shared_sink(grads, count, agent_steps, version) -> lag``: ``count`` updates' gradients, each
+        # [count, *shape] per shared variable, of ``agent_steps`` each), before any update function is traced,
         # and a source (``shared_source()``) that brings the newest shared parameters here before a
         # snapshot is taken, keeping ``shared_version``, the version of those held here, up to date.
         self.shared_sink = None

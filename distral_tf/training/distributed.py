@@ -46,6 +46,7 @@ import math
 import os
 import threading
 import time
+from typing import NamedTuple
 
 # In the Ray workers that unpickle the actors below, before TensorFlow loads: its start-up notices
 # would otherwise be forwarded to the driver's log by every actor.
@@ -176,6 +177,25 @@ def _new_agent(config: TrainConfig, spaces: EnvSpaces):
 # The actors.
 
 
+class GradientChunk(NamedTuple):
+    """The shared variables' clipped gradients of ``count`` consecutive updates of one learner.
+
+    ``grads``: one array [count, *shape] per shared variable (the updates in order); ``agent_steps``:
+    the agent steps of each update; ``version``: the version of the shared parameters they were
+    computed at.
+    """
+
+    grads: list[np.ndarray]
+    count: int
+    agent_steps: int
+    version: int
+
+    def split(self, count: int) -> tuple[GradientChunk, GradientChunk]:
+        """The first ``count`` updates and the rest (views, not copies)."""
+        return (self._replace(grads=[g[:count] for g in self.grads], count=count),
+                self._replace(grads=[g[count:] for g in self.grads], count=self.count - count))
+
+
 class SharedParameters:
     """The variables of ``agent`` every task uses, their shared RMSProp statistics and a version counter
     (held by a Ray actor, :class:`SharedParametersActor`)."""
@@ -212,25 +232,29 @@ class SharedParameters:
 
         return ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
 
-    def push(self, batch: list[tuple[list[np.ndarray], int, int]]):
-        """Applies updates' gradients, each ``(gradient, agent steps, version it was computed at)``, one
-        RMSProp step each, in order; returns ``(version, agent steps, lag)``, the lag being the versions
-        applied between the last gradient's version and itself."""
+    def push(self, batch: list[GradientChunk]):
+        """Applies the gradients of ``batch``, chunks of updates in order, one RMSProp step each, in order;
+        returns ``(version, agent steps, lag)``, the lag being the versions applied between the last
+        gradient's version and itself."""
+        batch = [GradientChunk(*chunk) for chunk in batch]
         lag = 0
-        steps = {agent_steps for _, agent_steps, _ in batch}
-        together = self._apply is not None and len(batch) == self.gradients_per_push > 1 and len(steps) == 1
+        steps = {chunk.agent_steps for chunk in batch}
+        count = sum(chunk.count for chunk in batch)
+        together = self._apply is not None and count == self.gradients_per_push > 1 and len(steps) == 1
         if together:  # learners push finite gradients only (they skip the others), clipped already: norms 0
             agent = self.agent
-            stacked = [np.stack(g) for g in zip(*(grads for grads, _, _ in batch), strict=True)]
-            agent.optimizer.apply_sequence(stacked, self.variables, np.zeros(len(batch), np.float32),
+            stacked = batch[0].grads if len(batch) == 1 else [
+                np.concatenate(g) for g in zip(*(chunk.grads for chunk in batch), strict=True)]
+            agent.optimizer.apply_sequence(stacked, self.variables, np.zeros(count, np.float32),
                                            agent.env_steps, steps.pop(), agent.learning_rate, agent.total_env_steps)
-        for grads, agent_steps, version in batch:
-            lag = self.version - version
-            if not together:
-                if self._apply is not None:
-                    self._apply(grads)
-                self.agent.env_steps.assign_add(agent_steps)
-            self.version += 1
+        for chunk in batch:
+            for k in range(chunk.count):
+                lag = self.version - chunk.version
+                if not together:
+                    if self._apply is not None:
+                        self._apply([g[k] for g in chunk.grads])
+                    self.agent.env_steps.assign_add(chunk.agent_steps)
+                self.version += 1
         return self.version, int(self.agent.env_steps.numpy()), lag
 
     def pull(self):
@@ -309,7 +333,8 @@ class TaskLearner:
         self._timings_sent = dict.fromkeys(Timings.FIELDS, 0.0)
         self._traffic = dict.fromkeys(TRAFFIC_FIELDS, 0.0)
         self._pending: list = []  # pushes not yet answered, oldest first
-        self._outbox: list = []  # gradients not yet sent, oldest first
+        self._outbox: list[GradientChunk] = []  # gradients not yet sent, oldest first
+        self._outbox_count = 0  # the gradients they hold
         self._collect_lock = threading.Lock()
         self._pull_lock = threading.Lock()
         self._last_lag = 0
@@ -325,33 +350,54 @@ class TaskLearner:
 
         return ray.get_runtime_context().get_node_id()
 
-    def _push(self, grads: list[np.ndarray], agent_steps: int, version: int) -> int:
-        """Queues one update's shared gradient (computed at ``version``) and sends the queue once it holds
-        ``gradients_per_push``; waits only if ``MAX_PUSHES_IN_FLIGHT`` pushes are unanswered. Returns the
-        lag of the last gradient known applied."""
+    def _push(self, grads: list[np.ndarray], count: int, agent_steps: int, version: int) -> int:
+        """Queues ``count`` updates' shared gradients (each [count, *shape], computed at ``version``), sends
+        pushes of ``gradients_per_push`` while the queue holds that many, and waits only if
+        ``MAX_PUSHES_IN_FLIGHT`` pushes are unanswered. Returns the lag of the last gradient known applied."""
         agent = self.agent
-        if not all(np.isfinite(g).all() for g in grads):  # the local optimiser skipped this update too
+        finite = np.ones(count, bool)
+        for g in grads:
+            finite &= np.isfinite(g.reshape(count, -1)).all(axis=1)
+        if not finite.all():  # the local optimiser skipped these updates too
             if not self._own_indices:
-                agent.optimizer.num_skipped.assign_add(1)
-                agent.optimizer.consecutive_skipped.assign_add(1)
-            return 0
-        with self._lock:
-            self._outbox.append((grads, agent_steps, version))
-            full = len(self._outbox) >= self.config.gradients_per_push
-        if full:
-            self._send()
+                skipped = int(count - finite.sum())
+                agent.optimizer.num_skipped.assign_add(skipped)
+                agent.optimizer.consecutive_skipped.assign_add(skipped)
+            grads, count = [g[finite] for g in grads], int(finite.sum())
+            if not count:
+                return 0
+        with self._lock:  # submitted and listed in one order: the actor's
+            self._outbox.append(GradientChunk(grads, count, agent_steps, version))
+            self._outbox_count += count
+            while self._outbox_count >= self.config.gradients_per_push:
+                self._submit(self._take(self.config.gradients_per_push))
         return self._collect(MAX_PUSHES_IN_FLIGHT)
 
+    def _take(self, count: int) -> list[GradientChunk]:
+        """The first ``count`` queued gradients, as chunks (the last one split if need be); holds the lock."""
+        batch, need = [], count
+        while need:
+            chunk = self._outbox.pop(0)
+            if chunk.count > need:
+                chunk, rest = chunk.split(need)
+                self._outbox.insert(0, rest)
+            batch.append(chunk)
+            need -= chunk.count
+        self._outbox_count -= count
+        return batch
+
+    def _submit(self, batch: list[GradientChunk]):
+        """Sends ``batch`` in one push (the actor applies its gradients one by one, in order); holds the lock."""
+        self._pending.append(self._shared.push.remote(batch))
+        self._traffic["pushes"] += 1
+        self._traffic["gradients"] += sum(chunk.count for chunk in batch)
+        self._traffic["bytes"] += sum(g.nbytes for chunk in batch for g in chunk.grads)
+
     def _send(self):
-        """Sends the queued gradients in one push (the actor applies them one by one, in order)."""
-        with self._lock:  # submitted and listed in one order: the actor's
-            if not self._outbox:
-                return
-            batch, self._outbox = self._outbox, []
-            self._pending.append(self._shared.push.remote(batch))
-            self._traffic["pushes"] += 1
-            self._traffic["gradients"] += len(batch)
-            self._traffic["bytes"] += sum(g.nbytes for grads, _, _ in batch for g in grads)
+        """Sends every queued gradient in one push."""
+        with self._lock:
+            if self._outbox_count:
+                self._submit(self._take(self._outbox_count))
 
     def _collect(self, limit: int) -> int:
         """Waits until at most ``limit`` pushes are unanswered, takes the answers that are in (the run's
