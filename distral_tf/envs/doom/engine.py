@@ -39,6 +39,32 @@ def _wait_exited(pid: int, timeout_s: float) -> None:
         time.sleep(0.005)
 
 
+def _group_alive(pgid: int) -> bool:
+    """Whether a process of group ``pgid`` is still running (zombies do not count; read from /proc)."""
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return False
+    for entry in entries:
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            state, _, group = stat[stat.rindex(")") + 2:].split()[:3]
+            if int(group) == pgid and state != "Z":
+                return True
+    return False
+
+
+def _wait_group_dead(pgid: int, timeout_s: float) -> None:
+    """Waits until no process of group ``pgid`` runs any more (a SIGKILL takes effect asynchronously)."""
+    deadline = time.monotonic() + timeout_s
+    while _group_alive(pgid) and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
 class EngineDiedError(RuntimeError):
     """The ViZDoom process exited or reported a fatal engine error."""
 
@@ -124,6 +150,8 @@ class Engine:
             os.killpg(self._proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
+        else:
+            _wait_group_dead(self._proc.pid, 5.0)  # the engine binary too, before the group id is released
         try:
             self._proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
