@@ -17,6 +17,7 @@ pytest.importorskip("vizdoom")
 
 from distral_tf.envs import make_suite  # noqa: E402
 from distral_tf.envs.doom.actions import ACTION_NAMES, NUM_ACTIONS  # noqa: E402
+from distral_tf.envs.doom.engine import live_group_members  # noqa: E402
 from distral_tf.envs.doom.engine_process import resize  # noqa: E402
 from distral_tf.envs.doom.lasertag import DoomLasertagEnv  # noqa: E402
 from distral_tf.envs.doom.mapgen import Layout, cell_center  # noqa: E402
@@ -264,23 +265,8 @@ def test_lasertag_procedural_bots_vary():
     env.close()
 
 
-def _live_group_members(pgid):
-    """Processes of group ``pgid`` that are not zombies (read from /proc)."""
-    members = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = open(f"/proc/{entry}/stat").read()
-            except OSError:
-                continue
-            fields = stat[stat.rindex(")") + 2:].split()
-            if int(fields[2]) == pgid and fields[0] != "Z":
-                members.append(int(entry))
-    return members
-
-
 def _engine_binary_pids(engine_pid):
-    return [p for p in _live_group_members(engine_pid) if p != engine_pid]
+    return [p for p in live_group_members(engine_pid) if p != engine_pid]
 
 
 @pytest.mark.faults
@@ -386,4 +372,4 @@ def test_segfault_in_close_does_not_reach_the_caller():
     env.close()  # the engine process segfaults while closing; this process carries on
     assert engine._proc.returncode == -signal.SIGSEGV
     assert not workdir.exists()
-    assert _live_group_members(engine.pid) == []  # nothing of the engine's process group is left
+    assert live_group_members(engine.pid) == []  # nothing of the engine's process group is left

@@ -39,12 +39,13 @@ def _wait_exited(pid: int, timeout_s: float) -> None:
         time.sleep(0.005)
 
 
-def _group_alive(pgid: int) -> bool:
-    """Whether a process of group ``pgid`` is still running (zombies do not count; read from /proc)."""
+def live_group_members(pgid: int) -> list[int]:
+    """Processes of group ``pgid`` that are still running (zombies do not count; read from /proc)."""
     try:
         entries = os.listdir("/proc")
     except OSError:
-        return False
+        return []
+    members = []
     for entry in entries:
         if entry.isdigit():
             try:
@@ -54,14 +55,14 @@ def _group_alive(pgid: int) -> bool:
                 continue
             state, _, group = stat[stat.rindex(")") + 2:].split()[:3]
             if int(group) == pgid and state != "Z":
-                return True
-    return False
+                members.append(int(entry))
+    return members
 
 
 def _wait_group_dead(pgid: int, timeout_s: float) -> None:
     """Waits until no process of group ``pgid`` runs any more (a SIGKILL takes effect asynchronously)."""
     deadline = time.monotonic() + timeout_s
-    while _group_alive(pgid) and time.monotonic() < deadline:
+    while live_group_members(pgid) and time.monotonic() < deadline:
         time.sleep(0.005)
 
 
