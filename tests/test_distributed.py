@@ -128,7 +128,7 @@ def test_a_learner_pushes_its_updates_in_order_in_pushes_of_gradients_per_push()
     learner.agent = _agent("kl_2col")
     learner._own_indices = []
     learner._lock = threading.Lock()
-    learner._outbox, learner._outbox_count, learner._pending = [], 0, []
+    learner._outbox, learner._pending = [], []
     learner._traffic = dict.fromkeys(distributed.TRAFFIC_FIELDS, 0.0)
     learner._shared = SimpleNamespace(push=SimpleNamespace(remote=lambda batch: pushes.append(batch) or len(pushes)))
     learner._collect = lambda limit: 0

@@ -334,7 +334,6 @@ class TaskLearner:
         self._traffic = dict.fromkeys(TRAFFIC_FIELDS, 0.0)
         self._pending: list = []  # pushes not yet answered, oldest first
         self._outbox: list[GradientChunk] = []  # gradients not yet sent, oldest first
-        self._outbox_count = 0  # the gradients they hold
         self._collect_lock = threading.Lock()
         self._pull_lock = threading.Lock()
         self._last_lag = 0
@@ -368,8 +367,7 @@ class TaskLearner:
                 return 0
         with self._lock:  # submitted and listed in one order: the actor's
             self._outbox.append(GradientChunk(grads, count, agent_steps, version))
-            self._outbox_count += count
-            while self._outbox_count >= self.config.gradients_per_push:
+            while self._queued() >= self.config.gradients_per_push:
                 self._submit(self._take(self.config.gradients_per_push))
         return self._collect(MAX_PUSHES_IN_FLIGHT)
 
@@ -383,8 +381,11 @@ class TaskLearner:
                 self._outbox.insert(0, rest)
             batch.append(chunk)
             need -= chunk.count
-        self._outbox_count -= count
         return batch
+
+    def _queued(self) -> int:
+        """Gradients in the queue (a few chunks at most); holds the lock."""
+        return sum(chunk.count for chunk in self._outbox)
 
     def _submit(self, batch: list[GradientChunk]):
         """Sends ``batch`` in one push (the actor applies its gradients one by one, in order); holds the lock."""
@@ -396,8 +397,8 @@ class TaskLearner:
     def _send(self):
         """Sends every queued gradient in one push."""
         with self._lock:
-            if self._outbox_count:
-                self._submit(self._take(self._outbox_count))
+            if self._outbox:
+                self._submit(self._take(self._queued()))
 
     def _collect(self, limit: int) -> int:
         """Waits until at most ``limit`` pushes are unanswered, takes the answers that are in (the run's
