@@ -8,9 +8,11 @@ evaluation of 30 episodes per task). Prints, per algorithm: its best setting by 
 seeds) for the task policies and for pi_0, with each seed's AUC and final return; the best AUC at
 each learning rate; the steps per task at which the best setting's mean curve first reaches half and
 nine tenths of the best achievable return; how many of its runs end at least at 50% and at 90% of it;
-and the spread between seeds.
+and the spread between seeds. Last, the running time of the runs (``status.json``: agent steps over
+agent steps per second).
 """
 
+import json
 import math
 import statistics
 import sys
@@ -70,6 +72,10 @@ def main(argv):
         with tarfile.open(path) as tar:
             tar.extractall(tmp, filter="data")
         runs = runs_lib.load_runs(tmp)
+        statuses = {r.algo: [] for r in runs}
+        for r in runs:
+            status = json.loads((Path(r.path) / "status.json").read_text())
+            statuses[r.algo].append(status["env_steps"] / status["agent_steps_per_second"] / 60)
     grid = metrics.make_grid(runs, NUM_BINS)
     returns, _ = optimum.optimal_returns(runs[0].suite)
     best_return = statistics.fmean(returns.values())
@@ -85,6 +91,11 @@ def main(argv):
                 continue
             print(f" {policy} policies:" if policy == "task" else " pi_0:")
             print("\n".join(describe(summary, grid, best_return)))
+    print("\nrunning time per run, minutes (min, median, max):")
+    for algo, minutes in statuses.items():
+        print(f"  {algo}: {min(minutes):.1f}, {statistics.median(minutes):.1f}, {max(minutes):.1f}")
+    total = sum(sum(m) for m in statuses.values())
+    print(f"  all {sum(map(len, statuses.values()))} runs: {total / 60:.1f} h of running time")
 
 
 if __name__ == "__main__":
