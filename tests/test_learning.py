@@ -2,8 +2,8 @@
 learning rate and entropy cost): kl_2col and a3c beat the random policy within a small budget.
 
 At 36k agent steps per task both are well past the start of their learning curves (between 27k
-and 36k the committed runs in docs/results/two_rooms_small average 3.1-3.2 for a3c and 11.8-13.2
-for kl_2col, against the random policy's 1.23), so the margin below holds across seeds and thread
+and 36k the committed runs in docs/results/two_rooms_small at these settings average 3.0-3.1 for a3c
+and 11.5-12.5 for kl_2col, against the random policy's 1.23), so the margin below holds across seeds and thread
 timings (at 24k, where kl_2col's curve is still rising, one run in many ended at 1.79). The bfloat16
 torso's numerics are tested against float32 in tests/test_networks.py."""
 

@@ -72,13 +72,13 @@ SPEEDS = {
         ("one_column", "hogwild"): 534.0,
         ("two_column", "hogwild"): 443.0,
     }, "the pilot runs of docs/results/doom_mazes_small, one at a time on 2 cores"),
-    # The 42 runs of docs/results/two_rooms_small (8 workers per task, 300,000 agent steps each,
-    # 3 at a time on 2 cores): each run's agent_steps_per_second x 3/2, the harmonic mean over
-    # the runs of each kind (so that the estimated core-time is the measured one).
+    # The 126 runs of docs/results/two_rooms_small (8 workers per task, 300,000 agent steps each,
+    # 2 at a time on 2 cores, so one core each): each run's agent_steps_per_second, the harmonic
+    # mean over the runs of each kind (so that the estimated core-time is the measured one).
     "two_rooms_small": MeasuredSpeed("two_rooms_small", {
-        ("one_column", "hogwild"): 674.0,
-        ("two_column", "hogwild"): 342.0,
-    }, "the 42 runs of docs/results/two_rooms_small, 3 at a time on 2 cores"),
+        ("one_column", "hogwild"): 1586.0,
+        ("two_column", "hogwild"): 785.0,
+    }, "the 126 runs of docs/results/two_rooms_small, 2 at a time on 2 cores"),
 }
 DEFAULT_SPEED = "doom_mazes"
 

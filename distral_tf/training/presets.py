@@ -43,7 +43,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
            "evaluation and checkpoints work", cost="under a minute on 2 cores"),
     Preset("two_rooms_small", suite="two_rooms_small", workers_per_task=8, total_env_steps=300_000,
            learning_rate=1e-3, entropy_cost=1e-2, evidence="docs/results/two_rooms_small",
-           cost="11-24 min on 2 cores shared by three runs"),
+           cost="2-8 min on 2 cores shared by two runs"),
     Preset("doom_mazes_small", suite="doom_mazes_small", workers_per_task=32, total_env_steps=4_000_000,
            learning_rate=1e-3, entropy_cost=1e-2, evidence="docs/results/doom_mazes_small (the defaults)",
            cost="64 min (a3c) to 77 min (kl_2col) on 2 cores, under 6 GiB"),

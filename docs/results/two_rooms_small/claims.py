@@ -1,6 +1,6 @@
 """The numbers of the README's claims table, from the committed records.
 
-    python docs/results/two_rooms_small_protocol/claims.py [RUNS_TAR]
+    python docs/results/two_rooms_small/claims.py [RUNS_TAR]
 
 Uses the report's own definitions (``distral_tf.reporting.metrics``: 50 bins over 100,000 steps per
 task, AUC the mean of a run's curve, final return over the last 10% of the steps, or pi_0's final

@@ -1,6 +1,6 @@
 """Prints the README's table of finished runs from the committed records.
 
-    python docs/results/two_rooms_small_protocol/table.py [RUNS_TAR ...]
+    python docs/results/two_rooms_small/table.py [RUNS_TAR ...]
 
 Each run's ``status.json``: the final evaluation of pi_0 (``final_distilled_return_per_task``, with its
 standard error) and the task policies' mean return over their last 20 episodes per task
