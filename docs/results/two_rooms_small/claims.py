@@ -75,7 +75,7 @@ def main(argv):
         statuses = {r.algo: [] for r in runs}
         for r in runs:
             status = json.loads((Path(r.path) / "status.json").read_text())
-            statuses[r.algo].append(status["env_steps"] / status["agent_steps_per_second"] / 60)
+            statuses[r.algo].append((r.seed, status["env_steps"] / status["agent_steps_per_second"] / 60))
     grid = metrics.make_grid(runs, NUM_BINS)
     returns, _ = optimum.optimal_returns(runs[0].suite)
     best_return = statistics.fmean(returns.values())
@@ -91,10 +91,13 @@ def main(argv):
                 continue
             print(f" {policy} policies:" if policy == "task" else " pi_0:")
             print("\n".join(describe(summary, grid, best_return)))
-    print("\nrunning time per run, minutes (min, median, max):")
-    for algo, minutes in statuses.items():
-        print(f"  {algo}: {min(minutes):.1f}, {statistics.median(minutes):.1f}, {max(minutes):.1f}")
-    total = sum(sum(m) for m in statuses.values())
+    print("\nrunning time per run, minutes (min, median, max; the median on each seed):")
+    for algo, timed in statuses.items():
+        minutes = [m for _, m in timed]
+        per_seed = ", ".join(f"seed {seed} {statistics.median(m for s, m in timed if s == seed):.1f}"
+                             for seed in sorted({s for s, _ in timed}))
+        print(f"  {algo}: {min(minutes):.1f}, {statistics.median(minutes):.1f}, {max(minutes):.1f}; {per_seed}")
+    total = sum(m for timed in statuses.values() for _, m in timed)
     print(f"  all {sum(map(len, statuses.values()))} runs: {total / 60:.1f} h of running time")
 
 
