@@ -2,14 +2,16 @@
 
     python docs/results/two_rooms_small/claims.py [RUNS_TAR]
 
-Uses the report's own definitions (``distral_tf.reporting.metrics``: 50 bins over 100,000 steps per
+Uses the report's own definitions (``distral_tf.report.Options``: 50 bins over 100,000 steps per
 task, AUC the mean of a run's curve, final return over the last 10% of the steps, or pi_0's final
 evaluation of 30 episodes per task). Prints, per algorithm: its best setting by AUC (mean over the
 seeds) for the task policies and for pi_0, with each seed's AUC and final return; the best AUC at
-each learning rate; the steps per task at which the best setting's mean curve first reaches half and
-nine tenths of the best achievable return; how many of its runs end at least at 50% and at 90% of it;
-and the spread between seeds. Last, the running time of the runs (``status.json``: agent steps over
-agent steps per second).
+each learning rate, with every entropy cost's AUC on each seed; the steps per task at which the
+best setting's mean curve first reaches half and nine tenths of the best achievable return; how
+many of its runs end at least at 50% and at 90% of it; and the spread between seeds. Last, the
+running time of the runs (``status.json``: agent steps over agent steps per second).
+
+Given ``tf1_rmsprop_runs.tar.gz``, it prints the same of the RMSProp initialisation comparison.
 """
 
 import json
@@ -22,13 +24,13 @@ from pathlib import Path
 
 import numpy as np
 
+from distral_tf import report
 from distral_tf.reporting import metrics, optimum
 from distral_tf.reporting import runs as runs_lib
 
 HERE = Path(__file__).resolve().parent
 ALGOS = ("a3c", "a3c_multitask", "a3c_2col", "kl_1col", "kl_2col", "klent_1col", "klent_2col")
-FINAL_FRACTION = 0.1
-NUM_BINS = 50
+OPTIONS = report.Options()  # the report's bins and final fraction, so that the numbers are report.md's
 
 
 def first_step_reaching(curve, grid, level):
@@ -49,8 +51,8 @@ def describe(summary, grid, best_return):
         at_lr = [s for s in summary.settings if s.hparams[0] == lr]
         top = max(at_lr, key=lambda s: s.auc)
         lines.append(f"  lr {lr:g}: best AUC {top.auc:.2f} at entropy cost {top.hparams[1]:g}, final "
-                     f"{statistics.fmean(top.finals):.2f}; AUCs over the entropy costs "
-                     + ", ".join(f"{s.auc:.2f}" for s in at_lr))
+                     f"{statistics.fmean(top.finals):.2f}; AUCs over the entropy costs (seeds) "
+                     + ", ".join(f"{s.auc:.2f} (" + ", ".join(f"{a:.2f}" for a in s.aucs) + ")" for s in at_lr))
     reach = [first_step_reaching(summary.mean_curve, grid, f * best_return) for f in (0.5, 0.9)]
     lines.append("  best setting's mean curve first at 50% / 90% of the optimum: "
                  + " / ".join("never" if r is None else f"{r:,.0f} steps per task" for r in reach))
@@ -76,7 +78,7 @@ def main(argv):
         for r in runs:
             status = json.loads((Path(r.path) / "status.json").read_text())
             statuses[r.algo].append((r.seed, status["env_steps"] / status["agent_steps_per_second"] / 60))
-    grid = metrics.make_grid(runs, NUM_BINS)
+    grid = metrics.make_grid(runs, OPTIONS.num_bins)
     returns, _ = optimum.optimal_returns(runs[0].suite)
     best_return = statistics.fmean(returns.values())
     print(f"{len(runs)} runs; best achievable return {best_return:.2f} (mean over the tasks)")
@@ -86,7 +88,7 @@ def main(argv):
             continue
         print(f"\n{algo} ({len(mine)} runs)")
         for policy in ("task", "distilled"):
-            summary = metrics.summarize(runs, algo, policy, grid, FINAL_FRACTION)
+            summary = metrics.summarize(runs, algo, policy, grid, OPTIONS.final_fraction)
             if summary.best is None:
                 continue
             print(f" {policy} policies:" if policy == "task" else " pi_0:")
